@@ -1,0 +1,36 @@
+"""trio_pool: a bounded worker pool for Trio."""
+
+from __future__ import annotations
+
+from ._errors import JobCancelled as JobCancelled
+from ._errors import JobTimeout as JobTimeout
+from ._errors import PoolClosed as PoolClosed
+from ._errors import PoolError as PoolError
+from ._errors import PoolOverloaded as PoolOverloaded
+from ._job import Job as Job
+from ._job import JobState as JobState
+from ._pool import Pool as Pool
+from ._pool import open_pool as open_pool
+from ._statistics import PoolStatistics as PoolStatistics
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "Job",
+    "JobCancelled",
+    "JobState",
+    "JobTimeout",
+    "Pool",
+    "PoolClosed",
+    "PoolError",
+    "PoolOverloaded",
+    "PoolStatistics",
+    "open_pool",
+)
+
+# Tracebacks and docs say trio_pool.X, not trio_pool._module.X.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("trio_pool."):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,29 @@
+"""The exceptions trio_pool raises.
+
+Each one subclasses :class:`PoolError` and, where there is one, the Trio
+exception a Trio user would already catch for the same situation.
+"""
+
+from __future__ import annotations
+
+import trio
+
+
+class PoolError(Exception):
+    """Base class for every error raised by trio_pool."""
+
+
+class PoolClosed(PoolError, trio.ClosedResourceError):
+    """The pool no longer takes work: it was closed, shut down or has exited."""
+
+
+class PoolOverloaded(PoolError, trio.WouldBlock):
+    """There was no room in the queue, now or within ``submit_timeout``."""
+
+
+class JobTimeout(PoolError, trio.TooSlowError):
+    """The job ran past its time limit and was cancelled."""
+
+
+class JobCancelled(PoolError):
+    """The job was cancelled by :meth:`Job.cancel`, by shutdown or from outside."""

@@ -1,0 +1,741 @@
+"""The pool: its queue, its workers, submitting, and stopping.
+
+How the pieces fit:
+
+* Accepted jobs wait in a deque (``_queue``) bounded by ``capacity``. Jobs
+  cancelled while queued stay in the deque as tombstones and are skipped;
+  ``_backlog`` counts only the live ones, so a cancelled job frees its room at
+  once.
+* Idle workers park in ``_idle``. A submit that finds an idle worker hands the
+  job straight to it.
+* Submitters waiting for room park in ``_room_waiters`` in arrival order;
+  whenever room appears, the first one's job is accepted and it wakes.
+* Each worker runs its jobs inside one `trio.CancelScope`, replaced only after
+  it has been cancelled (by a time limit, `Job.cancel` or shutdown), so a job
+  costs no new cancel scope of its own unless it is cancelled.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import logging
+import math
+from collections import OrderedDict, deque
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+
+import outcome
+import trio
+from trio.lowlevel import (
+    Abort,
+    Task,
+    cancel_shielded_checkpoint,
+    checkpoint,
+    checkpoint_if_cancelled,
+    current_task,
+    enable_ki_protection,
+    reschedule,
+    wait_task_rescheduled,
+)
+
+from ._checks import check_async_fn, check_int, check_name, check_seconds
+from ._errors import PoolClosed, PoolOverloaded
+from ._job import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Job
+from ._statistics import PoolStatistics
+
+if TYPE_CHECKING:
+    import sys
+    from collections.abc import AsyncIterator, Awaitable, Callable
+    from contextlib import AbstractAsyncContextManager
+
+    from typing_extensions import TypeVarTuple, Unpack
+
+    if sys.version_info < (3, 11):
+        from exceptiongroup import BaseExceptionGroup
+
+    PosArgT = TypeVarTuple("PosArgT")
+else:
+    import sys
+
+    if sys.version_info < (3, 11):
+        from exceptiongroup import BaseExceptionGroup
+
+T = TypeVar("T")
+
+logger: Final = logging.getLogger("trio_pool")
+
+YIELD_EVERY: Final = 32
+"""A task passes a schedule point at least once every this many pool calls
+that did not have to wait (and a worker, every this many jobs)."""
+
+_pool_numbers = itertools.count(1)
+_current_pool: contextvars.ContextVar[Pool | None] = contextvars.ContextVar(
+    "trio_pool.current_pool", default=None
+)
+
+
+class _UseDefault:
+    def __repr__(self) -> str:
+        return "<the pool's job_timeout>"
+
+
+USE_DEFAULT: Final = _UseDefault()
+"""Marks a ``timeout`` argument that was not given: the pool's default applies."""
+
+
+@final
+class _Worker:
+    """Bookkeeping for one worker task."""
+
+    __slots__ = ("job", "streak", "task")
+
+    def __init__(self) -> None:
+        self.task: Task | None = None
+        self.job: Job[Any] | None = None  # the job it was handed, or is running
+        self.streak = 0  # jobs run since its last schedule point
+
+
+@final
+class Pool:
+    """A pool of worker tasks running jobs, at most ``workers`` at a time.
+
+    Create one with `open_pool`. Checkpoints: `submit`, `run`, `shutdown`,
+    `Job.result` and `Job.wait` always check for cancellation. They yield to
+    the scheduler whenever they wait, and otherwise at least once every
+    ``YIELD_EVERY`` (32) calls, so a task that submits in a tight loop cannot
+    starve the workers or other tasks. Trio's documentation allows a
+    scheduler to skip the switch at some checkpoints; trio_pool skips most of
+    them on its fast paths because a switch costs more than a whole job.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int,
+        capacity: int,
+        job_timeout: float | None,
+        submit_timeout: float | None,
+        name: str,
+    ) -> None:
+        self._name = name
+        self._min_workers = workers
+        self._max_workers = workers
+        self._capacity = capacity
+        self._job_timeout = job_timeout
+        self._submit_timeout = submit_timeout
+
+        self._queue: deque[Job[Any]] = deque()
+        self._backlog = 0  # live jobs in _queue
+        self._idle: list[_Worker] = []
+        self._workers: set[_Worker] = set()
+        self._room_waiters: OrderedDict[Task, Job[Any]] = OrderedDict()
+        self._drain_waiters: list[Task] = []
+        self._nursery: trio.Nursery | None = None
+        self._closed = False
+        self._since_yield = 0
+        # Workers woken with a job that have not run yet. While one is pending,
+        # new jobs go to the queue: the woken worker wakes the next idle one
+        # if work is still waiting when it starts (a chain, not a stampede).
+        self._waking = 0
+
+        self._submitted = 0
+        self._running = 0
+        self._succeeded = 0
+        self._failed = 0
+        self._timed_out = 0
+        self._cancelled = 0
+        self._rejected = 0
+
+    def __repr__(self) -> str:
+        return f"<trio_pool.Pool {self._name!r} workers={self._max_workers}>"
+
+    @property
+    def name(self) -> str:
+        """The pool's name, as it appears in logs, spans and metrics."""
+        return self._name
+
+    # ------------------------------------------------------------------ submit
+
+    async def submit(
+        self,
+        fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
+        *args: Unpack[PosArgT],
+        name: str | None = None,
+        timeout: float | None | _UseDefault = USE_DEFAULT,
+    ) -> Job[T]:
+        """Queue ``fn(*args)`` and return its `Job`.
+
+        Waits while the queue is full (backpressure). Inside a job of this
+        same pool it never waits: a full queue raises `PoolOverloaded` at once,
+        because every worker could be such a job waiting for room only a
+        worker can make.
+
+        Args:
+            fn: an async function; pass keyword arguments with
+                `functools.partial`.
+            *args: positional arguments for ``fn``.
+            name: the job's name in logs and telemetry; ``fn``'s qualified
+                name by default.
+            timeout: seconds the job may run (queue time does not count);
+                ``None`` for no limit; the pool's ``job_timeout`` by default.
+
+        Returns:
+            The job's handle.
+
+        Raises:
+            PoolOverloaded: no room within the pool's ``submit_timeout``.
+            PoolClosed: the pool no longer takes work.
+            TypeError, ValueError: a bad argument.
+        """
+        await checkpoint_if_cancelled()
+        job = self._new_job("submit", fn, args, name, timeout)
+        if self._offer(job):
+            self._since_yield += 1
+            if self._since_yield >= YIELD_EVERY:
+                self._since_yield = 0
+                await cancel_shielded_checkpoint()
+            return job
+        if _current_pool.get() is self:
+            raise self._overloaded("submit() inside one of its own jobs")
+        submit_timeout = self._submit_timeout
+        if submit_timeout is None:
+            await self._wait_for_room(job)
+            return job
+        with trio.move_on_after(submit_timeout):
+            await self._wait_for_room(job)
+            return job
+        raise self._overloaded(f"within submit_timeout={submit_timeout!r}s")
+
+    def submit_nowait(
+        self,
+        fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
+        *args: Unpack[PosArgT],
+        name: str | None = None,
+        timeout: float | None | _UseDefault = USE_DEFAULT,
+    ) -> Job[T]:
+        """Queue ``fn(*args)`` if there is room right now, and return its `Job`.
+
+        Takes the same arguments as `submit`; never blocks.
+
+        Raises:
+            PoolOverloaded: no idle worker and the queue is full.
+            PoolClosed: the pool no longer takes work.
+            TypeError, ValueError: a bad argument.
+        """
+        job = self._new_job("submit_nowait", fn, args, name, timeout)
+        if self._offer(job):
+            return job
+        raise self._overloaded("right now")
+
+    async def run(
+        self,
+        fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
+        *args: Unpack[PosArgT],
+        name: str | None = None,
+        timeout: float | None | _UseDefault = USE_DEFAULT,
+    ) -> T:
+        """Submit ``fn(*args)``, wait for it, and return its value.
+
+        Takes the same arguments as `submit`. If the caller is cancelled while
+        it waits, the job is cancelled too.
+
+        Raises:
+            Exception: whatever the job raised, `JobTimeout`, `JobCancelled`,
+                or what `submit` raises.
+        """
+        job = await self.submit(fn, *args, name=name, timeout=timeout)
+        try:
+            return await job.result()
+        except trio.Cancelled:
+            job.cancel()
+            raise
+
+    def _new_job(
+        self,
+        method: str,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        name: str | None,
+        timeout: float | None | _UseDefault,
+    ) -> Job[T]:
+        check_async_fn(method, fn)
+        if name is not None:
+            check_name("name", name)
+        if timeout is USE_DEFAULT:
+            limit = self._job_timeout
+        else:
+            limit = check_seconds("timeout", timeout)
+        if self._closed:
+            self._rejected += 1
+            raise PoolClosed(f"pool {self._name!r} is closed and takes no more jobs")
+        return Job(self, fn, args, name, limit)
+
+    def _overloaded(self, when: str) -> PoolOverloaded:
+        self._rejected += 1
+        return PoolOverloaded(
+            f"pool {self._name!r} has no room {when}: all {len(self._workers)} "
+            f"workers busy and {self._backlog} of capacity={self._capacity} queued",
+        )
+
+    @enable_ki_protection
+    def _offer(self, job: Job[Any]) -> bool:
+        """Accept ``job`` if a worker is idle or the queue has room."""
+        idle = self._idle
+        if idle and not self._waking:
+            self._submitted += 1
+            self._hand_over(idle.pop(), job)
+            return True
+        if self._backlog < self._capacity:
+            self._submitted += 1
+            self._queue.append(job)
+            job._in_queue = True  # noqa: SLF001
+            self._backlog += 1
+            return True
+        if idle:  # a small or zero capacity: wake a second worker after all
+            self._submitted += 1
+            self._hand_over(idle.pop(), job)
+            return True
+        return False
+
+    def _hand_over(self, worker: _Worker, job: Job[Any]) -> None:
+        """Wake an idle worker with ``job`` as its next job."""
+        self._waking += 1
+        worker.job = job
+        reschedule(worker.task, outcome.Value(job))  # type: ignore[arg-type]
+
+    async def _wait_for_room(self, job: Job[Any]) -> None:
+        task = current_task()
+        waiters = self._room_waiters
+        waiters[task] = job
+
+        def abort(_: object) -> Abort:
+            del waiters[task]
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+    @enable_ki_protection
+    def _admit_waiters(self) -> None:
+        """Accept waiting submitters' jobs while the queue has room."""
+        waiters = self._room_waiters
+        while waiters and self._backlog < self._capacity:
+            task, job = waiters.popitem(last=False)
+            self._submitted += 1
+            self._queue.append(job)
+            job._in_queue = True  # noqa: SLF001
+            self._backlog += 1
+            reschedule(task)
+
+    async def _yield_sometimes(self) -> None:
+        """A schedule point once every `YIELD_EVERY` calls."""
+        self._since_yield += 1
+        if self._since_yield >= YIELD_EVERY:
+            self._since_yield = 0
+            await cancel_shielded_checkpoint()
+
+    # ---------------------------------------------------------------- workers
+
+    @enable_ki_protection
+    def _take_job(self) -> Job[Any] | None:
+        """Return the next queued job, or None when there is none."""
+        queue = self._queue
+        while queue:
+            job = queue.popleft()
+            if job._state is QUEUED:  # noqa: SLF001 - else a cancelled tombstone
+                self._backlog -= 1
+                if self._room_waiters:
+                    self._admit_waiters()
+                return job
+        waiters = self._room_waiters
+        if waiters:  # capacity 0: take a waiting submitter's job directly
+            task, job = waiters.popitem(last=False)
+            self._submitted += 1
+            reschedule(task)
+            return job
+        return None
+
+    @enable_ki_protection
+    def _wake_next(self) -> None:
+        """Hand the next queued job to an idle worker."""
+        job = self._take_job()
+        if job is not None:
+            self._hand_over(self._idle.pop(), job)
+
+    async def _wait_for_job(self, worker: _Worker) -> Job[Any] | None:
+        """Park until a job is handed over; None means the worker should stop."""
+        if self._closed:
+            return None
+        idle = self._idle
+        idle.append(worker)
+        worker.streak = 0
+
+        def abort(_: object) -> Abort:
+            idle.remove(worker)
+            return Abort.SUCCEEDED
+
+        job: Job[Any] | None = await wait_task_rescheduled(abort)
+        if job is not None:
+            self._waking -= 1
+        return job
+
+    async def _work(self, worker: _Worker) -> None:
+        """A worker task: take jobs and run them until the pool stops."""
+        worker.task = current_task()
+        _current_pool.set(self)
+        try:
+            while True:
+                job: Job[Any] | None = None
+                try:
+                    with trio.CancelScope() as scope:
+                        while True:
+                            job = self._take_job()
+                            if job is None:
+                                job = await self._wait_for_job(worker)
+                                if job is None:
+                                    return
+                                if job._state is not QUEUED:  # noqa: SLF001
+                                    job = None  # cancelled after the hand-over
+                                    continue
+                            elif worker.streak >= YIELD_EVERY:
+                                worker.streak = 0
+                                await checkpoint()
+                            worker.streak += 1
+                            if self._backlog and self._idle and not self._waking:
+                                self._wake_next()
+                            self._start(worker, job, scope)
+                            try:
+                                value = await job._fn(*job._args)  # noqa: SLF001
+                            except Exception as exc:
+                                self._fail(worker, job, exc)
+                            else:
+                                self._succeed(worker, job, value)
+                            job = None
+                            if scope.cancel_called:
+                                break  # a cancelled scope is never reused
+                except Exception as exc:
+                    # Escaped the job's scope: e.g. an ExceptionGroup from the
+                    # job's own nursery, after its Cancelled were taken out.
+                    if job is None:
+                        raise
+                    self._fail(worker, job, exc)
+                except BaseException as exc:
+                    if job is not None:
+                        self._abandon(worker, job, exc)
+                    raise
+                else:
+                    if job is not None:  # the scope caught the job's Cancelled
+                        self._end_cancelled(worker, job)
+        finally:
+            self._workers.discard(worker)
+            worker.job = None
+
+    def _start(self, worker: _Worker, job: Job[Any], scope: trio.CancelScope) -> None:
+        job._state = RUNNING  # noqa: SLF001
+        job._scope = scope  # noqa: SLF001
+        worker.job = job
+        self._running += 1
+        if job._timeout is not None:  # noqa: SLF001
+            scope.deadline = trio.current_time() + job._timeout  # noqa: SLF001
+
+    def _stop(self, worker: _Worker, job: Job[Any]) -> None:
+        worker.job = None
+        self._running -= 1
+        if job._timeout is not None and job._scope is not None:  # noqa: SLF001
+            job._scope.deadline = math.inf  # noqa: SLF001
+
+    def _succeed(self, worker: _Worker, job: Job[Any], value: object) -> None:
+        self._stop(worker, job)
+        self._succeeded += 1
+        job._resolve(SUCCEEDED, value)  # noqa: SLF001
+        if self._drain_waiters:
+            self._wake_if_drained()
+
+    def _fail(self, worker: _Worker, job: Job[Any], exc: BaseException) -> None:
+        self._stop(worker, job)
+        self._failed += 1
+        job._resolve(FAILED, error=exc)  # noqa: SLF001
+        logger.warning(
+            "job %r in pool %r failed", job.name, self._name, exc_info=exc
+        )
+        if self._drain_waiters:
+            self._wake_if_drained()
+
+    def _end_cancelled(self, worker: _Worker, job: Job[Any]) -> None:
+        """The job's own scope caught its cancellation: timed out or cancelled."""
+        self._stop(worker, job)
+        if job._cancel_requested:  # noqa: SLF001
+            self._cancelled += 1
+            job._resolve(CANCELLED, error=job._cancelled_error())  # noqa: SLF001
+        else:
+            self._timed_out += 1
+            job._resolve(TIMED_OUT, error=job._timeout_error())  # noqa: SLF001
+        if self._drain_waiters:
+            self._wake_if_drained()
+
+    def _abandon(self, worker: _Worker, job: Job[Any], exc: BaseException) -> None:
+        """A BaseException is leaving the worker while it runs ``job``."""
+        if isinstance(exc, trio.Cancelled) or (
+            isinstance(exc, BaseExceptionGroup)
+            and exc.split(trio.Cancelled)[1] is None  # pyright: ignore[reportUnknownMemberType]
+        ):
+            self._stop(worker, job)
+            self._cancelled += 1
+            job._resolve(CANCELLED, error=job._cancelled_error())  # noqa: SLF001
+        else:  # KeyboardInterrupt, SystemExit...: recorded, then re-raised
+            self._stop(worker, job)
+            self._failed += 1
+            job._resolve(FAILED, error=exc)  # noqa: SLF001
+        if self._drain_waiters:
+            self._wake_if_drained()
+
+    # --------------------------------------------------------------- stopping
+
+    @enable_ki_protection
+    def _cancel_queued(self, job: Job[Any]) -> None:
+        """Cancel a job that has not started (called by `Job.cancel`)."""
+        self._cancelled += 1
+        job._resolve(CANCELLED, error=job._cancelled_error())  # noqa: SLF001
+        if job._in_queue:  # noqa: SLF001 - else handed to a worker, which skips it
+            self._backlog -= 1
+            queue = self._queue
+            if len(queue) > 2 * self._backlog + 32:  # drop the tombstones
+                self._queue = deque(j for j in queue if j._state is QUEUED)  # noqa: SLF001
+            if self._room_waiters:
+                self._admit_waiters()
+        if self._drain_waiters:
+            self._wake_if_drained()
+
+    def close(self) -> None:
+        """Stop taking work: `submit` raises `PoolClosed` from now on.
+
+        Queued and running jobs still run. Submitters already waiting for room
+        get `PoolClosed`. Closing twice does nothing.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        waiters = self._room_waiters
+        while waiters:
+            task, _ = waiters.popitem(last=False)
+            self._rejected += 1
+            error = PoolClosed(f"pool {self._name!r} closed while submit() waited")
+            reschedule(task, outcome.Error(error))
+        if not self._backlog:
+            idle = self._idle
+            while idle:
+                reschedule(idle.pop().task, outcome.Value(None))  # type: ignore[arg-type]
+        logger.debug("pool %r closed", self._name)
+
+    def _cancel_everything(self) -> None:
+        """Close, cancel every queued job and every running job's scope."""
+        self.close()
+        queue = self._queue
+        while queue:
+            job = queue.popleft()
+            if job._state is QUEUED:  # noqa: SLF001
+                self._cancelled += 1
+                job._resolve(CANCELLED, error=job._cancelled_error())  # noqa: SLF001
+        self._backlog = 0
+        for worker in self._workers:
+            job = worker.job
+            if job is None:
+                continue
+            if job._state is QUEUED:  # noqa: SLF001 - handed over, not started
+                self._cancelled += 1
+                job._resolve(CANCELLED, error=job._cancelled_error())  # noqa: SLF001
+            elif job._state is RUNNING:  # noqa: SLF001
+                job.cancel()
+        idle = self._idle
+        while idle:
+            reschedule(idle.pop().task, outcome.Value(None))  # type: ignore[arg-type]
+        self._wake_if_drained()
+
+    def _wake_if_drained(self) -> None:
+        if self._running == 0 and self._backlog == 0 and not self._handed_over():
+            waiters = self._drain_waiters
+            for task in waiters:
+                reschedule(task)
+            waiters.clear()
+
+    def _handed_over(self) -> bool:
+        return any(
+            w.job is not None and w.job._state is QUEUED  # noqa: SLF001
+            for w in self._workers
+        )
+
+    async def _wait_drained(self) -> None:
+        if self._running == 0 and self._backlog == 0 and not self._handed_over():
+            await checkpoint()
+            return
+        task = current_task()
+        waiters = self._drain_waiters
+        waiters.append(task)
+
+        def abort(_: object) -> Abort:
+            waiters.remove(task)
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+    async def shutdown(self, grace_period: float | None = None) -> None:
+        """Close the pool, let it drain, then cancel whatever is left.
+
+        Waits up to ``grace_period`` seconds (``None``: no limit) for queued
+        and running jobs to finish, then cancels the rest (they end
+        `JobState.CANCELLED`) and waits for them. When it returns, every job
+        is done. This is a checkpoint.
+
+        Raises:
+            TypeError, ValueError: a bad ``grace_period``.
+        """
+        grace = check_seconds("grace_period", grace_period)
+        self.close()
+        with trio.move_on_after(math.inf if grace is None else grace):
+            await self._wait_drained()
+            return
+        logger.info(
+            "pool %r: grace period of %ss over, cancelling %d running and %d "
+            "queued jobs",
+            self._name,
+            grace,
+            self._running,
+            self._backlog,
+        )
+        self._cancel_everything()
+        await self._wait_drained()
+
+    # ------------------------------------------------------------- statistics
+
+    def statistics(self) -> PoolStatistics:
+        """Return a `PoolStatistics` snapshot. Never blocks."""
+        finished = self._succeeded + self._failed + self._timed_out + self._cancelled
+        return PoolStatistics(
+            name=self._name,
+            workers=len(self._workers),
+            idle_workers=len(self._idle),
+            min_workers=self._min_workers,
+            max_workers=self._max_workers,
+            capacity=self._capacity,
+            queued=self._submitted - self._running - finished,
+            running=self._running,
+            waiting_submitters=len(self._room_waiters),
+            submitted=self._submitted,
+            succeeded=self._succeeded,
+            failed=self._failed,
+            timed_out=self._timed_out,
+            cancelled=self._cancelled,
+            rejected=self._rejected,
+            closed=self._closed,
+        )
+
+    # ---------------------------------------------------------------- running
+
+    def _spawn_worker(self, nursery: trio.Nursery) -> None:
+        worker = _Worker()
+        self._workers.add(worker)
+        nursery.start_soon(
+            self._work, worker, name=f"trio_pool worker of {self._name!r}"
+        )
+
+    @asynccontextmanager
+    async def _running_in_nursery(self) -> AsyncIterator[Pool]:
+        body_error: BaseException | None = None
+        worker_errors: list[BaseException] = []
+        logger.info(
+            "pool %r started: %d workers, capacity %d",
+            self._name,
+            self._min_workers,
+            self._capacity,
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for _ in range(self._min_workers):
+                    self._spawn_worker(nursery)
+                try:
+                    yield self
+                except BaseException as exc:
+                    body_error = exc
+                    self._cancel_everything()
+                    nursery.cancel_scope.cancel()
+                else:
+                    self.close()
+        except BaseExceptionGroup as group:
+            rest = group.split(trio.Cancelled)[1]  # pyright: ignore[reportUnknownMemberType]
+            if rest is None and body_error is None:
+                raise
+            if rest is not None:
+                worker_errors = _leaves(rest)
+        finally:
+            self._nursery = None
+            self._cancel_everything()  # resolve anything an outer cancel left
+            logger.info("pool %r stopped: %s", self._name, self.statistics())
+        if worker_errors:
+            if body_error is not None and not isinstance(body_error, trio.Cancelled):
+                worker_errors.insert(0, body_error)
+            if len(worker_errors) == 1:
+                raise worker_errors[0]
+            raise BaseExceptionGroup("errors in trio_pool", worker_errors)
+        if body_error is not None:
+            raise body_error
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            leaves.extend(_leaves(exc))  # pyright: ignore[reportUnknownArgumentType]
+        else:
+            leaves.append(exc)
+    return leaves
+
+
+def default_capacity(workers: int) -> int:
+    """The queue capacity used when ``open_pool`` is given none."""
+    return max(2 * workers, 64)
+
+
+def open_pool(
+    workers: int,
+    *,
+    capacity: int | None = None,
+    job_timeout: float | None = None,
+    submit_timeout: float | None = None,
+    name: str | None = None,
+) -> AbstractAsyncContextManager[Pool]:
+    """Open a pool of ``workers`` worker tasks.
+
+    Use it as ``async with trio_pool.open_pool(8) as pool:``. The workers live
+    in a nursery inside the ``async with``. When the body ends normally the
+    pool stops taking work, runs every queued job and waits for all of them.
+    If the body raises, or the surrounding scope is cancelled, every job is
+    cancelled and resolves `JobState.CANCELLED`, and the body's exception
+    comes out as itself, not wrapped in an `ExceptionGroup`.
+
+    Args:
+        workers: how many jobs run at once; an int >= 1.
+        capacity: how many accepted jobs may wait for a worker; an int >= 0
+            (0: hand-off only). Default: ``max(2 * workers, 64)``.
+        job_timeout: the default time limit of each job, in seconds of
+            running time; ``None`` for no limit.
+        submit_timeout: how long `Pool.submit` may wait for room before it
+            raises `PoolOverloaded`; ``None`` waits without limit.
+        name: the pool's name in logs and telemetry; ``pool-N`` by default.
+
+    Raises:
+        TypeError, ValueError: a bad argument, at once.
+    """
+    check_int("workers", workers, 1)
+    if capacity is None:
+        capacity = default_capacity(workers)
+    else:
+        check_int("capacity", capacity, 0)
+    pool = Pool(
+        workers=workers,
+        capacity=capacity,
+        job_timeout=check_seconds("job_timeout", job_timeout),
+        submit_timeout=check_seconds("submit_timeout", submit_timeout),
+        name=check_name("name", name) or f"pool-{next(_pool_numbers)}",
+    )
+    return pool._running_in_nursery()  # noqa: SLF001

@@ -1,0 +1,48 @@
+"""The snapshot returned by `Pool.statistics`."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class PoolStatistics:
+    """A snapshot of a pool, in the manner of Trio's own ``statistics()``.
+
+    At every moment, ``submitted == queued + running + succeeded + failed +
+    timed_out + cancelled``.
+    """
+
+    name: str
+    """The pool's name."""
+    workers: int
+    """Worker tasks alive now."""
+    idle_workers: int
+    """Workers waiting for a job now."""
+    min_workers: int
+    """The fewest workers the pool keeps."""
+    max_workers: int
+    """The most workers the pool may run."""
+    capacity: int
+    """How many jobs may wait in the queue."""
+    queued: int
+    """Accepted jobs that have not started yet."""
+    running: int
+    """Jobs executing now."""
+    waiting_submitters: int
+    """Tasks blocked in `Pool.submit` waiting for room (their jobs are not
+    accepted yet, so they are not counted in ``submitted``)."""
+    submitted: int
+    """Jobs accepted since the pool opened."""
+    succeeded: int
+    """Jobs that returned a value."""
+    failed: int
+    """Jobs that raised an exception."""
+    timed_out: int
+    """Jobs cancelled by their time limit."""
+    cancelled: int
+    """Jobs cancelled by `Job.cancel`, by shutdown or from outside the pool."""
+    rejected: int
+    """Submissions refused with `PoolOverloaded` or `PoolClosed`."""
+    closed: bool
+    """Whether the pool has stopped taking work."""
