@@ -42,6 +42,17 @@ def check_seconds(name: str, value: object) -> float | None:
     return float(value)
 
 
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is a bool.
+
+    Raises:
+        TypeError: it is anything else.
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
 def check_name(name: str, value: object) -> str | None:
     """Return ``value`` if it is a str or None.
 

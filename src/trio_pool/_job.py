@@ -7,7 +7,6 @@ import math
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import outcome
-import trio
 from trio.lowlevel import (
     Abort,
     Task,
@@ -22,6 +21,8 @@ from ._errors import JobCancelled, JobTimeout
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from types import TracebackType
+
+    import trio
 
     from ._pool import Pool
 
@@ -150,7 +151,7 @@ class Job(Generic[T]):
         """
         state = self._state
         if state is QUEUED:
-            self._pool._cancel_queued(self)  # noqa: SLF001
+            self._pool._cancel_queued(self)
         elif state is RUNNING:
             self._cancel_requested = True
             if self._scope is not None:
@@ -205,7 +206,7 @@ class Job(Generic[T]):
 
             await wait_task_rescheduled(abort)
         else:
-            await self._pool._yield_sometimes()  # noqa: SLF001
+            await self._pool._yield_sometimes()
 
     def _resolve(
         self,

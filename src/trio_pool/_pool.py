@@ -39,16 +39,34 @@ from trio.lowlevel import (
     wait_task_rescheduled,
 )
 
-from ._checks import check_async_fn, check_int, check_name, check_seconds
+from ._checks import (
+    check_async_fn,
+    check_bool,
+    check_int,
+    check_name,
+    check_seconds,
+)
 from ._errors import PoolClosed, PoolOverloaded
-from ._job import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Job
+from ._job import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    TIMED_OUT,
+    Job,
+    JobState,
+)
 from ._statistics import PoolStatistics
+from ._telemetry import JobSpan, PoolTelemetry
 
 if TYPE_CHECKING:
     import sys
     from collections.abc import AsyncIterator, Awaitable, Callable
     from contextlib import AbstractAsyncContextManager
 
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
     from typing_extensions import TypeVarTuple, Unpack
 
     if sys.version_info < (3, 11):
@@ -88,11 +106,12 @@ USE_DEFAULT: Final = _UseDefault()
 class _Worker:
     """Bookkeeping for one worker task."""
 
-    __slots__ = ("job", "streak", "task")
+    __slots__ = ("job", "span", "streak", "task")
 
     def __init__(self) -> None:
         self.task: Task | None = None
         self.job: Job[Any] | None = None  # the job it was handed, or is running
+        self.span: JobSpan | None = None  # the running job's span, if traced
         self.streak = 0  # jobs run since its last schedule point
 
 
@@ -117,6 +136,9 @@ class Pool:
         job_timeout: float | None,
         submit_timeout: float | None,
         name: str,
+        telemetry: bool,
+        tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None,
     ) -> None:
         self._name = name
         self._min_workers = workers
@@ -147,6 +169,12 @@ class Pool:
         self._cancelled = 0
         self._rejected = 0
 
+        self._telemetry: PoolTelemetry | None = None
+        if telemetry:
+            recorder = PoolTelemetry(self, tracer_provider, meter_provider)
+            if recorder.active:
+                self._telemetry = recorder
+
     def __repr__(self) -> str:
         return f"<trio_pool.Pool {self._name!r} workers={self._max_workers}>"
 
@@ -162,7 +190,7 @@ class Pool:
         fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
         *args: Unpack[PosArgT],
         name: str | None = None,
-        timeout: float | None | _UseDefault = USE_DEFAULT,
+        timeout: float | _UseDefault | None = USE_DEFAULT,
     ) -> Job[T]:
         """Queue ``fn(*args)`` and return its `Job`.
 
@@ -212,7 +240,7 @@ class Pool:
         fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
         *args: Unpack[PosArgT],
         name: str | None = None,
-        timeout: float | None | _UseDefault = USE_DEFAULT,
+        timeout: float | _UseDefault | None = USE_DEFAULT,
     ) -> Job[T]:
         """Queue ``fn(*args)`` if there is room right now, and return its `Job`.
 
@@ -233,7 +261,7 @@ class Pool:
         fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
         *args: Unpack[PosArgT],
         name: str | None = None,
-        timeout: float | None | _UseDefault = USE_DEFAULT,
+        timeout: float | _UseDefault | None = USE_DEFAULT,
     ) -> T:
         """Submit ``fn(*args)``, wait for it, and return its value.
 
@@ -257,7 +285,7 @@ class Pool:
         fn: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
         name: str | None,
-        timeout: float | None | _UseDefault,
+        timeout: float | _UseDefault | None,
     ) -> Job[T]:
         check_async_fn(method, fn)
         if name is not None:
@@ -267,12 +295,25 @@ class Pool:
         else:
             limit = check_seconds("timeout", timeout)
         if self._closed:
-            self._rejected += 1
+            self._reject("closed")
             raise PoolClosed(f"pool {self._name!r} is closed and takes no more jobs")
-        return Job(self, fn, args, name, limit)
+        job = Job(self, fn, args, name, limit)
+        if self._telemetry is not None:
+            self._telemetry.created(job)
+        return job
+
+    def _reject(self, reason: str) -> None:
+        self._rejected += 1
+        if self._telemetry is not None:
+            self._telemetry.rejected(reason)
+
+    def _accept(self) -> None:
+        self._submitted += 1
+        if self._telemetry is not None:
+            self._telemetry.accepted()
 
     def _overloaded(self, when: str) -> PoolOverloaded:
-        self._rejected += 1
+        self._reject("overloaded")
         return PoolOverloaded(
             f"pool {self._name!r} has no room {when}: all {len(self._workers)} "
             f"workers busy and {self._backlog} of capacity={self._capacity} queued",
@@ -283,17 +324,17 @@ class Pool:
         """Accept ``job`` if a worker is idle or the queue has room."""
         idle = self._idle
         if idle and not self._waking:
-            self._submitted += 1
+            self._accept()
             self._hand_over(idle.pop(), job)
             return True
         if self._backlog < self._capacity:
-            self._submitted += 1
+            self._accept()
             self._queue.append(job)
-            job._in_queue = True  # noqa: SLF001
+            job._in_queue = True
             self._backlog += 1
             return True
         if idle:  # a small or zero capacity: wake a second worker after all
-            self._submitted += 1
+            self._accept()
             self._hand_over(idle.pop(), job)
             return True
         return False
@@ -321,9 +362,9 @@ class Pool:
         waiters = self._room_waiters
         while waiters and self._backlog < self._capacity:
             task, job = waiters.popitem(last=False)
-            self._submitted += 1
+            self._accept()
             self._queue.append(job)
-            job._in_queue = True  # noqa: SLF001
+            job._in_queue = True
             self._backlog += 1
             reschedule(task)
 
@@ -342,7 +383,7 @@ class Pool:
         queue = self._queue
         while queue:
             job = queue.popleft()
-            if job._state is QUEUED:  # noqa: SLF001 - else a cancelled tombstone
+            if job._state is QUEUED:
                 self._backlog -= 1
                 if self._room_waiters:
                     self._admit_waiters()
@@ -350,7 +391,7 @@ class Pool:
         waiters = self._room_waiters
         if waiters:  # capacity 0: take a waiting submitter's job directly
             task, job = waiters.popitem(last=False)
-            self._submitted += 1
+            self._accept()
             reschedule(task)
             return job
         return None
@@ -394,7 +435,7 @@ class Pool:
                                 job = await self._wait_for_job(worker)
                                 if job is None:
                                     return
-                                if job._state is not QUEUED:  # noqa: SLF001
+                                if job._state is not QUEUED:
                                     job = None  # cancelled after the hand-over
                                     continue
                             elif worker.streak >= YIELD_EVERY:
@@ -405,11 +446,11 @@ class Pool:
                                 self._wake_next()
                             self._start(worker, job, scope)
                             try:
-                                value = await job._fn(*job._args)  # noqa: SLF001
+                                value = await job._fn(*job._args)
                             except Exception as exc:
-                                self._fail(worker, job, exc)
+                                self._finish(worker, job, FAILED, error=exc)
                             else:
-                                self._succeed(worker, job, value)
+                                self._finish(worker, job, SUCCEEDED, value)
                             job = None
                             if scope.cancel_called:
                                 break  # a cancelled scope is never reused
@@ -418,93 +459,99 @@ class Pool:
                     # job's own nursery, after its Cancelled were taken out.
                     if job is None:
                         raise
-                    self._fail(worker, job, exc)
+                    self._finish(worker, job, FAILED, error=exc)
                 except BaseException as exc:
                     if job is not None:
-                        self._abandon(worker, job, exc)
+                        self._finish(
+                            worker, job, self._outcome_of_escape(exc), error=exc
+                        )
                     raise
                 else:
                     if job is not None:  # the scope caught the job's Cancelled
-                        self._end_cancelled(worker, job)
+                        self._finish(worker, job, self._outcome_of_cancel(job))
         finally:
             self._workers.discard(worker)
             worker.job = None
 
     def _start(self, worker: _Worker, job: Job[Any], scope: trio.CancelScope) -> None:
-        job._state = RUNNING  # noqa: SLF001
-        job._scope = scope  # noqa: SLF001
+        job._state = RUNNING
+        job._scope = scope
         worker.job = job
         self._running += 1
-        if job._timeout is not None:  # noqa: SLF001
-            scope.deadline = trio.current_time() + job._timeout  # noqa: SLF001
+        if job._timeout is not None:
+            scope.deadline = trio.current_time() + job._timeout
+        if self._telemetry is not None:
+            worker.span = self._telemetry.started(job)
 
-    def _stop(self, worker: _Worker, job: Job[Any]) -> None:
+    def _finish(
+        self,
+        worker: _Worker,
+        job: Job[Any],
+        state: JobState,
+        value: object = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Record how a running job ended and resolve its handle."""
         worker.job = None
         self._running -= 1
-        if job._timeout is not None and job._scope is not None:  # noqa: SLF001
-            job._scope.deadline = math.inf  # noqa: SLF001
-
-    def _succeed(self, worker: _Worker, job: Job[Any], value: object) -> None:
-        self._stop(worker, job)
-        self._succeeded += 1
-        job._resolve(SUCCEEDED, value)  # noqa: SLF001
-        if self._drain_waiters:
-            self._wake_if_drained()
-
-    def _fail(self, worker: _Worker, job: Job[Any], exc: BaseException) -> None:
-        self._stop(worker, job)
-        self._failed += 1
-        job._resolve(FAILED, error=exc)  # noqa: SLF001
-        logger.warning(
-            "job %r in pool %r failed", job.name, self._name, exc_info=exc
-        )
-        if self._drain_waiters:
-            self._wake_if_drained()
-
-    def _end_cancelled(self, worker: _Worker, job: Job[Any]) -> None:
-        """The job's own scope caught its cancellation: timed out or cancelled."""
-        self._stop(worker, job)
-        if job._cancel_requested:  # noqa: SLF001
-            self._cancelled += 1
-            job._resolve(CANCELLED, error=job._cancelled_error())  # noqa: SLF001
-        else:
-            self._timed_out += 1
-            job._resolve(TIMED_OUT, error=job._timeout_error())  # noqa: SLF001
-        if self._drain_waiters:
-            self._wake_if_drained()
-
-    def _abandon(self, worker: _Worker, job: Job[Any], exc: BaseException) -> None:
-        """A BaseException is leaving the worker while it runs ``job``."""
-        if isinstance(exc, trio.Cancelled) or (
-            isinstance(exc, BaseExceptionGroup)
-            and exc.split(trio.Cancelled)[1] is None  # pyright: ignore[reportUnknownMemberType]
-        ):
-            self._stop(worker, job)
-            self._cancelled += 1
-            job._resolve(CANCELLED, error=job._cancelled_error())  # noqa: SLF001
-        else:  # KeyboardInterrupt, SystemExit...: recorded, then re-raised
-            self._stop(worker, job)
+        scope = job._scope
+        if job._timeout is not None and scope is not None:
+            scope.deadline = math.inf
+        if state is SUCCEEDED:
+            self._succeeded += 1
+        elif state is FAILED:
             self._failed += 1
-            job._resolve(FAILED, error=exc)  # noqa: SLF001
+        elif state is TIMED_OUT:
+            self._timed_out += 1
+            error = job._timeout_error()
+        else:
+            self._cancelled += 1
+            error = job._cancelled_error()
+        job._resolve(state, value, error)
+        if state is FAILED:  # logged while the job's span is still current
+            logger.warning(
+                "job %r in pool %r failed", job.name, self._name, exc_info=error
+            )
+        if self._telemetry is not None:
+            self._telemetry.ended(job, worker.span)
+            worker.span = None
         if self._drain_waiters:
             self._wake_if_drained()
+
+    def _outcome_of_cancel(self, job: Job[Any]) -> JobState:
+        """The job's own scope caught its cancellation: timed out or cancelled?"""
+        return CANCELLED if job._cancel_requested else TIMED_OUT
+
+    @staticmethod
+    def _outcome_of_escape(exc: BaseException) -> JobState:
+        """A BaseException leaves the worker: cancelled from outside, or failed."""
+        if isinstance(exc, trio.Cancelled):
+            return CANCELLED
+        if isinstance(exc, BaseExceptionGroup):
+            rest = exc.split(trio.Cancelled)[1]  # pyright: ignore[reportUnknownMemberType]
+            if rest is None:
+                return CANCELLED
+        return FAILED
 
     # --------------------------------------------------------------- stopping
 
     @enable_ki_protection
     def _cancel_queued(self, job: Job[Any]) -> None:
         """Cancel a job that has not started (called by `Job.cancel`)."""
-        self._cancelled += 1
-        job._resolve(CANCELLED, error=job._cancelled_error())  # noqa: SLF001
-        if job._in_queue:  # noqa: SLF001 - else handed to a worker, which skips it
+        self._resolve_unstarted(job)
+        if job._in_queue:
             self._backlog -= 1
             queue = self._queue
             if len(queue) > 2 * self._backlog + 32:  # drop the tombstones
-                self._queue = deque(j for j in queue if j._state is QUEUED)  # noqa: SLF001
+                self._queue = deque(j for j in queue if j._state is QUEUED)
             if self._room_waiters:
                 self._admit_waiters()
         if self._drain_waiters:
             self._wake_if_drained()
+
+    def _resolve_unstarted(self, job: Job[Any]) -> None:
+        self._cancelled += 1
+        job._resolve(CANCELLED, error=job._cancelled_error())
 
     def close(self) -> None:
         """Stop taking work: `submit` raises `PoolClosed` from now on.
@@ -518,7 +565,7 @@ class Pool:
         waiters = self._room_waiters
         while waiters:
             task, _ = waiters.popitem(last=False)
-            self._rejected += 1
+            self._reject("closed")
             error = PoolClosed(f"pool {self._name!r} closed while submit() waited")
             reschedule(task, outcome.Error(error))
         if not self._backlog:
@@ -533,18 +580,16 @@ class Pool:
         queue = self._queue
         while queue:
             job = queue.popleft()
-            if job._state is QUEUED:  # noqa: SLF001
-                self._cancelled += 1
-                job._resolve(CANCELLED, error=job._cancelled_error())  # noqa: SLF001
+            if job._state is QUEUED:
+                self._resolve_unstarted(job)
         self._backlog = 0
         for worker in self._workers:
             job = worker.job
             if job is None:
                 continue
-            if job._state is QUEUED:  # noqa: SLF001 - handed over, not started
-                self._cancelled += 1
-                job._resolve(CANCELLED, error=job._cancelled_error())  # noqa: SLF001
-            elif job._state is RUNNING:  # noqa: SLF001
+            if job._state is QUEUED:
+                self._resolve_unstarted(job)
+            elif job._state is RUNNING:
                 job.cancel()
         idle = self._idle
         while idle:
@@ -559,10 +604,7 @@ class Pool:
             waiters.clear()
 
     def _handed_over(self) -> bool:
-        return any(
-            w.job is not None and w.job._state is QUEUED  # noqa: SLF001
-            for w in self._workers
-        )
+        return any(w.job is not None and w.job._state is QUEUED for w in self._workers)
 
     async def _wait_drained(self) -> None:
         if self._running == 0 and self._backlog == 0 and not self._handed_over():
@@ -649,6 +691,8 @@ class Pool:
             self._capacity,
         )
         try:
+            if self._telemetry is not None:
+                self._telemetry.opened()
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 for _ in range(self._min_workers):
@@ -670,6 +714,8 @@ class Pool:
         finally:
             self._nursery = None
             self._cancel_everything()  # resolve anything an outer cancel left
+            if self._telemetry is not None:
+                self._telemetry.closed()
             logger.info("pool %r stopped: %s", self._name, self.statistics())
         if worker_errors:
             if body_error is not None and not isinstance(body_error, trio.Cancelled):
@@ -703,6 +749,9 @@ def open_pool(
     job_timeout: float | None = None,
     submit_timeout: float | None = None,
     name: str | None = None,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    telemetry: bool = True,
 ) -> AbstractAsyncContextManager[Pool]:
     """Open a pool of ``workers`` worker tasks.
 
@@ -722,6 +771,11 @@ def open_pool(
         submit_timeout: how long `Pool.submit` may wait for room before it
             raises `PoolOverloaded`; ``None`` waits without limit.
         name: the pool's name in logs and telemetry; ``pool-N`` by default.
+        tracer_provider: where job spans go; the global provider by default.
+        meter_provider: where metrics go; the global provider by default.
+            Providers are looked up when the pool opens: one that is still
+            the API's no-op default then is skipped at no cost.
+        telemetry: ``False`` turns spans and metrics off entirely.
 
     Raises:
         TypeError, ValueError: a bad argument, at once.
@@ -737,5 +791,8 @@ def open_pool(
         job_timeout=check_seconds("job_timeout", job_timeout),
         submit_timeout=check_seconds("submit_timeout", submit_timeout),
         name=check_name("name", name) or f"pool-{next(_pool_numbers)}",
+        telemetry=check_bool("telemetry", telemetry),
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
     )
-    return pool._running_in_nursery()  # noqa: SLF001
+    return pool._running_in_nursery()

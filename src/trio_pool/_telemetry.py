@@ -1,0 +1,300 @@
+"""OpenTelemetry spans and metrics for a pool (API only; the SDK is the user's).
+
+Costs are kept off the hot path: instruments are created once per meter
+provider, the gauges are asynchronous (one callback per provider, over the
+live pools), attribute dicts are built once per pool, and a provider that is
+the API's no-op default when the pool opens is skipped entirely.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Final, final
+
+import trio
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+    from opentelemetry.trace import Span, TracerProvider
+
+    from ._job import Job
+    from ._pool import Pool
+
+SCOPE_NAME: Final = "trio_pool"
+SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.26.0"
+DURATION_BUCKETS: Final = (
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+)  # fmt: skip
+
+POOL_NAME: Final = "trio_pool.name"
+JOB_NAME: Final = "trio_pool.job.name"
+JOB_OUTCOME: Final = "trio_pool.job.outcome"
+JOB_WAIT: Final = "trio_pool.job.wait.duration"
+REJECTION_REASON: Final = "trio_pool.rejection.reason"
+WORKER_STATE: Final = "trio_pool.worker.state"
+ERROR_TYPE: Final = "error.type"
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _is_api_default(provider: object) -> bool:
+    """Whether ``provider`` is the API's own no-op or not-yet-set proxy."""
+    return (
+        isinstance(
+            provider,
+            (
+                trace.NoOpTracerProvider,
+                trace.ProxyTracerProvider,
+                metrics.NoOpMeterProvider,
+            ),
+        )
+        or type(provider).__name__ == "_ProxyMeterProvider"
+    )
+
+
+@final
+class _Instruments:
+    """The instruments of one meter provider, shared by every pool using it."""
+
+    def __init__(self, provider: MeterProvider) -> None:
+        meter = provider.get_meter(
+            SCOPE_NAME, _package_version(), schema_url=SCHEMA_URL
+        )
+        self.pools: dict[int, Pool] = {}
+        self.lock = threading.Lock()  # readers may collect from another thread
+        self.submitted = meter.create_counter(
+            "trio_pool.submitted_jobs", unit="{job}", description="Jobs accepted."
+        )
+        self.rejected = meter.create_counter(
+            "trio_pool.rejected_jobs",
+            unit="{job}",
+            description="Submissions refused.",
+        )
+        self.duration = meter.create_histogram(
+            "trio_pool.job.duration",
+            unit="s",
+            description="Running time of each finished job.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.wait = meter.create_histogram(
+            "trio_pool.job.wait.duration",
+            unit="s",
+            description="Time from submit to start.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        meter.create_observable_up_down_counter(
+            "trio_pool.queue.length",
+            [self._queue_length],
+            unit="{job}",
+            description="Jobs waiting now.",
+        )
+        meter.create_observable_up_down_counter(
+            "trio_pool.queue.limit",
+            [self._queue_limit],
+            unit="{job}",
+            description="The queue's capacity.",
+        )
+        meter.create_observable_up_down_counter(
+            "trio_pool.workers",
+            [self._workers],
+            unit="{worker}",
+            description="Live workers.",
+        )
+        meter.create_observable_up_down_counter(
+            "trio_pool.worker.limit",
+            [self._worker_limit],
+            unit="{worker}",
+            description="The most workers the pool may run.",
+        )
+
+    def _live(self) -> list[Pool]:
+        with self.lock:
+            return list(self.pools.values())
+
+    def _queue_length(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [
+            metrics.Observation(pool.statistics().queued, {POOL_NAME: pool.name})
+            for pool in self._live()
+        ]
+
+    def _queue_limit(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [
+            metrics.Observation(pool.statistics().capacity, {POOL_NAME: pool.name})
+            for pool in self._live()
+        ]
+
+    def _workers(self, _: CallbackOptions) -> Iterable[Observation]:
+        observations: list[Observation] = []
+        for pool in self._live():
+            stats = pool.statistics()
+            busy = stats.workers - stats.idle_workers
+            observations.append(
+                metrics.Observation(busy, {POOL_NAME: pool.name, WORKER_STATE: "busy"})
+            )
+            observations.append(
+                metrics.Observation(
+                    stats.idle_workers, {POOL_NAME: pool.name, WORKER_STATE: "idle"}
+                )
+            )
+        return observations
+
+    def _worker_limit(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [
+            metrics.Observation(pool.statistics().max_workers, {POOL_NAME: pool.name})
+            for pool in self._live()
+        ]
+
+
+_instruments_by_provider: weakref.WeakKeyDictionary[object, _Instruments] = (
+    weakref.WeakKeyDictionary()
+)
+_instruments_lock = threading.Lock()
+
+
+def _instruments_for(provider: MeterProvider) -> _Instruments:
+    with _instruments_lock:
+        instruments = _instruments_by_provider.get(provider)
+        if instruments is None:
+            instruments = _instruments_by_provider[provider] = _Instruments(provider)
+        return instruments
+
+
+@final
+class JobSpan:
+    """What a worker keeps while a job runs: its span and context token."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: Span, token: object) -> None:
+        self.span = span
+        self.token = token
+
+
+@final
+class PoolTelemetry:
+    """The spans and metrics of one pool."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None,
+    ) -> None:
+        self._pool = pool
+        tracer_provider = tracer_provider or trace.get_tracer_provider()
+        meter_provider = meter_provider or metrics.get_meter_provider()
+        self.tracing = not _is_api_default(tracer_provider)
+        self.metering = not _is_api_default(meter_provider)
+        self._tracer = tracer_provider.get_tracer(
+            SCOPE_NAME, _package_version(), schema_url=SCHEMA_URL
+        )
+        self._instruments = _instruments_for(meter_provider) if self.metering else None
+        name = pool.name
+        self._attributes: dict[str, Any] = {POOL_NAME: name}
+        self._outcome_attributes = {
+            outcome: {POOL_NAME: name, JOB_OUTCOME: outcome}
+            for outcome in ("succeeded", "failed", "timed_out", "cancelled")
+        }
+        self._rejected_attributes = {
+            reason: {POOL_NAME: name, REJECTION_REASON: reason}
+            for reason in ("overloaded", "closed")
+        }
+
+    @property
+    def active(self) -> bool:
+        """Whether anything is recorded at all."""
+        return self.tracing or self.metering
+
+    def opened(self) -> None:
+        """Start reporting this pool's gauges."""
+        instruments = self._instruments
+        if instruments is not None:
+            with instruments.lock:
+                instruments.pools[id(self._pool)] = self._pool
+
+    def closed(self) -> None:
+        """Stop reporting this pool's gauges."""
+        instruments = self._instruments
+        if instruments is not None:
+            with instruments.lock:
+                instruments.pools.pop(id(self._pool), None)
+
+    def created(self, job: Job[Any]) -> None:
+        """Called in the submitter's task: remember its context and the time."""
+        job._submitted_at = trio.current_time()
+        if self.tracing:
+            job._span_context = otel_context.get_current()
+
+    def accepted(self) -> None:
+        """Count one accepted job."""
+        if self._instruments is not None:
+            self._instruments.submitted.add(1, self._attributes)
+
+    def rejected(self, reason: str) -> None:
+        """Count one refused submission (``overloaded`` or ``closed``)."""
+        if self._instruments is not None:
+            self._instruments.rejected.add(1, self._rejected_attributes[reason])
+
+    def started(self, job: Job[Any]) -> JobSpan | None:
+        """Called in the worker as the job starts: open its span, make it current."""
+        now = trio.current_time()
+        job._started_at = now
+        waited = now - job._submitted_at
+        if self._instruments is not None:
+            self._instruments.wait.record(waited, self._attributes)
+        if not self.tracing:
+            return None
+        parent = job._span_context
+        job._span_context = None
+        span = self._tracer.start_span(
+            f"run {job.name}",
+            context=parent,  # type: ignore[arg-type]
+            kind=SpanKind.INTERNAL,
+            attributes={
+                POOL_NAME: self._pool.name,
+                JOB_NAME: job.name,
+                JOB_WAIT: waited,
+            },
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))  # type: ignore[arg-type]
+        return JobSpan(span, token)
+
+    def ended(self, job: Job[Any], job_span: JobSpan | None) -> None:
+        """Called in the worker once the job is done: record it, end its span."""
+        state = job.state.value
+        error = job._error
+        error_type = None
+        if error is not None:
+            if state == "timed_out":
+                error_type = "timeout"
+            elif state == "cancelled":
+                error_type = "cancelled"
+            else:
+                error_type = type(error).__qualname__
+        if self._instruments is not None:
+            attributes = self._outcome_attributes[state]
+            if error_type is not None:
+                attributes = {**attributes, ERROR_TYPE: error_type}
+            duration = trio.current_time() - job._started_at
+            self._instruments.duration.record(duration, attributes)
+        if job_span is None:
+            return
+        span = job_span.span
+        span.set_attribute(JOB_OUTCOME, state)
+        if error is not None and error_type is not None:
+            span.set_attribute(ERROR_TYPE, error_type)
+            span.set_status(Status(StatusCode.ERROR, str(error)))
+            span.record_exception(error)
+        span.end()
+        otel_context.detach(job_span.token)  # type: ignore[arg-type]
