@@ -28,9 +28,14 @@ __all__ = (
     "open_pool",
 )
 
-# Tracebacks and docs say trio_pool.X, not trio_pool._module.X.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("trio_pool."):
-        _obj.__module__ = __name__
-del _name, _obj
+
+def _fix_module_names() -> None:
+    """Make tracebacks and docs say ``trio_pool.X``, not ``trio_pool._module.X``."""
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("trio_pool."):
+            obj.__module__ = __name__
+
+
+_fix_module_names()
+del _fix_module_names

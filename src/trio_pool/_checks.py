@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections.abc
 import functools
 import inspect
 import math
@@ -64,7 +63,8 @@ def check_name(name: str, value: object) -> str | None:
     return value
 
 
-def _is_async_callable(fn: object) -> bool:
+def _is_async_callable(given: object) -> bool:
+    fn: Any = given
     while True:
         if isinstance(fn, functools.partial):
             fn = fn.func  # pyright: ignore[reportUnknownMemberType]
@@ -78,7 +78,7 @@ def _is_async_callable(fn: object) -> bool:
         return True
     if inspect.isfunction(fn) or inspect.isbuiltin(fn) or isinstance(fn, type):
         return False
-    call = getattr(type(fn), "__call__", None)  # noqa: B004
+    call: object = getattr(type(fn), "__call__", None)  # noqa: B004  # pyright: ignore[reportUnknownArgumentType]
     return call is not None and inspect.iscoroutinefunction(call)
 
 
@@ -90,7 +90,7 @@ def check_async_fn(method: str, fn: Any) -> None:
     """
     if type(fn) is FunctionType and fn.__code__.co_flags & _CO_COROUTINE:
         return  # the common case, checked in a few attribute loads
-    if isinstance(fn, collections.abc.Coroutine):
+    if inspect.iscoroutine(fn):
         fn.close()  # no "coroutine was never awaited" warning on top of the error
         fn_name = getattr(fn, "__name__", "fn")
         raise TypeError(

@@ -62,7 +62,7 @@ from ._telemetry import JobSpan, PoolTelemetry
 
 if TYPE_CHECKING:
     import sys
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncGenerator, Awaitable, Callable
     from contextlib import AbstractAsyncContextManager
 
     from opentelemetry.metrics import MeterProvider
@@ -94,6 +94,8 @@ _current_pool: contextvars.ContextVar[Pool | None] = contextvars.ContextVar(
 
 
 class _UseDefault:
+    """The type of `USE_DEFAULT`."""
+
     def __repr__(self) -> str:
         return "<the pool's job_timeout>"
 
@@ -528,8 +530,8 @@ class Pool:
         if isinstance(exc, trio.Cancelled):
             return CANCELLED
         if isinstance(exc, BaseExceptionGroup):
-            rest = exc.split(trio.Cancelled)[1]  # pyright: ignore[reportUnknownMemberType]
-            if rest is None:
+            only_cancelled = exc.split(trio.Cancelled)[1] is None  # pyright: ignore[reportUnknownMemberType]
+            if only_cancelled:
                 return CANCELLED
         return FAILED
 
@@ -584,13 +586,13 @@ class Pool:
                 self._resolve_unstarted(job)
         self._backlog = 0
         for worker in self._workers:
-            job = worker.job
-            if job is None:
+            current = worker.job
+            if current is None:
                 continue
-            if job._state is QUEUED:
-                self._resolve_unstarted(job)
-            elif job._state is RUNNING:
-                job.cancel()
+            if current._state is QUEUED:  # handed over, not started yet
+                self._resolve_unstarted(current)
+            elif current._state is RUNNING:
+                current.cancel()
         idle = self._idle
         while idle:
             reschedule(idle.pop().task, outcome.Value(None))  # type: ignore[arg-type]
@@ -681,7 +683,7 @@ class Pool:
         )
 
     @asynccontextmanager
-    async def _running_in_nursery(self) -> AsyncIterator[Pool]:
+    async def _running_in_nursery(self) -> AsyncGenerator[Pool, None]:
         body_error: BaseException | None = None
         worker_errors: list[BaseException] = []
         logger.info(
