@@ -18,6 +18,7 @@ How the pieces fit:
 from __future__ import annotations
 
 import contextvars
+import functools
 import itertools
 import logging
 import math
@@ -422,10 +423,16 @@ class Pool:
             self._waking -= 1
         return job
 
-    async def _work(self, worker: _Worker) -> None:
+    async def _work(
+        self,
+        worker: _Worker,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         """A worker task: take jobs and run them until the pool stops."""
         worker.task = current_task()
         _current_pool.set(self)
+        task_status.started()  # it parks as idle before its starter resumes
         try:
             while True:
                 job: Job[Any] | None = None
@@ -675,11 +682,13 @@ class Pool:
 
     # ---------------------------------------------------------------- running
 
-    def _spawn_worker(self, nursery: trio.Nursery) -> None:
+    async def _start_worker(self, nursery: trio.Nursery) -> None:
+        """Start a worker and return once it waits for work."""
         worker = _Worker()
         self._workers.add(worker)
-        nursery.start_soon(
-            self._work, worker, name=f"trio_pool worker of {self._name!r}"
+        await nursery.start(
+            functools.partial(self._work, worker),
+            name=f"trio_pool worker of {self._name!r}",
         )
 
     @asynccontextmanager
@@ -698,7 +707,7 @@ class Pool:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 for _ in range(self._min_workers):
-                    self._spawn_worker(nursery)
+                    await self._start_worker(nursery)
                 try:
                     yield self
                 except BaseException as exc:
@@ -741,7 +750,7 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 def default_capacity(workers: int) -> int:
     """The queue capacity used when ``open_pool`` is given none."""
-    return max(2 * workers, 64)
+    return max(workers, 64)
 
 
 def open_pool(
@@ -767,7 +776,7 @@ def open_pool(
     Args:
         workers: how many jobs run at once; an int >= 1.
         capacity: how many accepted jobs may wait for a worker; an int >= 0
-            (0: hand-off only). Default: ``max(2 * workers, 64)``.
+            (0: hand-off only). Default: ``max(workers, 64)``.
         job_timeout: the default time limit of each job, in seconds of
             running time; ``None`` for no limit.
         submit_timeout: how long `Pool.submit` may wait for room before it

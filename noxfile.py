@@ -1,0 +1,80 @@
+"""Sessions: tests (every installed Python 3.10-3.13), lint, typing, docs, demo, bench."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typing"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+SUPPORTED = nox.project.python_versions(PYPROJECT)
+
+
+def _group(*names: str) -> list[str]:
+    """The requirements of dependency groups (works with any pip version)."""
+    return list(nox.project.dependency_groups(PYPROJECT, *names))
+
+
+def _installed_pythons() -> list[str]:
+    """The supported Pythons found on PATH or under pyenv's root."""
+    found: list[str] = []
+    pyenv_root = os.environ.get("PYENV_ROOT") or (
+        subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False)
+        .stdout.strip()
+        if shutil.which("pyenv")
+        else ""
+    )
+    for version in SUPPORTED:
+        if shutil.which(f"python{version}"):
+            found.append(version)
+            continue
+        if pyenv_root:
+            matches = sorted(Path(pyenv_root, "versions").glob(f"{version}.*/bin/python"))
+            if matches:
+                found.append(str(matches[-1]))
+    return found or ["3"]
+
+
+PYTHONS = _installed_pythons()
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (and every example in the docs) with coverage."""
+    session.install("-e", ".", *_group("tests"))
+    session.run(
+        "coverage", "run", "-m", "pytest", *session.posargs, env={"COVERAGE_FILE": f".coverage.{session.name}"}
+    )
+    session.run("coverage", "report", "--fail-under=90", env={"COVERAGE_FILE": f".coverage.{session.name}"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install(*_group("lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    """mypy strict, pyright strict and pyright --verifytypes."""
+    session.install("-e", ".", *_group("typing"))
+    session.run("mypy")
+    session.run("pyright")
+    session.run("pyright", "--verifytypes", "trio_pool", "--ignoreexternal")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run the demo: a pool running a batch of jobs, with traces on the console."""
+    session.install("-e", ".", *_group("demo"))
+    session.run("python", "examples/demo.py", *session.posargs)
