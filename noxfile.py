@@ -1,4 +1,4 @@
-"""Sessions: tests (every installed Python 3.10-3.13), lint, typing, docs, demo, bench."""
+"""Sessions: tests (every Python 3.10-3.13 found), lint, typing, docs, demo, bench."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ def _installed_pythons() -> list[str]:
     """The supported Pythons found on PATH or under pyenv's root."""
     found: list[str] = []
     pyenv_root = os.environ.get("PYENV_ROOT") or (
-        subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False)
-        .stdout.strip()
+        subprocess.run(
+            ["pyenv", "root"], capture_output=True, text=True, check=False
+        ).stdout.strip()
         if shutil.which("pyenv")
         else ""
     )
@@ -37,7 +38,8 @@ def _installed_pythons() -> list[str]:
             found.append(version)
             continue
         if pyenv_root:
-            matches = sorted(Path(pyenv_root, "versions").glob(f"{version}.*/bin/python"))
+            versions = Path(pyenv_root, "versions")
+            matches = sorted(versions.glob(f"{version}.*/bin/python"))
             if matches:
                 found.append(str(matches[-1]))
     return found or ["3"]
@@ -50,10 +52,9 @@ PYTHONS = _installed_pythons()
 def tests(session: nox.Session) -> None:
     """Run the test suite (and every example in the docs) with coverage."""
     session.install("-e", ".", *_group("tests"))
-    session.run(
-        "coverage", "run", "-m", "pytest", *session.posargs, env={"COVERAGE_FILE": f".coverage.{session.name}"}
-    )
-    session.run("coverage", "report", "--fail-under=90", env={"COVERAGE_FILE": f".coverage.{session.name}"})
+    env = {"COVERAGE_FILE": f".coverage.{session.name}"}
+    session.run("coverage", "run", "-m", "pytest", *session.posargs, env=env)
+    session.run("coverage", "report", "--fail-under=90", env=env)
 
 
 @nox.session
