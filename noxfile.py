@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typing"]
+nox.options.sessions = ["tests", "lint", "typing", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
@@ -72,6 +72,22 @@ def typing(session: nox.Session) -> None:
     session.run("mypy")
     session.run("pyright")
     session.run("pyright", "--verifytypes", "trio_pool", "--ignoreexternal")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the docs with warnings as errors (offline: no intersphinx)."""
+    session.install("-e", ".", *_group("docs"))
+    session.run(
+        "sphinx-build",
+        "-n",
+        "-W",
+        "-b",
+        "html",
+        "docs",
+        "docs/_build/html",
+        env={"TRIO_POOL_DOCS_OFFLINE": "1"},
+    )
 
 
 @nox.session

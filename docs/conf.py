@@ -1,0 +1,41 @@
+"""Sphinx configuration for trio_pool."""
+
+from __future__ import annotations
+
+import os
+
+project = "trio_pool"
+author = "trio_pool developers"
+copyright = "2026, trio_pool developers"  # noqa: A001
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.intersphinx",
+    "sphinxcontrib_trio",
+]
+# Inventories need the network; set TRIO_POOL_DOCS_OFFLINE=1 where there is none.
+intersphinx_mapping = (
+    {}
+    if os.environ.get("TRIO_POOL_DOCS_OFFLINE")
+    else {
+        "python": ("https://docs.python.org/3", None),
+        "trio": ("https://trio.readthedocs.io/en/stable", None),
+        "outcome": ("https://outcome.readthedocs.io/en/latest", None),
+    }
+)
+default_role = "py:obj"
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+napoleon_google_docstring = True
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(trio|outcome|opentelemetry|typing_extensions|PosArgT|T)(\..*)?"),
+    (
+        r"py:.*",
+        r"(Exception|ExceptionGroup|TypeError|ValueError|Any|Awaitable|Callable)",
+    ),
+    (r"py:.*", r"(AbstractAsyncContextManager|Unpack|functools\.partial|_UseDefault)"),
+    (r"py:.*", r"(TracerProvider|MeterProvider|trio_pool\._job\.T)"),
+]
+html_theme = "alabaster"
+exclude_patterns = ["_build"]
