@@ -109,13 +109,14 @@ USE_DEFAULT: Final = _UseDefault()
 class _Worker:
     """Bookkeeping for one worker task."""
 
-    __slots__ = ("job", "span", "streak", "task")
+    __slots__ = ("job", "span", "starting", "streak", "task")
 
     def __init__(self) -> None:
         self.task: Task | None = None
         self.job: Job[Any] | None = None  # the job it was handed, or is running
         self.span: JobSpan | None = None  # the running job's span, if traced
         self.streak = 0  # jobs run since its last schedule point
+        self.starting = False  # started on demand and not running yet
 
 
 @final
@@ -135,6 +136,8 @@ class Pool:
         self,
         *,
         workers: int,
+        max_workers: int,
+        idle_timeout: float,
         capacity: int,
         job_timeout: float | None,
         submit_timeout: float | None,
@@ -145,7 +148,8 @@ class Pool:
     ) -> None:
         self._name = name
         self._min_workers = workers
-        self._max_workers = workers
+        self._max_workers = max_workers
+        self._idle_timeout = idle_timeout
         self._capacity = capacity
         self._job_timeout = job_timeout
         self._submit_timeout = submit_timeout
@@ -163,6 +167,7 @@ class Pool:
         # new jobs go to the queue: the woken worker wakes the next idle one
         # if work is still waiting when it starts (a chain, not a stampede).
         self._waking = 0
+        self._starting = 0  # workers started on demand that have not run yet
 
         self._submitted = 0
         self._running = 0
@@ -185,6 +190,54 @@ class Pool:
     def name(self) -> str:
         """The pool's name, as it appears in logs, spans and metrics."""
         return self._name
+
+    def resize(self, workers: int, max_workers: int | None = None) -> None:
+        """Change the pool's size while it runs. Never blocks.
+
+        Growing takes effect at once: new workers start for the jobs already
+        waiting. Shrinking retires surplus workers as they become idle; a
+        running job is never cancelled for it.
+
+        Args:
+            workers: the new minimum (and size, for a fixed-size pool).
+            max_workers: the new maximum. ``None`` keeps a fixed-size pool
+                fixed and otherwise keeps the current maximum, raised to
+                ``workers`` if it is lower.
+
+        Raises:
+            TypeError, ValueError: a bad argument (``max_workers < workers``
+                included).
+            PoolClosed: the pool has stopped.
+        """
+        check_int("workers", workers, 1)
+        if max_workers is None:
+            fixed = self._max_workers == self._min_workers
+            max_workers = workers if fixed else max(workers, self._max_workers)
+        max_workers = check_max_workers(workers, max_workers)
+        if self._nursery is None or self._closed:
+            raise PoolClosed(f"pool {self._name!r} is closed and cannot be resized")
+        logger.info(
+            "pool %r resized: workers %d..%d -> %d..%d",
+            self._name,
+            self._min_workers,
+            self._max_workers,
+            workers,
+            max_workers,
+        )
+        self._min_workers = workers
+        self._max_workers = max_workers
+        idle = self._idle
+        while len(self._workers) > max_workers and idle:  # retire idle surplus
+            worker = idle.pop(0)  # the longest idle
+            self._workers.discard(worker)  # it has no job and exits when it runs
+            reschedule(worker.task, outcome.Value(None))  # type: ignore[arg-type]
+        waiting = self._backlog + len(self._room_waiters)
+        while len(self._workers) < workers or (
+            waiting > self._starting and len(self._workers) < max_workers
+        ):
+            self._grow()
+        if self._room_waiters:
+            self._admit_waiters()
 
     # ------------------------------------------------------------------ submit
 
@@ -330,17 +383,40 @@ class Pool:
             self._accept()
             self._hand_over(idle.pop(), job)
             return True
-        if self._backlog < self._capacity:
+        can_grow = not idle and len(self._workers) < self._max_workers
+        if can_grow or self._backlog < self._capacity + self._starting:
             self._accept()
-            self._queue.append(job)
-            job._in_queue = True
-            self._backlog += 1
+            self._enqueue(job)
+            if can_grow and self._backlog > self._starting:
+                self._grow()  # the new worker takes the oldest queued job
             return True
         if idle:  # a small or zero capacity: wake a second worker after all
             self._accept()
             self._hand_over(idle.pop(), job)
             return True
         return False
+
+    def _enqueue(self, job: Job[Any]) -> None:
+        self._queue.append(job)
+        job._in_queue = True
+        self._backlog += 1
+
+    def _grow(self) -> None:
+        """Start one more worker for a waiting job (scaling pools only)."""
+        assert self._nursery is not None
+        self._starting += 1
+        worker = _Worker()
+        worker.starting = True
+        self._workers.add(worker)
+        self._nursery.start_soon(
+            self._work, worker, name=f"trio_pool worker of {self._name!r}"
+        )
+        logger.debug(
+            "pool %r: started a worker for a waiting job (%d of at most %d)",
+            self._name,
+            len(self._workers),
+            self._max_workers,
+        )
 
     def _hand_over(self, worker: _Worker, job: Job[Any]) -> None:
         """Wake an idle worker with ``job`` as its next job."""
@@ -363,12 +439,10 @@ class Pool:
     def _admit_waiters(self) -> None:
         """Accept waiting submitters' jobs while the queue has room."""
         waiters = self._room_waiters
-        while waiters and self._backlog < self._capacity:
+        while waiters and self._backlog < self._capacity + self._starting:
             task, job = waiters.popitem(last=False)
             self._accept()
-            self._queue.append(job)
-            job._in_queue = True
-            self._backlog += 1
+            self._enqueue(job)
             reschedule(task)
 
     async def _yield_sometimes(self) -> None:
@@ -400,28 +474,51 @@ class Pool:
         return None
 
     @enable_ki_protection
-    def _wake_next(self) -> None:
-        """Hand the next queued job to an idle worker."""
-        job = self._take_job()
-        if job is not None:
-            self._hand_over(self._idle.pop(), job)
+    def _spread_work(self) -> None:
+        """Jobs still wait: wake an idle worker, or start one if the pool scales."""
+        if self._idle:
+            job = self._take_job()
+            if job is not None:
+                self._hand_over(self._idle.pop(), job)
+        elif len(self._workers) < self._max_workers:
+            self._grow()
 
     async def _wait_for_job(self, worker: _Worker) -> Job[Any] | None:
-        """Park until a job is handed over; None means the worker should stop."""
-        if self._closed:
-            return None
-        idle = self._idle
-        idle.append(worker)
-        worker.streak = 0
+        """Park until a job is handed over; None means the worker should stop.
 
-        def abort(_: object) -> Abort:
-            idle.remove(worker)
-            return Abort.SUCCEEDED
+        A worker above the minimum stops after ``idle_timeout`` without work,
+        and any worker above the maximum (after `resize`) stops at once.
+        """
+        while True:
+            if self._closed or len(self._workers) > self._max_workers:
+                return None
+            idle = self._idle
+            idle.append(worker)
+            worker.streak = 0
 
-        job: Job[Any] | None = await wait_task_rescheduled(abort)
-        if job is not None:
-            self._waking -= 1
-        return job
+            def abort(_: object) -> Abort:
+                idle.remove(worker)  # noqa: B023 - used before the loop goes on
+                return Abort.SUCCEEDED
+
+            job: Job[Any] | None = None
+            if len(self._workers) <= self._min_workers:
+                job = await wait_task_rescheduled(abort)
+            else:
+                with trio.move_on_after(self._idle_timeout) as idle_scope:
+                    job = await wait_task_rescheduled(abort)
+                if idle_scope.cancelled_caught:
+                    if len(self._workers) > self._min_workers:
+                        logger.debug(
+                            "pool %r: a worker retired after %ss idle (%d left)",
+                            self._name,
+                            self._idle_timeout,
+                            len(self._workers) - 1,
+                        )
+                        return None
+                    continue  # others retired first: this one stays
+            if job is not None:
+                self._waking -= 1
+            return job
 
     async def _work(
         self,
@@ -431,6 +528,9 @@ class Pool:
     ) -> None:
         """A worker task: take jobs and run them until the pool stops."""
         worker.task = current_task()
+        if worker.starting:
+            worker.starting = False
+            self._starting -= 1
         _current_pool.set(self)
         task_status.started()  # it parks as idle before its starter resumes
         try:
@@ -451,8 +551,8 @@ class Pool:
                                 worker.streak = 0
                                 await checkpoint()
                             worker.streak += 1
-                            if self._backlog and self._idle and not self._waking:
-                                self._wake_next()
+                            if self._backlog > self._starting and not self._waking:
+                                self._spread_work()
                             self._start(worker, job, scope)
                             try:
                                 value = await job._fn(*job._args)
@@ -748,6 +848,23 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return leaves
 
 
+DEFAULT_IDLE_TIMEOUT: Final = 30.0
+"""Seconds a worker above the minimum may idle before it retires."""
+
+
+def check_max_workers(workers: int, max_workers: object) -> int:
+    """Return the checked ``max_workers`` (``workers`` when None)."""
+    if max_workers is None:
+        return workers
+    check_int("max_workers", max_workers, 1)
+    assert isinstance(max_workers, int)
+    if max_workers < workers:
+        raise ValueError(
+            f"max_workers must be >= workers ({workers}), not {max_workers!r}"
+        )
+    return max_workers
+
+
 def default_capacity(workers: int) -> int:
     """The queue capacity used when ``open_pool`` is given none."""
     return max(workers, 64)
@@ -757,6 +874,8 @@ def open_pool(
     workers: int,
     *,
     capacity: int | None = None,
+    max_workers: int | None = None,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     job_timeout: float | None = None,
     submit_timeout: float | None = None,
     name: str | None = None,
@@ -777,6 +896,11 @@ def open_pool(
         workers: how many jobs run at once; an int >= 1.
         capacity: how many accepted jobs may wait for a worker; an int >= 0
             (0: hand-off only). Default: ``max(workers, 64)``.
+        max_workers: with a value above ``workers``, the pool scales: it
+            starts a worker as soon as a job waits and no worker is idle, up
+            to ``max_workers``, and ``workers`` becomes the minimum.
+        idle_timeout: seconds a worker above the minimum may stay idle
+            before it retires (default 30).
         job_timeout: the default time limit of each job, in seconds of
             running time; ``None`` for no limit.
         submit_timeout: how long `Pool.submit` may wait for room before it
@@ -792,12 +916,16 @@ def open_pool(
         TypeError, ValueError: a bad argument, at once.
     """
     check_int("workers", workers, 1)
+    max_workers = check_max_workers(workers, max_workers)
     if capacity is None:
-        capacity = default_capacity(workers)
+        capacity = default_capacity(max_workers)
     else:
         check_int("capacity", capacity, 0)
+    idle = check_seconds("idle_timeout", idle_timeout)
     pool = Pool(
         workers=workers,
+        max_workers=max_workers,
+        idle_timeout=math.inf if idle is None else idle,
         capacity=capacity,
         job_timeout=check_seconds("job_timeout", job_timeout),
         submit_timeout=check_seconds("submit_timeout", submit_timeout),
