@@ -9,6 +9,7 @@ from ._errors import PoolError as PoolError
 from ._errors import PoolOverloaded as PoolOverloaded
 from ._job import Job as Job
 from ._job import JobState as JobState
+from ._map import MapResults as MapResults
 from ._pool import Pool as Pool
 from ._pool import open_pool as open_pool
 from ._statistics import PoolStatistics as PoolStatistics
@@ -20,6 +21,7 @@ __all__ = (
     "JobCancelled",
     "JobState",
     "JobTimeout",
+    "MapResults",
     "Pool",
     "PoolClosed",
     "PoolError",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import inspect
 import math
@@ -50,6 +51,18 @@ def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, not {value!r}")
     return value
+
+
+def check_iterable(name: str, value: object) -> None:
+    """Check that ``value`` is a sync or an async iterable.
+
+    Raises:
+        TypeError: it is neither.
+    """
+    if not isinstance(value, (collections.abc.Iterable, collections.abc.AsyncIterable)):
+        raise TypeError(
+            f"{name} must be an iterable or an async iterable, not {value!r}"
+        )
 
 
 def check_name(name: str, value: object) -> str | None:

@@ -82,6 +82,7 @@ class Job(Generic[T]):
         "_fn",
         "_in_queue",
         "_name",
+        "_on_done",
         "_pool",
         "_scope",
         "_span_context",
@@ -112,6 +113,7 @@ class Job(Generic[T]):
         self._cancel_requested = False
         self._scope: trio.CancelScope | None = None
         self._waiters: list[Task] | None = None
+        self._on_done: Callable[[Job[T]], None] | None = None
         self._value: T | None = None
         self._error: BaseException | None = None
         self._traceback: TracebackType | None = None
@@ -227,6 +229,8 @@ class Job(Generic[T]):
             for task in waiters:
                 reschedule(task)
             waiters.clear()
+        if self._on_done is not None:
+            self._on_done(self)
 
     def _timeout_error(self) -> JobTimeout:
         timeout = self._timeout if self._timeout is not None else math.inf

@@ -24,7 +24,7 @@ import logging
 import math
 from collections import OrderedDict, deque
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, final, overload
 
 import outcome
 import trio
@@ -44,6 +44,7 @@ from ._checks import (
     check_async_fn,
     check_bool,
     check_int,
+    check_iterable,
     check_name,
     check_seconds,
 )
@@ -58,12 +59,19 @@ from ._job import (
     Job,
     JobState,
 )
+from ._map import MapResults
 from ._statistics import PoolStatistics
 from ._telemetry import JobSpan, PoolTelemetry
 
 if TYPE_CHECKING:
     import sys
-    from collections.abc import AsyncGenerator, Awaitable, Callable
+    from collections.abc import (
+        AsyncGenerator,
+        AsyncIterable,
+        Awaitable,
+        Callable,
+        Iterable,
+    )
     from contextlib import AbstractAsyncContextManager
 
     from opentelemetry.metrics import MeterProvider
@@ -81,6 +89,7 @@ else:
         from exceptiongroup import BaseExceptionGroup
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 logger: Final = logging.getLogger("trio_pool")
 
@@ -280,15 +289,20 @@ class Pool:
                 self._since_yield = 0
                 await cancel_shielded_checkpoint()
             return job
+        await self._wait_to_accept(job)
+        return job
+
+    async def _wait_to_accept(self, job: Job[Any]) -> None:
+        """Wait for room for ``job``, within ``submit_timeout``; the slow path."""
         if _current_pool.get() is self:
             raise self._overloaded("submit() inside one of its own jobs")
         submit_timeout = self._submit_timeout
         if submit_timeout is None:
             await self._wait_for_room(job)
-            return job
+            return
         with trio.move_on_after(submit_timeout):
             await self._wait_for_room(job)
-            return job
+            return
         raise self._overloaded(f"within submit_timeout={submit_timeout!r}s")
 
     def submit_nowait(
@@ -334,6 +348,90 @@ class Pool:
         except trio.Cancelled:
             job.cancel()
             raise
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[U], Awaitable[T]],
+        items: Iterable[U] | AsyncIterable[U],
+        *,
+        ordered: bool = True,
+        outcomes: Literal[False] = False,
+        name: str | None = None,
+        timeout: float | _UseDefault | None = USE_DEFAULT,
+    ) -> MapResults[T]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[U], Awaitable[T]],
+        items: Iterable[U] | AsyncIterable[U],
+        *,
+        ordered: bool = True,
+        outcomes: Literal[True],
+        name: str | None = None,
+        timeout: float | _UseDefault | None = USE_DEFAULT,
+    ) -> MapResults[outcome.Outcome[T]]: ...
+
+    def map(
+        self,
+        fn: Callable[[U], Awaitable[T]],
+        items: Iterable[U] | AsyncIterable[U],
+        *,
+        ordered: bool = True,
+        outcomes: bool = False,
+        name: str | None = None,
+        timeout: float | _UseDefault | None = USE_DEFAULT,
+    ) -> MapResults[T] | MapResults[outcome.Outcome[T]]:
+        """Run ``fn(item)`` for each item, as an async context manager of results.
+
+        ::
+
+            async with pool.map(fetch, urls) as results:
+                async for page in results:
+                    ...
+
+        ``items`` may be a sync or an async iterable, finite or endless. Items
+        are pulled in the consumer's task as it iterates, never more than the
+        pool's size (``max_workers + capacity``) ahead of it, so memory stays
+        bounded whatever the input. There is no background task: leaving the
+        ``async with`` (by ``break``, an exception or cancellation) cancels
+        the jobs not delivered yet and waits until they are done.
+
+        Args:
+            fn: an async function of one argument.
+            items: the inputs.
+            ordered: yield results in input order (default), or as jobs finish.
+            outcomes: yield an `outcome.Outcome` per item instead of values:
+                a failed item does not stop the stream.
+            name: each job's name; ``fn``'s qualified name by default.
+            timeout: each job's time limit, as in `submit`.
+
+        Returns:
+            A `MapResults`. Without ``outcomes``, the first failed job's
+            exception is raised at its place in the iteration and the map's
+            other jobs are cancelled, as ``Executor.map`` raises on the
+            failing item.
+
+        Raises:
+            TypeError, ValueError: a bad argument, at once.
+        """
+        check_async_fn("map", fn)
+        check_name("name", name)
+        if timeout is not USE_DEFAULT:
+            check_seconds("timeout", timeout)
+        check_bool("ordered", ordered)
+        check_bool("outcomes", outcomes)
+        check_iterable("items", items)
+        return MapResults(
+            self,
+            fn,
+            items,
+            ordered=ordered,
+            outcomes=outcomes,
+            name=name,
+            timeout=timeout,
+        )
 
     def _new_job(
         self,
