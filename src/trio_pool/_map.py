@@ -111,11 +111,12 @@ class MapResults(AsyncIterator[R]):
         if self._ordered:
             if not self._in_flight:
                 raise StopAsyncIteration
-            job = self._in_flight.popleft()
+            job = self._in_flight[0]  # stays owned (cancellable) while we wait
             if job.done:
                 await self._pool._yield_sometimes()
             else:
                 await job._wait_done()
+            self._in_flight.popleft()
         else:
             if not self._in_flight and not self._done:
                 raise StopAsyncIteration

@@ -1,0 +1,234 @@
+"""pool.map: order, completion order, async sources, endless sources, failures,
+cancellation of the consumer, and the bound on items pulled ahead."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+
+import outcome
+import pytest
+import trio
+import trio.testing
+
+import trio_pool
+
+
+async def slow_square(n: int) -> int:
+    await trio.sleep(10 - n)  # later items finish first
+    return n * n
+
+
+async def square(n: int) -> int:
+    await trio.sleep(1)
+    return n * n
+
+
+async def fail_on_three(n: int) -> int:
+    await trio.sleep(1)
+    if n == 3:
+        raise ValueError(f"bad item {n}")
+    return n
+
+
+def assert_idle(pool: trio_pool.Pool) -> None:
+    stats = pool.statistics()
+    assert (stats.queued, stats.running) == (0, 0)
+    assert stats.submitted == stats.succeeded + stats.failed + stats.cancelled + (
+        stats.timed_out
+    )
+    assert pool._backlog == 0
+    assert not pool._room_waiters
+    assert not pool._drain_waiters
+
+
+async def test_ordered_results_follow_the_input(autojump_clock: trio.abc.Clock) -> None:
+    async with trio_pool.open_pool(10) as pool:
+        async with pool.map(slow_square, range(10)) as results:
+            assert [r async for r in results] == [n * n for n in range(10)]
+        assert trio.current_time() == 10
+        assert_idle(pool)
+
+
+async def test_unordered_results_come_as_jobs_finish(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(10) as pool:
+        async with pool.map(slow_square, range(10), ordered=False) as results:
+            got = [r async for r in results]
+        assert got == [n * n for n in reversed(range(10))]
+
+
+async def test_async_source(autojump_clock: trio.abc.Clock) -> None:
+    async def numbers() -> AsyncIterator[int]:
+        for n in range(5):
+            await trio.sleep(0.5)
+            yield n
+
+    async with trio_pool.open_pool(2) as pool:
+        async with pool.map(square, numbers()) as results:
+            assert [r async for r in results] == [0, 1, 4, 9, 16]
+
+
+async def test_endless_source_with_break_leaves_nothing_running(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    pulled = 0
+
+    def endless() -> Iterator[int]:
+        nonlocal pulled
+        for n in itertools.count():
+            pulled += 1
+            yield n
+
+    async with trio_pool.open_pool(4, capacity=6) as pool:
+        async with pool.map(square, endless()) as results:
+            async for value in results:
+                assert results.pulled_ahead <= 10
+                if value >= 25:
+                    break
+        assert pulled <= 6 + 10  # the six delivered and one window
+        assert_idle(pool)
+        stats = pool.statistics()
+        assert stats.cancelled > 0
+        assert stats.succeeded + stats.cancelled == stats.submitted
+        assert await pool.run(square, 3) == 9  # still usable
+
+
+async def test_window_bounds_items_pulled_ahead(autojump_clock: trio.abc.Clock) -> None:
+    pulled = 0
+
+    def counting() -> Iterator[int]:
+        nonlocal pulled
+        for n in range(1000):
+            pulled += 1
+            yield n
+
+    async with trio_pool.open_pool(3, capacity=5) as pool:
+        async with pool.map(square, counting()) as results:
+            async for value in results:
+                assert pulled - (value and int(value**0.5) + 1) <= 8
+                assert results.pulled_ahead <= 8
+                await trio.sleep(5)  # a slow consumer pulls nothing extra
+                assert results.pulled_ahead <= 8
+                if value >= 100:
+                    break
+        assert pulled <= 11 + 8
+
+
+async def test_failure_raises_at_its_place_and_cancels_the_rest(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    seen: list[int] = []
+    async with trio_pool.open_pool(2) as pool:
+        with pytest.raises(ValueError, match="bad item 3"):
+            async with pool.map(fail_on_three, range(10)) as results:
+                async for value in results:
+                    seen.append(value)
+        assert seen == [0, 1, 2]
+        assert_idle(pool)
+        assert pool.statistics().failed == 1
+        assert pool.statistics().cancelled > 0
+
+
+async def test_outcomes_mode_keeps_going_past_failures(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(2) as pool:
+        async with pool.map(fail_on_three, range(6), outcomes=True) as results:
+            got = [r async for r in results]
+    assert [type(r) for r in got] == [outcome.Value] * 3 + [outcome.Error] + [
+        outcome.Value
+    ] * 2
+    error = got[3]
+    assert isinstance(error, outcome.Error)
+    assert isinstance(error.error, ValueError)
+    assert [r.unwrap() for r in got if isinstance(r, outcome.Value)] == [0, 1, 2, 4, 5]
+
+
+async def test_unordered_failure(autojump_clock: trio.abc.Clock) -> None:
+    async with trio_pool.open_pool(4) as pool:
+        with pytest.raises(ValueError, match="bad item 3"):
+            async with pool.map(fail_on_three, range(8), ordered=False) as results:
+                async for _ in results:
+                    pass
+        assert_idle(pool)
+
+
+async def test_consumer_cancelled_cancels_its_jobs(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(4) as pool:
+        with trio.move_on_after(2.5):
+            async with pool.map(square, range(100)) as results:
+                async for _ in results:
+                    pass
+        assert trio.current_time() == 2.5
+        assert_idle(pool)
+        stats = pool.statistics()
+        assert stats.succeeded == 8
+        assert stats.cancelled == stats.submitted - 8
+
+
+async def test_consumer_raising_cancels_its_jobs(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(4) as pool:
+        with pytest.raises(KeyError):
+            async with pool.map(square, range(100)) as results:
+                async for _ in results:
+                    raise KeyError("consumer failed")
+        assert_idle(pool)
+
+
+async def test_per_item_options_pass_through(autojump_clock: trio.abc.Clock) -> None:
+    async def sleep_for(seconds: float) -> float:
+        await trio.sleep(seconds)
+        return seconds
+
+    async with trio_pool.open_pool(2) as pool:
+        async with pool.map(
+            sleep_for, [1, 5, 2], timeout=3, name="nap", outcomes=True
+        ) as results:
+            got = [r async for r in results]
+        assert isinstance(got[1], outcome.Error)
+        assert isinstance(got[1].error, trio_pool.JobTimeout)
+        assert "nap" in str(got[1].error)
+        assert pool.statistics().timed_out == 1
+
+
+async def test_iterating_without_async_with_is_refused() -> None:
+    async with trio_pool.open_pool(1) as pool:
+        results = pool.map(square, range(3))
+        with pytest.raises(RuntimeError, match="async with pool.map"):
+            async for _ in results:
+                pass  # pragma: no cover
+
+
+async def test_bad_arguments_fail_at_once() -> None:
+    async with trio_pool.open_pool(1) as pool:
+        with pytest.raises(TypeError, match="items must be an iterable"):
+            pool.map(square, 5)  # type: ignore[call-overload]
+        with pytest.raises(TypeError, match="expected an async function"):
+            pool.map(len, [1])  # type: ignore[call-overload]
+        with pytest.raises(ValueError, match="timeout must be >= 0"):
+            pool.map(square, [1], timeout=-1)
+
+
+async def test_map_on_a_closed_pool_raises_pool_closed() -> None:
+    async with trio_pool.open_pool(1) as pool:
+        pool.close()
+        with pytest.raises(trio_pool.PoolClosed):
+            async with pool.map(square, [1]) as results:
+                async for _ in results:
+                    pass  # pragma: no cover
+
+
+async def test_map_shares_the_pool_fairly_with_submitters(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(2, capacity=2) as pool:
+        other = await pool.submit(square, 7)
+        async with pool.map(square, range(6)) as results:
+            assert [r async for r in results] == [n * n for n in range(6)]
+        assert await other.result() == 49
