@@ -200,7 +200,7 @@ async def test_per_item_options_pass_through(autojump_clock: trio.abc.Clock) -> 
 async def test_iterating_without_async_with_is_refused() -> None:
     async with trio_pool.open_pool(1) as pool:
         results = pool.map(square, range(3))
-        with pytest.raises(RuntimeError, match="async with pool.map"):
+        with pytest.raises(RuntimeError, match=r"async with pool\.map"):
             async for _ in results:
                 pass  # pragma: no cover
 
