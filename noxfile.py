@@ -48,9 +48,29 @@ def _installed_pythons() -> list[str]:
 PYTHONS = _installed_pythons()
 
 
+def _ensure_promtool(session: nox.Session) -> None:
+    """Install promtool (Debian's prometheus package) for the exposition test."""
+    if shutil.which("promtool"):
+        return
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        session.error("the tests need promtool: install Debian's 'prometheus' package")
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run(
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "prometheus",
+        external=True,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
+
+
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite (and every example in the docs) with coverage."""
+    _ensure_promtool(session)
     session.install("-e", ".", *_group("tests"))
     env = {"COVERAGE_FILE": f".coverage.{session.name}"}
     session.run("coverage", "run", "-m", "pytest", *session.posargs, env=env)

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Iterator
 import outcome
 import pytest
 import trio
-import trio.testing
 
 import trio_pool
 
@@ -210,7 +209,7 @@ async def test_bad_arguments_fail_at_once() -> None:
         with pytest.raises(TypeError, match="items must be an iterable"):
             pool.map(square, 5)  # type: ignore[call-overload]
         with pytest.raises(TypeError, match="expected an async function"):
-            pool.map(len, [1])  # type: ignore[call-overload]
+            pool.map(len, [1])  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="timeout must be >= 0"):
             pool.map(square, [1], timeout=-1)
 

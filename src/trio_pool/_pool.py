@@ -588,7 +588,10 @@ class Pool:
         and any worker above the maximum (after `resize`) stops at once.
         """
         while True:
-            if self._closed or len(self._workers) > self._max_workers:
+            if self._closed:
+                self._release_idle()  # the queue is empty: the others stop too
+                return None
+            if len(self._workers) > self._max_workers:
                 return None
             idle = self._idle
             idle.append(worker)
@@ -756,6 +759,12 @@ class Pool:
         if self._drain_waiters:
             self._wake_if_drained()
 
+    def _release_idle(self) -> None:
+        """Wake every idle worker with nothing to do, so that it stops."""
+        idle = self._idle
+        while idle:
+            reschedule(idle.pop().task, outcome.Value(None))  # type: ignore[arg-type]
+
     def _resolve_unstarted(self, job: Job[Any]) -> None:
         self._cancelled += 1
         job._resolve(CANCELLED, error=job._cancelled_error())
@@ -776,9 +785,7 @@ class Pool:
             error = PoolClosed(f"pool {self._name!r} closed while submit() waited")
             reschedule(task, outcome.Error(error))
         if not self._backlog:
-            idle = self._idle
-            while idle:
-                reschedule(idle.pop().task, outcome.Value(None))  # type: ignore[arg-type]
+            self._release_idle()
         logger.debug("pool %r closed", self._name)
 
     def _cancel_everything(self) -> None:
@@ -798,9 +805,7 @@ class Pool:
                 self._resolve_unstarted(current)
             elif current._state is RUNNING:
                 current.cancel()
-        idle = self._idle
-        while idle:
-            reschedule(idle.pop().task, outcome.Value(None))  # type: ignore[arg-type]
+        self._release_idle()
         self._wake_if_drained()
 
     def _wake_if_drained(self) -> None:
