@@ -35,7 +35,11 @@ nitpick_ignore_regex = [
         r"(Exception|ExceptionGroup|TypeError|ValueError|Any|Awaitable|Callable)",
     ),
     (r"py:.*", r"(AbstractAsyncContextManager|Unpack|functools\.partial|_UseDefault)"),
-    (r"py:.*", r"(TracerProvider|MeterProvider|trio_pool\._job\.T)"),
+    (
+        r"py:.*",
+        r"(TracerProvider|MeterProvider|U|R|trio_pool\._\w+\.(T|U|R|_UseDefault))",
+    ),
+    (r"py:.*", r"(concurrent\.futures\..*|Iterable|AsyncIterable|Self)"),
 ]
 html_theme = "alabaster"
 exclude_patterns = ["_build"]
