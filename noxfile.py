@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import nox
@@ -24,25 +23,23 @@ def _group(*names: str) -> list[str]:
 
 
 def _installed_pythons() -> list[str]:
-    """The supported Pythons found on PATH or under pyenv's root."""
+    """The supported Pythons on this machine, pyenv's included.
+
+    pyenv keeps each version under ``$(pyenv root)/versions``; their ``bin``
+    folders go on PATH so that nox finds ``python3.X`` there (pyenv's shims
+    answer for versions that are not active, and then fail).
+    """
+    root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
     found: list[str] = []
-    pyenv_root = os.environ.get("PYENV_ROOT") or (
-        subprocess.run(
-            ["pyenv", "root"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-        if shutil.which("pyenv")
-        else ""
-    )
     for version in SUPPORTED:
-        if shutil.which(f"python{version}"):
+        builds = sorted(Path(root, "versions").glob(f"{version}.*/bin/python{version}"))
+        if builds:
+            bin_dir = str(builds[-1].parent)
+            os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
             found.append(version)
-            continue
-        if pyenv_root:
-            versions = Path(pyenv_root, "versions")
-            matches = sorted(versions.glob(f"{version}.*/bin/python"))
-            if matches:
-                found.append(str(matches[-1]))
-    return found or ["3"]
+        elif shutil.which(f"python{version}"):
+            found.append(version)
+    return found
 
 
 PYTHONS = _installed_pythons()
