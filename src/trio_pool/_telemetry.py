@@ -18,7 +18,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
     from opentelemetry.trace import Span, TracerProvider
@@ -40,6 +40,18 @@ JOB_WAIT: Final = "trio_pool.job.wait.duration"
 REJECTION_REASON: Final = "trio_pool.rejection.reason"
 WORKER_STATE: Final = "trio_pool.worker.state"
 ERROR_TYPE: Final = "error.type"
+
+GAUGES: Final = (
+    ("trio_pool.queue.length", "queued", "{job}", "Jobs waiting now."),
+    ("trio_pool.queue.limit", "capacity", "{job}", "The queue's capacity."),
+    (
+        "trio_pool.worker.limit",
+        "max_workers",
+        "{worker}",
+        "The most workers the pool may run.",
+    ),
+)
+"""The asynchronous gauges that report one `PoolStatistics` field each."""
 
 
 def _package_version() -> str:
@@ -93,67 +105,45 @@ class _Instruments:
             description="Time from submit to start.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
-        meter.create_observable_up_down_counter(
-            "trio_pool.queue.length",
-            [self._queue_length],
-            unit="{job}",
-            description="Jobs waiting now.",
-        )
-        meter.create_observable_up_down_counter(
-            "trio_pool.queue.limit",
-            [self._queue_limit],
-            unit="{job}",
-            description="The queue's capacity.",
-        )
+        for name, field, unit, description in GAUGES:
+            meter.create_observable_up_down_counter(
+                name, [self._observer(field)], unit=unit, description=description
+            )
         meter.create_observable_up_down_counter(
             "trio_pool.workers",
             [self._workers],
             unit="{worker}",
-            description="Live workers.",
-        )
-        meter.create_observable_up_down_counter(
-            "trio_pool.worker.limit",
-            [self._worker_limit],
-            unit="{worker}",
-            description="The most workers the pool may run.",
+            description="Live workers, busy or idle.",
         )
 
     def _live(self) -> list[Pool]:
         with self.lock:
             return list(self.pools.values())
 
-    def _queue_length(self, _: CallbackOptions) -> Iterable[Observation]:
-        return [
-            metrics.Observation(pool.statistics().queued, {POOL_NAME: pool.name})
-            for pool in self._live()
-        ]
+    def _observer(
+        self, field: str
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        """A gauge callback reporting one statistics field of every live pool."""
 
-    def _queue_limit(self, _: CallbackOptions) -> Iterable[Observation]:
-        return [
-            metrics.Observation(pool.statistics().capacity, {POOL_NAME: pool.name})
-            for pool in self._live()
-        ]
+        def observe(_: CallbackOptions) -> Iterable[Observation]:
+            return [
+                metrics.Observation(
+                    getattr(pool.statistics(), field), {POOL_NAME: pool.name}
+                )
+                for pool in self._live()
+            ]
+
+        return observe
 
     def _workers(self, _: CallbackOptions) -> Iterable[Observation]:
         observations: list[Observation] = []
         for pool in self._live():
             stats = pool.statistics()
             busy = stats.workers - stats.idle_workers
-            observations.append(
-                metrics.Observation(busy, {POOL_NAME: pool.name, WORKER_STATE: "busy"})
-            )
-            observations.append(
-                metrics.Observation(
-                    stats.idle_workers, {POOL_NAME: pool.name, WORKER_STATE: "idle"}
-                )
-            )
+            for state, count in (("busy", busy), ("idle", stats.idle_workers)):
+                attributes = {POOL_NAME: pool.name, WORKER_STATE: state}
+                observations.append(metrics.Observation(count, attributes))
         return observations
-
-    def _worker_limit(self, _: CallbackOptions) -> Iterable[Observation]:
-        return [
-            metrics.Observation(pool.statistics().max_workers, {POOL_NAME: pool.name})
-            for pool in self._live()
-        ]
 
 
 _instruments_by_provider: weakref.WeakKeyDictionary[object, _Instruments] = (
