@@ -1,4 +1,4 @@
-# pyright: reportPossiblyUnbound=false
+# pyright: reportPossiblyUnboundVariable=false
 # (objects bound inside "async with" and checked after it)
 """Stopping: draining, close, shutdown, a failing body, outer cancellation."""
 
