@@ -1,0 +1,119 @@
+"""The public surface: names, errors, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import trio
+
+import trio_pool
+
+from .helpers import sleep_and_return
+
+DOCUMENTED = {
+    "Job",
+    "JobCancelled",
+    "JobState",
+    "JobTimeout",
+    "MapResults",
+    "Pool",
+    "PoolClosed",
+    "PoolError",
+    "PoolOverloaded",
+    "PoolStatistics",
+    "open_pool",
+}
+
+
+def test_all_matches_the_documented_api() -> None:
+    assert set(trio_pool.__all__) == DOCUMENTED
+    assert len(trio_pool.__all__) == len(DOCUMENTED)
+    for name in trio_pool.__all__:
+        assert getattr(trio_pool, name).__module__ == "trio_pool", name
+
+
+@pytest.mark.parametrize(
+    ("error", "trio_base"),
+    [
+        (trio_pool.PoolClosed, trio.ClosedResourceError),
+        (trio_pool.PoolOverloaded, trio.WouldBlock),
+        (trio_pool.JobTimeout, trio.TooSlowError),
+        (trio_pool.JobCancelled, Exception),
+    ],
+)
+def test_errors_subclass_pool_error_and_the_trio_error(
+    error: type[Exception], trio_base: type[Exception]
+) -> None:
+    assert issubclass(error, trio_pool.PoolError)
+    assert issubclass(error, trio_base)
+
+
+def test_job_states() -> None:
+    assert [state.value for state in trio_pool.JobState] == [
+        "queued",
+        "running",
+        "succeeded",
+        "failed",
+        "timed_out",
+        "cancelled",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "message"),
+    [
+        ((0,), {}, ValueError, "workers must be >= 1, not 0"),
+        ((-3,), {}, ValueError, "workers must be >= 1, not -3"),
+        (("4",), {}, TypeError, "workers must be an int, not '4'"),
+        ((2.0,), {}, TypeError, "workers must be an int, not 2.0"),
+        ((True,), {}, TypeError, "workers must be an int, not True"),
+        ((2,), {"capacity": -1}, ValueError, "capacity must be >= 0, not -1"),
+        ((2,), {"capacity": 1.5}, TypeError, "capacity must be an int, not 1.5"),
+        ((2,), {"capacity": "8"}, TypeError, "capacity must be an int, not '8'"),
+        ((2,), {"job_timeout": -1}, ValueError, "job_timeout must be >= 0, not -1"),
+        (
+            (2,),
+            {"job_timeout": math.nan},
+            ValueError,
+            "job_timeout must be >= 0, not nan",
+        ),
+        ((2,), {"job_timeout": "5"}, TypeError, "job_timeout must be a number"),
+        ((2,), {"submit_timeout": -0.5}, ValueError, "submit_timeout must be >= 0"),
+        ((2,), {"submit_timeout": [1]}, TypeError, "submit_timeout must be a number"),
+        ((2,), {"name": 3}, TypeError, "name must be a str or None, not 3"),
+        ((2,), {"telemetry": "yes"}, TypeError, "telemetry must be True or False"),
+    ],
+)
+def test_bad_open_pool_arguments_fail_at_once(
+    args: tuple[Any, ...], kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as info:
+        trio_pool.open_pool(*args, **kwargs)  # not even entered
+    assert message in str(info.value)
+
+
+async def test_bad_submit_arguments_fail_at_once_and_lose_nothing() -> None:
+    def sync_function() -> int:
+        return 1
+
+    async with trio_pool.open_pool(1) as pool:
+        accepted = await pool.submit(sleep_and_return, 0, "kept")
+        coroutine = sleep_and_return(1)
+        with pytest.raises(TypeError, match="got a coroutine object") as info:
+            await pool.submit(coroutine)  # type: ignore[arg-type]
+        assert "pool.submit(sleep_and_return, ...)  # correct!" in str(info.value)
+        with pytest.raises(TypeError, match="is not one"):
+            await pool.submit(sync_function)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="expected an async function, not 3"):
+            pool.submit_nowait(3)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="expected an async function"):
+            await pool.run(print)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="timeout must be >= 0, not -2"):
+            await pool.submit(sleep_and_return, 1, timeout=-2)
+        with pytest.raises(TypeError, match="name must be a str or None, not 5"):
+            await pool.submit(sleep_and_return, 1, name=5)  # type: ignore[arg-type]
+        assert await accepted.result() == "kept"
+        stats = pool.statistics()
+        assert (stats.submitted, stats.rejected) == (1, 0)
