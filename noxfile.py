@@ -108,6 +108,14 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: quick by default; ``nox -s bench -- --full`` for the matrix."""
+    session.install("-e", ".", *_group("bench"))
+    session.run("python", "benchmarks/run.py", *(session.posargs or ["--quick"]))
+    session.run("python", "benchmarks/scaling.py")
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """Run the demo: a pool running a batch of jobs, with traces on the console."""
     session.install("-e", ".", *_group("demo"))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 import outcome
 from trio.lowlevel import (
     Abort,
     Task,
+    cancel_shielded_checkpoint,
     checkpoint_if_cancelled,
     current_task,
     reschedule,
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     from ._pool import Pool
 
 T = TypeVar("T")
+
+YIELD_EVERY: Final = 32
+"""A task passes a schedule point at least once every this many pool calls
+that did not have to wait (and a worker, every this many jobs)."""
 
 
 class JobState(enum.Enum):
@@ -95,6 +100,13 @@ class Job(Generic[T]):
         "_waiters",
     )
 
+    _value: T | None
+    _error: BaseException | None
+    _traceback: TracebackType | None
+    _span_context: object
+    _submitted_at: float
+    _started_at: float
+
     def __init__(
         self,
         pool: Pool,
@@ -114,12 +126,9 @@ class Job(Generic[T]):
         self._scope: trio.CancelScope | None = None
         self._waiters: list[Task] | None = None
         self._on_done: Callable[[Job[T]], None] | None = None
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        self._traceback: TracebackType | None = None
-        self._span_context: object = None
-        self._submitted_at = 0.0
-        self._started_at = 0.0
+        # Set when the job resolves: _value, _error, _traceback. Set by the
+        # telemetry, which alone reads them: _span_context, _submitted_at,
+        # _started_at. (Fewer stores per job.)
 
     def __repr__(self) -> str:
         return f"<trio_pool.Job {self.name!r} {self._state.value}>"
@@ -207,8 +216,12 @@ class Job(Generic[T]):
                 return Abort.SUCCEEDED
 
             await wait_task_rescheduled(abort)
-        else:
-            await self._pool._yield_sometimes()
+        else:  # done: a schedule point only once every YIELD_EVERY calls
+            pool = self._pool
+            pool._since_yield += 1
+            if pool._since_yield >= YIELD_EVERY:
+                pool._since_yield = 0
+                await cancel_shielded_checkpoint()
 
     def _resolve(
         self,
@@ -219,9 +232,8 @@ class Job(Generic[T]):
         """Move to a terminal state and wake every task waiting on the job."""
         self._state = state
         self._value = value
-        if error is not None:
-            self._error = error
-            self._traceback = error.__traceback__
+        self._error = error
+        self._traceback = None if error is None else error.__traceback__
         self._scope = None
         self._args = ()  # let the arguments go; the function stays for `name`
         waiters = self._waiters

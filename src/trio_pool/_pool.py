@@ -56,6 +56,7 @@ from ._job import (
     RUNNING,
     SUCCEEDED,
     TIMED_OUT,
+    YIELD_EVERY,
     Job,
     JobState,
 )
@@ -93,9 +94,6 @@ U = TypeVar("U")
 
 logger: Final = logging.getLogger("trio_pool")
 
-YIELD_EVERY: Final = 32
-"""A task passes a schedule point at least once every this many pool calls
-that did not have to wait (and a worker, every this many jobs)."""
 
 _pool_numbers = itertools.count(1)
 _current_pool: contextvars.ContextVar[Pool | None] = contextvars.ContextVar(

@@ -1,0 +1,132 @@
+"""Run the implementations side by side, in fresh processes, interleaved.
+
+``python benchmarks/run.py --quick``: 10^4 and 10^5 no-op jobs through 64
+workers, 3 rounds (a couple of minutes), for ``nox -s bench``.
+``python benchmarks/run.py --full``: 10^4, 10^5 and 10^6 no-op jobs through
+8, 64 and 1000 workers, plus the checkpoint and ~20 µs CPU jobs at 10^5 x 64;
+writes ``benchmarks/results/results.{md,json,png}``.
+
+Each round runs every implementation once per case, in a new process each
+time, in an order that rotates from round to round; the reported figure is
+the median over the rounds, and the ratio is to the nursery +
+CapacityLimiter idiom's median in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from report import write_report
+from workloads import IDIOM, IMPLEMENTATIONS
+
+HERE = Path(__file__).parent
+MAIN_PEERS = [
+    "trio_pool submit (telemetry off)",
+    "trio_pool submit (telemetry, no SDK)",
+    "trio_pool submit (telemetry, SDK)",
+    "trio_pool map (telemetry, no SDK)",
+    IDIOM,
+    "trio channel pool (floor)",
+    "anyio task group + CapacityLimiter",
+    "aiometer.run_all",
+    "asyncio TaskGroup + Semaphore",
+]
+SLOW = {
+    "aiometer.run_all",
+    "ThreadPoolExecutor",
+    "trio_pool submit (telemetry, SDK)",
+    "trio_pool map (telemetry, SDK)",
+}
+
+
+def measure(name: str, n: int, workers: int, job: str) -> dict[str, float]:
+    """Run one implementation once, in a fresh process."""
+    output = subprocess.run(
+        [sys.executable, str(HERE / "worker.py"), name, str(n), str(workers), job],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    ).stdout
+    result: dict[str, float] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def cases(full: bool) -> list[tuple[int, int, str, list[str], int]]:
+    """(jobs, workers, job kind, implementations, rounds) to run."""
+    if not full:
+        return [(10**4, 64, "noop", MAIN_PEERS, 3), (10**5, 64, "noop", MAIN_PEERS, 3)]
+    everything = list(IMPLEMENTATIONS)
+    planned = []
+    for n in (10**4, 10**5, 10**6):
+        for workers in (8, 64, 1000):
+            names = (
+                everything if n < 10**6 else [x for x in everything if x not in SLOW]
+            )
+            planned.append((n, workers, "noop", names, 3 if n < 10**6 else 1))
+    for job in ("checkpoint", "cpu"):
+        planned.append((10**5, 64, job, everything, 3))
+    return planned
+
+
+def run(full: bool) -> list[dict[str, Any]]:
+    """Measure every case; return one row per (case, implementation)."""
+    rows = []
+    for n, workers, job, names, rounds in cases(full):
+        samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+        for round_index in range(rounds):
+            shift = round_index % len(names)
+            for name in names[shift:] + names[:shift]:
+                samples[name].append(measure(name, n, workers, job))
+        idiom = statistics.median(s["us_per_job"] for s in samples[IDIOM])
+        print(f"\n{n:>8} {job} jobs, {workers} workers ({rounds} rounds)", flush=True)
+        for name in names:
+            us = statistics.median(s["us_per_job"] for s in samples[name])
+            rss = max(s["peak_rss_mib"] for s in samples[name])
+            rows.append(
+                {
+                    "jobs": n,
+                    "workers": workers,
+                    "job": job,
+                    "implementation": name,
+                    "us_per_job": us,
+                    "ratio_to_idiom": us / idiom,
+                    "peak_rss_mib": rss,
+                    "rounds": rounds,
+                }
+            )
+            print(
+                f"  {name:<40} {us:8.2f} µs/job  {us / idiom:5.2f}x idiom"
+                f"  {rss:7.1f} MiB",
+                flush=True,
+            )
+        if full:
+            skipped = sorted(set(IMPLEMENTATIONS) - set(names))
+            if skipped:
+                print("  skipped here (too slow at this size):", ", ".join(skipped))
+    return rows
+
+
+def main() -> None:
+    """Parse the arguments, run, and write the report for --full."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="the nox -s bench run")
+    mode.add_argument("--full", action="store_true", help="the whole matrix")
+    args = parser.parse_args()
+    rows = run(full=args.full)
+    if args.full:
+        write_report(rows, HERE / "results")
+        print(f"\nwrote {HERE / 'results'}/results.md, .json and .png")
+
+
+if __name__ == "__main__":
+    main()
