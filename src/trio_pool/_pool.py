@@ -18,7 +18,6 @@ How the pieces fit:
 from __future__ import annotations
 
 import contextvars
-import functools
 import itertools
 import logging
 import math
@@ -116,14 +115,13 @@ USE_DEFAULT: Final = _UseDefault()
 class _Worker:
     """Bookkeeping for one worker task."""
 
-    __slots__ = ("job", "span", "starting", "streak", "task")
+    __slots__ = ("job", "span", "streak", "task")
 
     def __init__(self) -> None:
         self.task: Task | None = None
         self.job: Job[Any] | None = None  # the job it was handed, or is running
         self.span: JobSpan | None = None  # the running job's span, if traced
         self.streak = 0  # jobs run since its last schedule point
-        self.starting = False  # started on demand and not running yet
 
 
 @final
@@ -174,7 +172,8 @@ class Pool:
         # new jobs go to the queue: the woken worker wakes the next idle one
         # if work is still waiting when it starts (a chain, not a stampede).
         self._waking = 0
-        self._starting = 0  # workers started on demand that have not run yet
+        self._starting = 0  # workers started that have not run yet
+        self._all_started: trio.Event | None = None  # set when none is starting
 
         self._submitted = 0
         self._running = 0
@@ -242,7 +241,7 @@ class Pool:
         while len(self._workers) < workers or (
             waiting > self._starting and len(self._workers) < max_workers
         ):
-            self._grow()
+            self._grow(why="after a resize")
         if self._room_waiters:
             self._admit_waiters()
 
@@ -497,22 +496,23 @@ class Pool:
         job._in_queue = True
         self._backlog += 1
 
-    def _grow(self) -> None:
-        """Start one more worker for a waiting job (scaling pools only)."""
+    def _grow(self, why: str | None = "for a waiting job") -> None:
+        """Start one more worker (``why`` goes to the DEBUG log, if any)."""
         assert self._nursery is not None
         self._starting += 1
         worker = _Worker()
-        worker.starting = True
         self._workers.add(worker)
         self._nursery.start_soon(
             self._work, worker, name=f"trio_pool worker of {self._name!r}"
         )
-        logger.debug(
-            "pool %r: started a worker for a waiting job (%d of at most %d)",
-            self._name,
-            len(self._workers),
-            self._max_workers,
-        )
+        if why is not None:
+            logger.debug(
+                "pool %r: started a worker %s (%d of at most %d)",
+                self._name,
+                why,
+                len(self._workers),
+                self._max_workers,
+            )
 
     def _hand_over(self, worker: _Worker, job: Job[Any]) -> None:
         """Wake an idle worker with ``job`` as its next job."""
@@ -619,19 +619,13 @@ class Pool:
                 self._waking -= 1
             return job
 
-    async def _work(
-        self,
-        worker: _Worker,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
+    async def _work(self, worker: _Worker) -> None:
         """A worker task: take jobs and run them until the pool stops."""
         worker.task = current_task()
-        if worker.starting:
-            worker.starting = False
-            self._starting -= 1
+        self._starting -= 1
+        if not self._starting and self._all_started is not None:
+            self._all_started.set()  # it parks before the opener resumes
         _current_pool.set(self)
-        task_status.started()  # it parks as idle before its starter resumes
         try:
             while True:
                 job: Job[Any] | None = None
@@ -883,15 +877,6 @@ class Pool:
 
     # ---------------------------------------------------------------- running
 
-    async def _start_worker(self, nursery: trio.Nursery) -> None:
-        """Start a worker and return once it waits for work."""
-        worker = _Worker()
-        self._workers.add(worker)
-        await nursery.start(
-            functools.partial(self._work, worker),
-            name=f"trio_pool worker of {self._name!r}",
-        )
-
     @asynccontextmanager
     async def _running_in_nursery(self) -> AsyncGenerator[Pool, None]:
         body_error: BaseException | None = None
@@ -907,8 +892,12 @@ class Pool:
                 self._telemetry.opened()
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                # Start every worker at once and wait until all are idle.
+                self._all_started = trio.Event()
                 for _ in range(self._min_workers):
-                    await self._start_worker(nursery)
+                    self._grow(why=None)
+                await self._all_started.wait()
+                self._all_started = None
                 try:
                     yield self
                 except BaseException as exc:
