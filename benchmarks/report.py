@@ -54,15 +54,18 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     names = sorted({r["implementation"] for r in chosen})
     sizes = sorted({r["jobs"] for r in chosen})
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5))
-    for name in names:
+    colors = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
+    for index, name in enumerate(names):
         points = sorted(
             (r["jobs"], r["us_per_job"], r["peak_rss_mib"])
             for r in chosen
             if r["implementation"] == name
         )
         style = "-o" if name.startswith("trio_pool") else "--."
-        left.plot([p[0] for p in points], [p[1] for p in points], style, label=name)
-        right.plot([p[0] for p in points], [p[2] for p in points], style, label=name)
+        color = colors[index % len(colors)]
+        xs = [p[0] for p in points]
+        left.plot(xs, [p[1] for p in points], style, label=name, color=color)
+        right.plot(xs, [p[2] for p in points], style, label=name, color=color)
     for axes, label in ((left, "µs per job"), (right, "peak RSS (MiB)")):
         axes.set_xscale("log")
         axes.set_yscale("log")
@@ -76,3 +79,8 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+if __name__ == "__main__":  # redraw the report from results.json
+    folder = Path(__file__).parent / "results"
+    write_report(json.loads((folder / "results.json").read_text()), folder)
