@@ -653,8 +653,14 @@ class Pool:
                                 self._finish(worker, job, FAILED, error=exc)
                             else:
                                 self._finish(worker, job, SUCCEEDED, value)
+                            # Only Job.cancel (shutdown included) and a time
+                            # limit cancel this scope; cancel_called itself
+                            # reads the clock, so ask it only for timed jobs.
+                            spent = job._cancel_requested or (
+                                job._timeout is not None and scope.cancel_called
+                            )
                             job = None
-                            if scope.cancel_called:
+                            if spent:
                                 break  # a cancelled scope is never reused
                 except Exception as exc:
                     # Escaped the job's scope: e.g. an ExceptionGroup from the
