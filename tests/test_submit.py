@@ -265,8 +265,8 @@ async def test_tight_submit_loop_cannot_starve_other_tasks(
     gaps = [b - a for a, b in itertools.pairwise(submits_between_ticks)]
     # Trio runs each batch of runnable tasks in random order, so between two
     # runs of the ticker the producer may run twice: at most 2 x 32 submits.
-    assert max(gaps) <= 2 * trio_pool._job.YIELD_EVERY
-    assert ticks >= 10_000 // (2 * trio_pool._job.YIELD_EVERY)
+    assert max(gaps) <= 2 * trio_pool._pool.YIELD_EVERY
+    assert ticks >= 10_000 // (2 * trio_pool._pool.YIELD_EVERY)
 
 
 async def test_workers_running_non_blocking_jobs_let_others_run(
@@ -293,4 +293,4 @@ async def test_workers_running_non_blocking_jobs_let_others_run(
                 await trio.lowlevel.checkpoint()
             nursery.cancel_scope.cancel()
     gaps = [b - a for a, b in itertools.pairwise(ran_between)]
-    assert max(gaps) <= 2 * trio_pool._job.YIELD_EVERY  # see the test above
+    assert max(gaps) <= 2 * trio_pool._pool.YIELD_EVERY  # see the test above

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import outcome
 from trio.lowlevel import (
@@ -28,10 +28,6 @@ if TYPE_CHECKING:
     from ._pool import Pool
 
 T = TypeVar("T")
-
-YIELD_EVERY: Final = 32
-"""A task passes a schedule point at least once every this many pool calls
-that did not have to wait (and a worker, every this many jobs)."""
 
 
 class JobState(enum.Enum):
@@ -216,12 +212,8 @@ class Job(Generic[T]):
                 return Abort.SUCCEEDED
 
             await wait_task_rescheduled(abort)
-        else:  # done: a schedule point only once every YIELD_EVERY calls
-            pool = self._pool
-            pool._since_yield += 1
-            if pool._since_yield >= YIELD_EVERY:
-                pool._since_yield = 0
-                await cancel_shielded_checkpoint()
+        elif self._pool._yield_due():  # done: a schedule point now and then
+            await cancel_shielded_checkpoint()
 
     def _resolve(
         self,

@@ -18,6 +18,7 @@ import trio
 from trio.lowlevel import (
     Abort,
     Task,
+    cancel_shielded_checkpoint,
     checkpoint_if_cancelled,
     current_task,
     reschedule,
@@ -112,18 +113,18 @@ class MapResults(AsyncIterator[R]):
             if not self._in_flight:
                 raise StopAsyncIteration
             job = self._in_flight[0]  # stays owned (cancellable) while we wait
-            if job.done:
-                await self._pool._yield_sometimes()
-            else:
+            if not job.done:
                 await job._wait_done()
+            elif self._pool._yield_due():
+                await cancel_shielded_checkpoint()
             self._in_flight.popleft()
         else:
             if not self._in_flight and not self._done:
                 raise StopAsyncIteration
-            if self._done:
-                await self._pool._yield_sometimes()
-            else:
+            if not self._done:
                 await self._wait_for_any()
+            elif self._pool._yield_due():
+                await cancel_shielded_checkpoint()
             job = self._done.popleft()
         return self._deliver(job)
 

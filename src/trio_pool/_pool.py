@@ -55,7 +55,6 @@ from ._job import (
     RUNNING,
     SUCCEEDED,
     TIMED_OUT,
-    YIELD_EVERY,
     Job,
     JobState,
 )
@@ -92,6 +91,10 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 logger: Final = logging.getLogger("trio_pool")
+
+YIELD_EVERY: Final = 32
+"""A task passes a schedule point at least once every this many pool calls
+that did not have to wait (and a worker, every this many jobs)."""
 
 
 _pool_numbers = itertools.count(1)
@@ -281,9 +284,7 @@ class Pool:
         await checkpoint_if_cancelled()
         job = self._new_job("submit", fn, args, name, timeout)
         if self._offer(job):
-            self._since_yield += 1
-            if self._since_yield >= YIELD_EVERY:
-                self._since_yield = 0
+            if self._yield_due():
                 await cancel_shielded_checkpoint()
             return job
         await self._wait_to_accept(job)
@@ -541,12 +542,16 @@ class Pool:
             self._enqueue(job)
             reschedule(task)
 
-    async def _yield_sometimes(self) -> None:
-        """A schedule point once every `YIELD_EVERY` calls."""
+    def _yield_due(self) -> bool:
+        """Count a call that did not wait; True once every `YIELD_EVERY` calls.
+
+        The caller then takes a schedule point (see the class docstring).
+        """
         self._since_yield += 1
-        if self._since_yield >= YIELD_EVERY:
-            self._since_yield = 0
-            await cancel_shielded_checkpoint()
+        if self._since_yield < YIELD_EVERY:
+            return False
+        self._since_yield = 0
+        return True
 
     # ---------------------------------------------------------------- workers
 
