@@ -811,18 +811,18 @@ class Pool:
         self._release_idle()
         self._wake_if_drained()
 
+    def _finished(self) -> int:
+        return self._succeeded + self._failed + self._timed_out + self._cancelled
+
     def _wake_if_drained(self) -> None:
-        if self._running == 0 and self._backlog == 0 and not self._handed_over():
+        if self._finished() == self._submitted:  # every accepted job is done
             waiters = self._drain_waiters
             for task in waiters:
                 reschedule(task)
             waiters.clear()
 
-    def _handed_over(self) -> bool:
-        return any(w.job is not None and w.job._state is QUEUED for w in self._workers)
-
     async def _wait_drained(self) -> None:
-        if self._running == 0 and self._backlog == 0 and not self._handed_over():
+        if self._finished() == self._submitted:
             await checkpoint()
             return
         task = current_task()
@@ -866,7 +866,7 @@ class Pool:
 
     def statistics(self) -> PoolStatistics:
         """Return a `PoolStatistics` snapshot. Never blocks."""
-        finished = self._succeeded + self._failed + self._timed_out + self._cancelled
+        finished = self._finished()
         return PoolStatistics(
             name=self._name,
             workers=len(self._workers),
