@@ -60,10 +60,10 @@ def measure(name: str, n: int, workers: int, job: str) -> dict[str, float]:
     return result
 
 
-def cases(full: bool) -> list[tuple[int, int, str, list[str], int]]:
+def cases(full: bool, rounds: int) -> list[tuple[int, int, str, list[str], int]]:
     """(jobs, workers, job kind, implementations, rounds) to run."""
     if not full:
-        return [(10**4, 64, "noop", MAIN_PEERS, 3), (10**5, 64, "noop", MAIN_PEERS, 3)]
+        return [(n, 64, "noop", MAIN_PEERS, rounds) for n in (10**4, 10**5)]
     everything = list(IMPLEMENTATIONS)
     planned = []
     for n in (10**4, 10**5, 10**6):
@@ -77,10 +77,10 @@ def cases(full: bool) -> list[tuple[int, int, str, list[str], int]]:
     return planned
 
 
-def run(full: bool) -> list[dict[str, Any]]:
+def run(full: bool, quick_rounds: int = 3) -> list[dict[str, Any]]:
     """Measure every case; return one row per (case, implementation)."""
     rows = []
-    for n, workers, job, names, rounds in cases(full):
+    for n, workers, job, names, rounds in cases(full, quick_rounds):
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
         for round_index in range(rounds):
             shift = round_index % len(names)
@@ -121,8 +121,9 @@ def main() -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the nox -s bench run")
     mode.add_argument("--full", action="store_true", help="the whole matrix")
+    parser.add_argument("--rounds", type=int, default=3, help="quick mode's rounds")
     args = parser.parse_args()
-    rows = run(full=args.full)
+    rows = run(full=args.full, quick_rounds=args.rounds)
     if args.full:
         write_report(rows, HERE / "results")
         print(f"\nwrote {HERE / 'results'}/results.md, .json and .png")
