@@ -1,3 +1,4 @@
+# pyright: reportPossiblyUnboundVariable=false
 """The Job handle, failure isolation and time limits."""
 
 from __future__ import annotations
@@ -274,3 +275,18 @@ async def test_a_non_awaitable_result_fails_the_job(
         job: trio_pool.Job[object] = await pool.submit(decorated)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="can't be used in 'await'"):
             await job.result()
+
+
+async def test_system_exit_is_not_swallowed(autojump_clock: trio.abc.Clock) -> None:
+    async def leave() -> None:
+        await trio.sleep(2)
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit) as info:
+        async with trio_pool.open_pool(2) as pool:
+            exiting = await pool.submit(leave)
+            other = await pool.submit(sleep_and_return, 10)
+    assert info.value.code == 3
+    assert exiting.state is trio_pool.JobState.FAILED
+    assert other.state is trio_pool.JobState.CANCELLED
+    assert trio.current_time() == 2
