@@ -1,35 +1,37 @@
 """Assertions shared by the tests."""
 
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import trio
 
 import trio_pool
-from trio_pool._job import QUEUED
 
 
 def assert_balanced(pool: trio_pool.Pool) -> None:
-    """The statistics balance that must hold at every moment."""
+    """The statistics balance and the core's invariants, at any moment."""
     s = pool.statistics()
     assert s.submitted == (
         s.queued + s.running + s.succeeded + s.failed + s.timed_out + s.cancelled
     ), s
+    pool._core.check_invariants()
 
 
 def assert_no_bookkeeping(pool: trio_pool.Pool) -> None:
     """Nothing is left in the pool's internal structures (after it stopped)."""
     assert_balanced(pool)
+    core = pool._core
     stats = pool.statistics()
     assert (stats.queued, stats.running) == (0, 0), stats
-    assert not [job for job in pool._queue if job._state is QUEUED]
-    assert pool._backlog == 0
-    assert not pool._idle
-    assert not pool._room_waiters
-    assert not pool._drain_waiters
-    assert not pool._workers
-    assert pool._running == 0
-    assert pool._waking == 0
-    assert pool._starting == 0
+    assert core.backlog == 0
+    assert not core.idle
+    assert not core.room_waiters
+    assert not core.drain_waiters
+    assert not core.workers
+    assert core.running == 0
+    assert core.waking == 0
+    assert core.starting == 0
 
 
 async def sleep_and_return(seconds: float, value: object = None) -> object:

@@ -1,6 +1,8 @@
 # pyright: reportPossiblyUnboundVariable=false
 """The Job handle, failure isolation and time limits."""
 
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import functools
@@ -123,7 +125,7 @@ async def test_cancelling_many_queued_jobs_sweeps_tombstones(
         jobs = [await pool.submit(sleep_and_return, 1) for _ in range(500)]
         for job in jobs[:-1]:
             job.cancel()
-        assert len(pool._queue) < 100  # the cancelled ones were swept
+        assert len(pool._core.queue) < 100  # the cancelled ones were swept
         assert pool.statistics().queued == 1
         assert await jobs[-1].result() is None
         assert trio.current_time() == 6

@@ -1,6 +1,8 @@
 """pool.map: order, completion order, async sources, endless sources, failures,
 cancellation of the consumer, and the bound on items pulled ahead."""
 
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import itertools
@@ -36,9 +38,9 @@ def assert_idle(pool: trio_pool.Pool) -> None:
     assert stats.submitted == stats.succeeded + stats.failed + stats.cancelled + (
         stats.timed_out
     )
-    assert pool._backlog == 0
-    assert not pool._room_waiters
-    assert not pool._drain_waiters
+    assert pool._core.backlog == 0
+    assert not pool._core.room_waiters
+    assert not pool._core.drain_waiters
 
 
 async def test_ordered_results_follow_the_input(autojump_clock: trio.abc.Clock) -> None:

@@ -1,5 +1,7 @@
 """Submitting: backpressure, submit_timeout, submit_nowait, run, checkpoints."""
 
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import functools
@@ -11,6 +13,7 @@ import trio.lowlevel
 import trio.testing
 
 import trio_pool
+from trio_pool import _core
 
 from .helpers import assert_balanced, assert_no_bookkeeping, sleep_and_return
 
@@ -48,7 +51,7 @@ async def test_cancelled_waiting_submit_leaves_nothing_behind(
         assert scope.cancelled_caught
         stats = pool.statistics()
         assert (stats.submitted, stats.waiting_submitters, stats.rejected) == (1, 0, 0)
-        assert not pool._room_waiters
+        assert not pool._core.room_waiters
     assert_no_bookkeeping(pool)
 
 
@@ -265,8 +268,8 @@ async def test_tight_submit_loop_cannot_starve_other_tasks(
     gaps = [b - a for a, b in itertools.pairwise(submits_between_ticks)]
     # Trio runs each batch of runnable tasks in random order, so between two
     # runs of the ticker the producer may run twice: at most 2 x 32 submits.
-    assert max(gaps) <= 2 * trio_pool._pool.YIELD_EVERY
-    assert ticks >= 10_000 // (2 * trio_pool._pool.YIELD_EVERY)
+    assert max(gaps) <= 2 * _core.YIELD_EVERY
+    assert ticks >= 10_000 // (2 * _core.YIELD_EVERY)
 
 
 async def test_workers_running_non_blocking_jobs_let_others_run(
@@ -293,4 +296,4 @@ async def test_workers_running_non_blocking_jobs_let_others_run(
                 await trio.lowlevel.checkpoint()
             nursery.cancel_scope.cancel()
     gaps = [b - a for a, b in itertools.pairwise(ran_between)]
-    assert max(gaps) <= 2 * trio_pool._pool.YIELD_EVERY  # see the test above
+    assert max(gaps) <= 2 * _core.YIELD_EVERY  # see the test above

@@ -6,23 +6,39 @@ import collections.abc
 import functools
 import inspect
 import math
+import sys
 from types import FunctionType
-from typing import Any
+from typing import Any, Final, final
 
 _CO_COROUTINE = inspect.CO_COROUTINE
 
+MAX_WORKERS: Final = 1_000_000
+"""The most workers a pool may have (``workers`` and ``max_workers``)."""
 
-def check_int(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` if it is an int (not a bool) of at least ``minimum``.
+MAX_CAPACITY: Final = sys.maxsize
+"""The largest queue ``capacity`` a pool accepts."""
+
+
+def _show(value: object) -> str:
+    """``repr(value)``, shortened for ints too long to read."""
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return f"an int of {len(str(abs(value)))} digits"
+    return repr(value)
+
+
+def check_int(name: str, value: object, minimum: int, maximum: int) -> int:
+    """Return ``value`` if it is an int (not a bool) in ``[minimum, maximum]``.
 
     Raises:
         TypeError: it is not an int.
-        ValueError: it is below ``minimum``.
+        ValueError: it is out of range.
     """
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, not {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, not {value!r}")
+        raise ValueError(f"{name} must be >= {minimum}, not {_show(value)}")
+    if value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, not {_show(value)}")
     return value
 
 
@@ -38,8 +54,14 @@ def check_seconds(name: str, value: object) -> float | None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
     if math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be >= 0, not {value!r}")
-    return float(value)
+        raise ValueError(f"{name} must be >= 0, not {_show(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(
+            f"{name} must fit in a float (math.inf or None for no limit), "
+            f"not {_show(value)}"
+        ) from None
 
 
 def check_bool(name: str, value: object) -> bool:
@@ -95,6 +117,19 @@ def _is_async_callable(given: object) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
+def _sync_hint(method: str) -> str:
+    """How to run a sync function through ``method``, in a form that works."""
+    if method == "map":
+        return (
+            "to run a sync function in a thread, wrap it: "
+            "pool.map(functools.partial(trio.to_thread.run_sync, fn), items)"
+        )
+    return (
+        "to run a sync function in a thread, wrap it: "
+        f"pool.{method}(trio.to_thread.run_sync, fn, ...)"
+    )
+
+
 def check_async_fn(method: str, fn: Any) -> None:
     """Check that ``fn`` is an async function, as `Pool.submit` needs.
 
@@ -119,7 +154,36 @@ def check_async_fn(method: str, fn: Any) -> None:
     if not _is_async_callable(fn):
         raise TypeError(
             f"{method}() expected an async function, but {fn!r} is not one; "
-            "to run a sync function, wrap it: "
-            f"pool.{method}(trio.to_thread.run_sync, fn, ...) runs it in a "
-            "thread, or define it with 'async def'",
+            f"{_sync_hint(method)}, or define it with 'async def'",
         )
+
+
+DEFAULT_IDLE_TIMEOUT: Final = 30.0
+"""Seconds a worker above the minimum may idle before it retires."""
+
+
+def check_max_workers(workers: int, max_workers: object) -> int:
+    """Return the checked ``max_workers`` (``workers`` when None)."""
+    if max_workers is None:
+        return workers
+    checked = check_int("max_workers", max_workers, 1, MAX_WORKERS)
+    if checked < workers:
+        raise ValueError(f"max_workers must be >= workers ({workers}), not {checked!r}")
+    return checked
+
+
+def default_capacity(max_workers: int) -> int:
+    """The queue capacity used when ``open_pool`` is given none."""
+    return max(max_workers, 64)
+
+
+@final
+class UseDefault:
+    """The type of `USE_DEFAULT`."""
+
+    def __repr__(self) -> str:
+        return "<the pool's job_timeout>"
+
+
+USE_DEFAULT: Final = UseDefault()
+"""Marks a ``timeout`` argument that was not given: the pool's default applies."""

@@ -6,7 +6,12 @@ exception a Trio user would already catch for the same situation.
 
 from __future__ import annotations
 
+import sys
+
 import trio
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 
 class PoolError(Exception):
@@ -27,3 +32,14 @@ class JobTimeout(PoolError, trio.TooSlowError):
 
 class JobCancelled(PoolError):
     """The job was cancelled by :meth:`Job.cancel`, by shutdown or from outside."""
+
+
+def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in ``group`` and in the groups nested in it, in order."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found.extend(leaves(exc))  # pyright: ignore[reportUnknownArgumentType]
+        else:
+            found.append(exc)
+    return found

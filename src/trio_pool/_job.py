@@ -1,4 +1,11 @@
-"""The job handle: what `Pool.submit` returns, and the states a job goes through."""
+"""The job handle, which is also the pool's record of the job, and its states.
+
+One object per job serves both (a separate record would double the objects
+the garbage collector walks for every job kept). Its documented members are
+the handle's API; the other attributes are the core's bookkeeping: only
+`PoolCore` changes them (telemetry adds its own notes: ``span_context``,
+``submitted_at``, ``started_at``).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +14,7 @@ import math
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import outcome
-from trio.lowlevel import (
-    Abort,
-    Task,
-    cancel_shielded_checkpoint,
-    checkpoint_if_cancelled,
-    current_task,
-    reschedule,
-    wait_task_rescheduled,
-)
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from ._errors import JobCancelled, JobTimeout
 
@@ -24,8 +23,9 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     import trio
+    from trio.lowlevel import ParkingLot
 
-    from ._pool import Pool
+    from ._core import PoolCore, Worker
 
 T = TypeVar("T")
 
@@ -34,7 +34,8 @@ class JobState(enum.Enum):
     """Where a job is in its life. The last four are terminal."""
 
     QUEUED = "queued"
-    """Accepted, waiting for a worker."""
+    """Accepted, waiting for a worker (in the queue, or handed to a worker
+    that has not started it yet)."""
     RUNNING = "running"
     """A worker is running it."""
     SUCCEEDED = "succeeded"
@@ -72,79 +73,91 @@ class Job(Generic[T]):
 
     Jobs are created by `Pool.submit`, `Pool.submit_nowait` and `Pool.run`;
     you never create one yourself. A job ends in exactly one terminal state,
-    and its handle resolves whatever happens to the pool.
+    and its handle resolves whatever happens to the pool. Attributes other
+    than the documented ones are the pool's bookkeeping, not part of the API.
     """
 
     __slots__ = (
         "__weakref__",
-        "_args",
-        "_cancel_requested",
-        "_error",
-        "_fn",
-        "_in_queue",
-        "_name",
-        "_on_done",
-        "_pool",
-        "_scope",
-        "_span_context",
-        "_started_at",
-        "_state",
-        "_submitted_at",
-        "_timeout",
-        "_traceback",
-        "_value",
-        "_waiters",
+        "args",
+        "cancel_requested",
+        "cause",
+        "context",
+        "core",
+        "error",
+        "fn",
+        "holder",
+        "label",
+        "lot",
+        "on_done",
+        "retrieved",
+        "scope",
+        "span_context",
+        "started_at",
+        "state",
+        "submitted_at",
+        "suppress_context",
+        "timeout",
+        "traceback",
+        "value",
     )
 
-    _value: T | None
-    _error: BaseException | None
-    _traceback: TracebackType | None
-    _span_context: object
-    _submitted_at: float
-    _started_at: float
+    state: JobState
+    """The job's current `JobState`. Read it; only the pool changes it."""
+    value: T | None
+    error: BaseException | None
+    traceback: TracebackType | None
+    context: BaseException | None
+    cause: BaseException | None
+    suppress_context: bool
+    span_context: object
+    submitted_at: float
+    started_at: float
 
     def __init__(
         self,
-        pool: Pool,
+        core: PoolCore,
         fn: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
         name: str | None,
         timeout: float | None,
+        on_done: Callable[[Job[Any]], None] | None,
     ) -> None:
-        self._pool = pool
-        self._fn = fn
-        self._args = args
-        self._name = name
-        self._timeout = timeout
-        self._state = QUEUED
-        self._in_queue = False
-        self._cancel_requested = False
-        self._scope: trio.CancelScope | None = None
-        self._waiters: list[Task] | None = None
-        self._on_done: Callable[[Job[T]], None] | None = None
-        # Set when the job resolves: _value, _error, _traceback. Set by the
-        # telemetry, which alone reads them: _span_context, _submitted_at,
-        # _started_at. (Fewer stores per job.)
+        # Where the job is, at every instant, follows from ``state`` and
+        # ``holder``: QUEUED with no holder is in the queue (or, before it is
+        # accepted, with a blocked submitter); QUEUED with a holder was handed
+        # to that worker, which has not started it; RUNNING runs in
+        # ``holder``; any other state is resolved.
+        self.core = core
+        self.fn = fn
+        self.args = args
+        self.label = name
+        self.timeout = timeout
+        self.on_done = on_done
+        self.state = QUEUED
+        self.holder: Worker | None = None
+        self.cancel_requested = False
+        self.retrieved = False
+        self.scope: trio.CancelScope | None = None
+        self.lot: ParkingLot | None = None  # created when someone waits
+        # Set when the job resolves: value, error, traceback, context, cause,
+        # suppress_context. Set by telemetry: span_context, submitted_at,
+        # started_at. (Fewer stores per job.)
 
     def __repr__(self) -> str:
-        return f"<trio_pool.Job {self.name!r} {self._state.value}>"
+        return f"<trio_pool.Job {self.name!r} {self.state.value}>"
 
     @property
     def name(self) -> str:
         """The name given at submit, or the function's qualified name."""
-        if self._name is None:
-            self._name = describe(self._fn)
-        return self._name
-
-    @property
-    def state(self) -> JobState:
-        """The job's current `JobState`."""
-        return self._state
+        if self.label is None:
+            self.label = describe(self.fn)
+        return self.label
 
     @property
     def done(self) -> bool:
         """Whether the job has reached a terminal state."""
-        state = self._state
+        state = self.state
         return state is not QUEUED and state is not RUNNING
 
     def cancel(self) -> None:
@@ -155,14 +168,11 @@ class Job(Generic[T]):
         `JobState.CANCELLED`. Cancelling a job that is already done does
         nothing. If a running job finishes before it reaches a checkpoint, its
         result stands. This method never blocks.
+
+        Raises:
+            RuntimeError: called from another thread or another Trio run.
         """
-        state = self._state
-        if state is QUEUED:
-            self._pool._cancel_queued(self)
-        elif state is RUNNING:
-            self._cancel_requested = True
-            if self._scope is not None:
-                self._scope.cancel()
+        self.core.cancel(self)
 
     async def wait(self) -> outcome.Outcome[T]:
         """Wait until the job is done and return its outcome without raising.
@@ -174,12 +184,13 @@ class Job(Generic[T]):
             `outcome.Value` with the return value, or `outcome.Error` with the
             job's exception, `JobTimeout` or `JobCancelled`.
         """
-        await self._wait_done()
-        error = self._error
-        if error is None:
-            return outcome.Value(self._value)  # type: ignore[arg-type]
-        error.__traceback__ = self._traceback
-        return outcome.Error(error)
+        await checkpoint_if_cancelled()  # core.wait_done(), inlined
+        state = self.state
+        if state is QUEUED or state is RUNNING:
+            await self.core.park_until_done(self)
+        elif self.core.yield_due():
+            await cancel_shielded_checkpoint()
+        return self.outcome()
 
     async def result(self) -> T:
         """Wait until the job is done and return its value.
@@ -191,54 +202,39 @@ class Job(Generic[T]):
             JobCancelled: the job was cancelled.
             Exception: whatever the job raised, with its traceback.
         """
-        await self._wait_done()
-        error = self._error
-        if error is None:
-            return self._value  # type: ignore[return-value]
-        raise error.with_traceback(self._traceback)
-
-    async def _wait_done(self) -> None:
-        await checkpoint_if_cancelled()
-        state = self._state
+        await checkpoint_if_cancelled()  # core.wait_done(), inlined
+        state = self.state
         if state is QUEUED or state is RUNNING:
-            task = current_task()
-            waiters = self._waiters
-            if waiters is None:
-                waiters = self._waiters = []
-            waiters.append(task)
-
-            def abort(_: object) -> Abort:
-                waiters.remove(task)
-                return Abort.SUCCEEDED
-
-            await wait_task_rescheduled(abort)
-        elif self._pool._yield_due():  # done: a schedule point now and then
+            await self.core.park_until_done(self)
+        elif self.core.yield_due():
             await cancel_shielded_checkpoint()
+        if self.error is None:
+            self.retrieved = True
+            return self.value  # type: ignore[return-value]
+        return self.outcome().unwrap()
 
-    def _resolve(
-        self,
-        state: JobState,
-        value: T | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        """Move to a terminal state and wake every task waiting on the job."""
-        self._state = state
-        self._value = value
-        self._error = error
-        self._traceback = None if error is None else error.__traceback__
-        self._scope = None
-        self._args = ()  # let the arguments go; the function stays for `name`
-        waiters = self._waiters
-        if waiters:
-            for task in waiters:
-                reschedule(task)
-            waiters.clear()
-        if self._on_done is not None:
-            self._on_done(self)
+    def outcome(self) -> outcome.Outcome[T]:
+        """The resolved job's outcome, its error as it was when the job ended.
 
-    def _timeout_error(self) -> JobTimeout:
-        timeout = self._timeout if self._timeout is not None else math.inf
+        Every reader gets the error with the traceback, ``__context__`` and
+        ``__cause__`` it had when the job ended, whatever an earlier reader's
+        ``raise`` added to the shared exception object.
+        """
+        self.retrieved = True
+        error = self.error
+        if error is None:
+            return outcome.Value(self.value)  # type: ignore[arg-type]
+        error.__traceback__ = self.traceback
+        error.__context__ = self.context
+        error.__cause__ = self.cause
+        error.__suppress_context__ = self.suppress_context
+        return outcome.Error(error)
+
+    def timeout_error(self) -> JobTimeout:
+        """The error a timed-out job resolves with."""
+        timeout = self.timeout if self.timeout is not None else math.inf
         return JobTimeout(f"job {self.name!r} ran past its time limit of {timeout}s")
 
-    def _cancelled_error(self) -> JobCancelled:
+    def cancelled_error(self) -> JobCancelled:
+        """The error a cancelled job resolves with."""
         return JobCancelled(f"job {self.name!r} was cancelled")

@@ -4,10 +4,16 @@ Costs are kept off the hot path: instruments are created once per meter
 provider, the gauges are asynchronous (one callback per provider, over the
 live pools), attribute dicts are built once per pool, and a provider that is
 the API's no-op default when the pool opens is skipped entirely.
+
+Telemetry can never break the pool: the core calls it after its books are
+done, and every method here catches what a provider raises, logs the first
+such error of the pool at WARNING (with its traceback) and otherwise ignores
+it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Final, final
@@ -24,7 +30,9 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, TracerProvider
 
     from ._job import Job
-    from ._pool import Pool
+    from ._statistics import PoolStatistics
+
+logger: Final = logging.getLogger("trio_pool")
 
 SCOPE_NAME: Final = "trio_pool"
 SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.26.0"
@@ -83,7 +91,7 @@ class _Instruments:
         meter = provider.get_meter(
             SCOPE_NAME, _package_version(), schema_url=SCHEMA_URL
         )
-        self.pools: dict[int, Pool] = {}
+        self.pools: dict[int, PoolTelemetry] = {}
         self.lock = threading.Lock()  # readers may collect from another thread
         self.submitted = meter.create_counter(
             "trio_pool.submitted_jobs", unit="{job}", description="Jobs accepted."
@@ -116,7 +124,7 @@ class _Instruments:
             description="Live workers, busy or idle.",
         )
 
-    def _live(self) -> list[Pool]:
+    def _live(self) -> list[PoolTelemetry]:
         with self.lock:
             return list(self.pools.values())
 
@@ -173,24 +181,35 @@ class JobSpan:
 
 @final
 class PoolTelemetry:
-    """The spans and metrics of one pool."""
+    """The spans and metrics of one pool. No method ever raises."""
 
     def __init__(
         self,
-        pool: Pool,
+        name: str,
+        statistics: Callable[[], PoolStatistics],
         tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
     ) -> None:
-        self._pool = pool
+        self.name = name
+        self.statistics = statistics
+        self._failed = False
         tracer_provider = tracer_provider or trace.get_tracer_provider()
         meter_provider = meter_provider or metrics.get_meter_provider()
         self.tracing = not _is_api_default(tracer_provider)
         self.metering = not _is_api_default(meter_provider)
-        self._tracer = tracer_provider.get_tracer(
-            SCOPE_NAME, _package_version(), schema_url=SCHEMA_URL
-        )
-        self._instruments = _instruments_for(meter_provider) if self.metering else None
-        name = pool.name
+        self._tracer: trace.Tracer | None = None
+        self._instruments: _Instruments | None = None
+        try:
+            if self.tracing:
+                self._tracer = tracer_provider.get_tracer(
+                    SCOPE_NAME, _package_version(), schema_url=SCHEMA_URL
+                )
+            if self.metering:
+                self._instruments = _instruments_for(meter_provider)
+        except Exception as exc:
+            self._provider_failed(exc)
+            self.tracing = self._tracer is not None
+            self.metering = False
         self._attributes: dict[str, Any] = {POOL_NAME: name}
         self._outcome_attributes = {
             outcome: {POOL_NAME: name, JOB_OUTCOME: outcome}
@@ -206,64 +225,91 @@ class PoolTelemetry:
         """Whether anything is recorded at all."""
         return self.tracing or self.metering
 
+    def _provider_failed(self, exc: Exception) -> None:
+        """Log the first error a provider raised in this pool; ignore the rest."""
+        if self._failed:
+            return
+        self._failed = True
+        logger.warning(
+            "pool %r: an OpenTelemetry provider raised; the pool goes on, and "
+            "further telemetry errors of this pool are not logged",
+            self.name,
+            exc_info=exc,
+        )
+
     def opened(self) -> None:
         """Start reporting this pool's gauges."""
         instruments = self._instruments
         if instruments is not None:
             with instruments.lock:
-                instruments.pools[id(self._pool)] = self._pool
+                instruments.pools[id(self)] = self
 
     def closed(self) -> None:
         """Stop reporting this pool's gauges."""
         instruments = self._instruments
         if instruments is not None:
             with instruments.lock:
-                instruments.pools.pop(id(self._pool), None)
+                instruments.pools.pop(id(self), None)
 
     def created(self, job: Job[Any]) -> None:
         """Called in the submitter's task: remember its context and the time."""
-        job._submitted_at = trio.current_time()
-        if self.tracing:
-            job._span_context = otel_context.get_current()
+        try:
+            job.submitted_at = trio.current_time()
+            if self.tracing:
+                job.span_context = otel_context.get_current()
+        except Exception as exc:
+            self._provider_failed(exc)
 
-    def accepted(self) -> None:
-        """Count one accepted job."""
+    def accepted(self, count: int = 1) -> None:
+        """Count accepted jobs."""
         if self._instruments is not None:
-            self._instruments.submitted.add(1, self._attributes)
+            try:
+                self._instruments.submitted.add(count, self._attributes)
+            except Exception as exc:
+                self._provider_failed(exc)
 
     def rejected(self, reason: str) -> None:
         """Count one refused submission (``overloaded`` or ``closed``)."""
         if self._instruments is not None:
-            self._instruments.rejected.add(1, self._rejected_attributes[reason])
+            try:
+                self._instruments.rejected.add(1, self._rejected_attributes[reason])
+            except Exception as exc:
+                self._provider_failed(exc)
 
     def started(self, job: Job[Any]) -> JobSpan | None:
         """Called in the worker as the job starts: open its span, make it current."""
-        now = trio.current_time()
-        job._started_at = now
-        waited = now - job._submitted_at
-        if self._instruments is not None:
-            self._instruments.wait.record(waited, self._attributes)
-        if not self.tracing:
+        now = job.started_at = trio.current_time()
+        try:
+            waited = now - job.submitted_at
+            if self._instruments is not None:
+                self._instruments.wait.record(waited, self._attributes)
+            if self._tracer is None:
+                return None
+            parent = job.span_context
+            job.span_context = None
+            name = job.name
+            span = self._tracer.start_span(
+                f"run {name}",
+                context=parent,  # type: ignore[arg-type]
+                kind=SpanKind.INTERNAL,
+                attributes={POOL_NAME: self.name, JOB_NAME: name, JOB_WAIT: waited},
+            )
+            token = otel_context.attach(trace.set_span_in_context(span, parent))  # type: ignore[arg-type]
+        except Exception as exc:
+            self._provider_failed(exc)
             return None
-        parent = job._span_context
-        job._span_context = None
-        span = self._tracer.start_span(
-            f"run {job.name}",
-            context=parent,  # type: ignore[arg-type]
-            kind=SpanKind.INTERNAL,
-            attributes={
-                POOL_NAME: self._pool.name,
-                JOB_NAME: job.name,
-                JOB_WAIT: waited,
-            },
-        )
-        token = otel_context.attach(trace.set_span_in_context(span, parent))  # type: ignore[arg-type]
         return JobSpan(span, token)
 
     def ended(self, job: Job[Any], job_span: JobSpan | None) -> None:
         """Called in the worker once the job is done: record it, end its span."""
+        try:
+            self._ended(job, job_span)
+        except Exception as exc:
+            self._provider_failed(exc)
+
+    def _ended(self, job: Job[Any], job_span: JobSpan | None) -> None:
         state = job.state.value
-        error = job._error
+        error = job.error
         error_type = None
         if error is not None:
             if state == "timed_out":
@@ -272,19 +318,22 @@ class PoolTelemetry:
                 error_type = "cancelled"
             else:
                 error_type = type(error).__qualname__
-        if self._instruments is not None:
-            attributes = self._outcome_attributes[state]
-            if error_type is not None:
-                attributes = {**attributes, ERROR_TYPE: error_type}
-            duration = trio.current_time() - job._started_at
-            self._instruments.duration.record(duration, attributes)
-        if job_span is None:
-            return
-        span = job_span.span
-        span.set_attribute(JOB_OUTCOME, state)
-        if error is not None and error_type is not None:
-            span.set_attribute(ERROR_TYPE, error_type)
-            span.set_status(Status(StatusCode.ERROR, str(error)))
-            span.record_exception(error)
-        span.end()
-        otel_context.detach(job_span.token)  # type: ignore[arg-type]
+        try:
+            if self._instruments is not None:
+                attributes = self._outcome_attributes[state]
+                if error_type is not None:
+                    attributes = {**attributes, ERROR_TYPE: error_type}
+                duration = trio.current_time() - job.started_at
+                self._instruments.duration.record(duration, attributes)
+            if job_span is None:
+                return
+            span = job_span.span
+            span.set_attribute(JOB_OUTCOME, state)
+            if error is not None and error_type is not None:
+                span.set_attribute(ERROR_TYPE, error_type)
+                span.set_status(Status(StatusCode.ERROR, str(error)))
+                span.record_exception(error)
+            span.end()
+        finally:
+            if job_span is not None:  # the worker's context is restored anyway
+                otel_context.detach(job_span.token)  # type: ignore[arg-type]

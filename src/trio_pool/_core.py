@@ -1,0 +1,844 @@
+"""The pool's state and every transition of it: the one owner of the books.
+
+`PoolCore` keeps the queue, the idle workers, the blocked submitters, the
+drain waiters, the counters and the closed flag. Every method that changes
+them is synchronous and KI-protected, so a transition is never split by a
+schedule point or a KeyboardInterrupt; the other modules call these methods
+and never write the fields. Each transition first changes the books, then
+calls telemetry (which guards itself): nothing outside can change an outcome
+or a count.
+
+Where an accepted job is, at every instant (see `Job`):
+
+* **queued**: in ``queue`` (a deque; a job cancelled there stays as a
+  tombstone and is skipped, while ``backlog`` counts only live jobs, so a
+  cancelled job frees its room at once);
+* **handed over**: an idle worker was woken with it as ``worker.job`` and has
+  not run yet;
+* **running**: ``worker.job`` of the worker running it;
+* **resolved**: in a terminal state, its waiters woken.
+
+A worker takes a job and starts it in one transition (`start_next`, or
+`take_handed` right after it wakes), so no ``await`` ever separates taking a
+job from recording who holds it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+from collections import OrderedDict, deque
+from threading import get_ident
+from typing import TYPE_CHECKING, Any, Final, NoReturn, final
+
+import outcome
+import trio
+from trio.lowlevel import (
+    Abort,
+    ParkingLot,
+    Task,
+    TrioToken,
+    cancel_shielded_checkpoint,
+    checkpoint,
+    checkpoint_if_cancelled,
+    current_task,
+    current_trio_token,
+    enable_ki_protection,
+    reschedule,
+    wait_task_rescheduled,
+)
+
+from ._checks import (
+    USE_DEFAULT,
+    UseDefault,
+    check_async_fn,
+    check_name,
+    check_seconds,
+)
+from ._errors import PoolClosed, PoolOverloaded
+from ._job import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    TIMED_OUT,
+    Job,
+    JobState,
+)
+from ._statistics import PoolStatistics
+from ._telemetry import PoolTelemetry
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine
+
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from ._telemetry import JobSpan
+
+logger: Final = logging.getLogger("trio_pool")
+
+current_core: contextvars.ContextVar[PoolCore | None] = contextvars.ContextVar(
+    "trio_pool.current_core", default=None
+)
+"""The pool whose worker runs the current task (tasks a job starts inherit it)."""
+
+YIELD_EVERY = 32
+"""The schedule-point interval of pools opened from now on: a task passes a
+schedule point at least once every this many pool calls that did not have to
+wait, and a worker once every this many jobs. Tests lower it so that rare
+interleavings become common."""
+
+
+@final
+class Worker:
+    """The core's record of one worker task."""
+
+    __slots__ = ("job", "retired", "span", "streak", "task", "woken")
+
+    def __init__(self) -> None:
+        self.task: Task | None = None  # set when the task first runs
+        self.job: Job[Any] | None = None  # handed over to it, or running in it
+        self.span: JobSpan | None = None  # the running job's span, if traced
+        self.streak = 0  # jobs run since its last schedule point
+        self.woken = False  # rescheduled with a job, has not run yet
+        self.retired = False  # told to stop; no longer in `workers`
+
+
+@final
+class PoolCore:
+    """All of one pool's state, and the transitions that change it.
+
+    Field names are public so that `check_invariants` and the tests can read
+    them; only this class writes them.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        workers: int,
+        max_workers: int,
+        capacity: int,
+        idle_timeout: float,
+        job_timeout: float | None,
+        submit_timeout: float | None,
+        telemetry: bool,
+        tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None,
+        run_worker: Callable[[PoolCore, Worker], Coroutine[Any, Any, None]],
+    ) -> None:
+        self.name = name
+        self.min_workers = workers
+        self.max_workers = max_workers
+        self.capacity = capacity
+        self.idle_timeout = idle_timeout
+        self.job_timeout = job_timeout
+        self.submit_timeout = submit_timeout
+        self.telemetry: PoolTelemetry | None = None
+        if telemetry:
+            recorder = PoolTelemetry(
+                name, self.statistics, tracer_provider, meter_provider
+            )
+            if recorder.active:
+                self.telemetry = recorder
+        self.yield_every: int = YIELD_EVERY
+        self._run_worker = run_worker
+
+        self.token: TrioToken | None = None  # the run that opened the pool
+        self.thread = -1  # the thread it runs in
+        self.nursery: trio.Nursery | None = None
+        self.queue: deque[Job[Any]] = deque()
+        self.backlog = 0  # live (QUEUED) jobs in queue
+        self.idle: list[Worker] = []
+        self.workers: set[Worker] = set()
+        self.room_waiters: OrderedDict[Task, Job[Any]] = OrderedDict()
+        self.drain_waiters = ParkingLot()
+        self.closed = False
+        self.since_yield = 0
+        # Workers woken with a job that have not run yet. While one is pending,
+        # new jobs go to the queue: the woken worker wakes the next idle one
+        # if work is still waiting when it runs (a chain, not a stampede).
+        self.waking = 0
+        self.starting = 0  # workers started that have not run yet
+        self.all_started: trio.Event | None = None  # set when none is starting
+        # A resize below the live workers may leave more jobs queued than
+        # capacity + starting workers cover; they were accepted before it.
+        self.over_capacity_allowed = False
+
+        self.submitted = 0
+        self.running = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.timed_out = 0
+        self.cancelled = 0
+        self.rejected = 0
+
+    # ------------------------------------------------------------ the caller
+
+    def check_caller(self, what: str) -> None:
+        """Refuse a call from another thread or another Trio run.
+
+        While the pool is open, the only Trio run in its thread is its own
+        (runs do not nest), so a thread check suffices; once it has exited,
+        the run is checked too.
+
+        Raises:
+            RuntimeError: naming the right way to call ``what``.
+        """
+        if get_ident() != self.thread or self.nursery is None:
+            self._check_run(what)
+
+    def _check_run(self, what: str) -> None:
+        try:
+            token = current_trio_token()
+        except RuntimeError:
+            token = None
+        if token is None or token is not self.token:
+            raise RuntimeError(
+                f"{what}() of pool {self.name!r} was called from "
+                f"{'outside any Trio run' if token is None else 'another Trio run'}"
+                "; a pool belongs to the Trio run that opened it. From another "
+                "thread, call it through that run, e.g. "
+                "trio.from_thread.run_sync(pool.submit_nowait, fn, ...) or "
+                "trio.from_thread.run(pool.submit, fn, ...)"
+            )
+
+    def yield_due(self) -> bool:
+        """Count a call that did not wait; True once every ``yield_every``.
+
+        The caller then takes a schedule point (see `Pool`).
+        """
+        self.since_yield += 1
+        if self.since_yield < self.yield_every:
+            return False
+        self.since_yield = 0
+        return True
+
+    # ------------------------------------------------------------ submitting
+
+    def new_job(
+        self,
+        method: str,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        name: str | None,
+        timeout: float | UseDefault | None,
+        on_done: Callable[[Job[Any]], None] | None = None,
+    ) -> Job[Any]:
+        """Check a submission's arguments and its caller; make the job's record.
+
+        Nothing changes in the pool: the job is not accepted yet.
+        """
+        check_async_fn(method, fn)
+        if name is not None:
+            check_name("name", name)
+        if timeout is USE_DEFAULT:
+            limit = self.job_timeout
+        else:
+            limit = check_seconds("timeout", timeout)
+        self.check_caller(method)
+        job = Job(self, fn, args, name, limit, on_done)
+        if self.telemetry is not None:
+            self.telemetry.created(job)
+        return job
+
+    async def accept(self, job: Job[Any]) -> None:
+        """Accept ``job``, waiting for room within ``submit_timeout``.
+
+        Not a checkpoint of its own when there is room, but for one schedule
+        point every ``yield_every`` calls. (`Pool.submit` inlines this.)
+
+        Raises:
+            PoolClosed: the pool takes no more work (now or while waiting).
+            PoolOverloaded: no room within ``submit_timeout``, or none now for
+                a job of this pool submitting to it.
+        """
+        if self.offer(job):
+            if self.yield_due():
+                await cancel_shielded_checkpoint()
+        else:
+            await self.wait_to_accept(job)
+
+    async def wait_to_accept(self, job: Job[Any]) -> None:
+        """Wait for room for ``job``, within ``submit_timeout``; the slow path."""
+        if current_core.get() is self:
+            raise self.overloaded("for submit() inside one of its own jobs")
+        submit_timeout = self.submit_timeout
+        if submit_timeout is None:
+            await self.wait_for_room(job)
+            return
+        with trio.move_on_after(submit_timeout):
+            await self.wait_for_room(job)
+            return
+        raise self.overloaded(f"within submit_timeout={submit_timeout!r}s")
+
+    @enable_ki_protection
+    def refuse_closed(self) -> NoReturn:
+        """Count a submission to a closed pool and raise `PoolClosed`."""
+        self.rejected += 1
+        if self.telemetry is not None:
+            self.telemetry.rejected("closed")
+        raise PoolClosed(f"pool {self.name!r} is closed and takes no more jobs")
+
+    @enable_ki_protection
+    def overloaded(self, when: str) -> PoolOverloaded:
+        """Count a refusal for want of room; return the error to raise."""
+        self.rejected += 1
+        error = PoolOverloaded(
+            f"pool {self.name!r} has no room {when}: all {len(self.workers)} "
+            f"workers busy and {self.backlog} of capacity={self.capacity} queued",
+        )
+        if self.telemetry is not None:
+            self.telemetry.rejected("overloaded")
+        return error
+
+    @enable_ki_protection
+    def offer(self, job: Job[Any]) -> bool:
+        """Accept ``job`` if a worker is idle or the queue has room.
+
+        Raises:
+            PoolClosed: the pool takes no more work (counted as rejected).
+        """
+        if self.closed:
+            self.refuse_closed()
+        idle = self.idle
+        if idle and not self.waking:
+            self._hand_over(idle.pop(), job)
+        else:
+            can_grow = not idle and len(self.workers) < self.max_workers
+            if can_grow or self.backlog < self.capacity + self.starting:
+                self._enqueue(job)
+                if can_grow and self.backlog > self.starting:
+                    self._grow("for a waiting job")
+            elif idle:  # a small or zero capacity: wake a second worker after all
+                self._hand_over(idle.pop(), job)
+            else:
+                return False
+        self.submitted += 1
+        if self.telemetry is not None:
+            self.telemetry.accepted()
+        return True
+
+    async def wait_for_room(self, job: Job[Any]) -> None:
+        """Park until ``job`` is accepted (or `PoolClosed` is delivered)."""
+        task = current_task()
+        waiters = self.room_waiters
+        waiters[task] = job
+
+        def abort(_: object) -> Abort:
+            del waiters[task]
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+    def _enqueue(self, job: Job[Any]) -> None:
+        self.queue.append(job)
+        self.backlog += 1
+
+    def _hand_over(self, worker: Worker, job: Job[Any]) -> None:
+        """Wake an idle worker with ``job`` as its next job."""
+        self.waking += 1
+        worker.woken = True
+        worker.job = job
+        job.holder = worker
+        reschedule(worker.task)  # type: ignore[arg-type]
+
+    def _admit_waiters(self) -> None:
+        """Accept blocked submitters' jobs while the queue has room."""
+        waiters = self.room_waiters
+        admitted = 0
+        while waiters and self.backlog < self.capacity + self.starting:
+            task, job = waiters.popitem(last=False)
+            self._enqueue(job)
+            self.submitted += 1
+            admitted += 1
+            reschedule(task)
+        if admitted and self.telemetry is not None:
+            self.telemetry.accepted(admitted)
+
+    def _grow(self, why: str | None) -> None:
+        """Start one more worker (``why`` goes to the DEBUG log, if any)."""
+        assert self.nursery is not None
+        self.starting += 1
+        worker = Worker()
+        self.workers.add(worker)
+        self.nursery.start_soon(
+            self._run_worker, self, worker, name=f"trio_pool worker of {self.name!r}"
+        )
+        if why is not None:
+            logger.debug(
+                "pool %r: started a worker %s (%d of at most %d)",
+                self.name,
+                why,
+                len(self.workers),
+                self.max_workers,
+            )
+
+    # --------------------------------------------------------------- workers
+
+    @enable_ki_protection
+    def open(self, nursery: trio.Nursery) -> trio.Event:
+        """Start the minimum of workers; return an event set once all have run."""
+        self.token = current_trio_token()
+        self.thread = get_ident()
+        self.nursery = nursery
+        self.all_started = trio.Event()
+        for _ in range(self.min_workers):
+            self._grow(None)
+        return self.all_started
+
+    @enable_ki_protection
+    def worker_began(self, worker: Worker) -> None:
+        """A worker task runs for the first time."""
+        worker.task = current_task()
+        self.starting -= 1
+        if not self.starting and self.all_started is not None:
+            self.all_started.set()
+            self.all_started = None
+
+    @enable_ki_protection
+    def start_next(self, worker: Worker, scope: trio.CancelScope) -> Job[Any] | None:
+        """Take the next queued job and start it in ``worker``, or return None.
+
+        A retired worker, or one above ``max_workers`` (after `resize`),
+        takes nothing.
+        """
+        if worker.retired or len(self.workers) > self.max_workers:
+            return None
+        queue = self.queue
+        while queue:
+            job = queue.popleft()
+            if job.state is QUEUED:
+                self.backlog -= 1
+                if self.over_capacity_allowed:
+                    self.over_capacity_allowed = (
+                        self.backlog > self.capacity + self.starting
+                    )
+                if self.room_waiters:
+                    self._admit_waiters()
+                break
+        else:
+            waiters = self.room_waiters
+            if not waiters:
+                return None
+            # capacity 0: take a blocked submitter's job directly
+            task, job = waiters.popitem(last=False)
+            self.submitted += 1
+            reschedule(task)
+            if self.telemetry is not None:
+                self.telemetry.accepted()
+        self._start(worker, job, scope)
+        return job
+
+    @enable_ki_protection
+    def idle_or_stop(self, worker: Worker) -> bool:
+        """Park ``worker`` among the idle ones, or return True if it must stop.
+
+        It stops when the pool is closed and nothing is queued (waking the
+        other idle workers, which stop too), when it is above ``max_workers``,
+        or when `resize` retired it.
+        """
+        if worker.retired:
+            return True
+        if self.closed and not self.backlog:
+            self._release_idle()
+            self._remove(worker)
+            return True
+        if len(self.workers) > self.max_workers:
+            self._remove(worker)
+            return True
+        worker.streak = 0
+        self.idle.append(worker)
+        return False
+
+    def may_retire(self) -> bool:
+        """Whether an idle worker may retire after ``idle_timeout``."""
+        return len(self.workers) > self.min_workers
+
+    @enable_ki_protection
+    def abort_idle(self, worker: Worker) -> None:
+        """A parked idle worker was cancelled or timed out: unpark it."""
+        self.idle.remove(worker)
+
+    @enable_ki_protection
+    def retire_idle(self, worker: Worker) -> bool:
+        """An idle worker timed out: retire it if the pool is above its minimum."""
+        if len(self.workers) > self.min_workers:
+            self._remove(worker)
+            logger.debug(
+                "pool %r: a worker retired after %ss idle (%d left)",
+                self.name,
+                self.idle_timeout,
+                len(self.workers),
+            )
+            return True
+        return False
+
+    @enable_ki_protection
+    def take_handed(self, worker: Worker, scope: trio.CancelScope) -> Job[Any] | None:
+        """A woken worker runs: start the job it was handed, if it still has one."""
+        if worker.woken:
+            worker.woken = False
+            self.waking -= 1
+        job = worker.job
+        if job is None:  # cancelled while handed over, or woken to stop
+            return None
+        self._start(worker, job, scope)
+        return job
+
+    def _start(self, worker: Worker, job: Job[Any], scope: trio.CancelScope) -> None:
+        job.state = RUNNING
+        job.holder = worker
+        job.scope = scope
+        worker.job = job
+        worker.streak += 1
+        self.running += 1
+        if job.timeout is not None:
+            scope.deadline = trio.current_time() + job.timeout
+        if self.backlog > self.starting and not self.waking:
+            self._spread_work()
+        if self.telemetry is not None:
+            worker.span = self.telemetry.started(job)
+
+    def _spread_work(self) -> None:
+        """Jobs still wait: wake an idle worker, or start one if the pool scales."""
+        idle = self.idle
+        if idle:
+            queue = self.queue
+            while queue:
+                job = queue.popleft()
+                if job.state is QUEUED:
+                    self.backlog -= 1
+                    self._hand_over(idle.pop(), job)
+                    if self.room_waiters:
+                        self._admit_waiters()
+                    return
+        elif len(self.workers) < self.max_workers:
+            self._grow("for a waiting job")
+
+    @enable_ki_protection
+    def finish(
+        self,
+        worker: Worker,
+        job: Job[Any],
+        state: JobState,
+        value: object = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Record how a running job ended and resolve its handle."""
+        worker.job = None
+        self.running -= 1
+        if job.timeout is not None and job.scope is not None:
+            job.scope.deadline = math.inf
+        if state is SUCCEEDED:
+            self.succeeded += 1
+        elif state is FAILED:
+            self.failed += 1
+        elif state is TIMED_OUT:
+            self.timed_out += 1
+            error = job.timeout_error()
+        else:
+            self.cancelled += 1
+            error = job.cancelled_error()
+        self._resolve(job, state, value, error)
+        if state is FAILED:  # logged while the job's span is still current
+            logger.warning(
+                "job %r in pool %r failed",
+                job.name,
+                self.name,
+                exc_info=error,
+            )
+        if self.telemetry is not None:
+            span = worker.span
+            worker.span = None
+            self.telemetry.ended(job, span)
+
+    def _resolve(
+        self,
+        job: Job[Any],
+        state: JobState,
+        value: object = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Move a job to a terminal state and wake every task waiting on it."""
+        job.state = state
+        job.holder = None
+        job.scope = None
+        job.value = value
+        job.error = error
+        if error is not None:
+            job.traceback = error.__traceback__
+            job.context = error.__context__
+            job.cause = error.__cause__
+            job.suppress_context = error.__suppress_context__
+        job.args = ()  # let the arguments go; the function stays for `name`
+        if job.lot is not None:
+            job.lot.unpark_all()
+        if job.on_done is not None:
+            job.on_done(job)
+        # Only shutdown waits for the drain, and only once the pool is closed.
+        if self.closed and self.submitted == self.finished():
+            self.drain_waiters.unpark_all()
+
+    def _resolve_unstarted(self, job: Job[Any]) -> None:
+        self.cancelled += 1
+        self._resolve(job, CANCELLED, error=job.cancelled_error())
+
+    @staticmethod
+    def _cancel_running(job: Job[Any]) -> None:
+        job.cancel_requested = True
+        assert job.scope is not None
+        job.scope.cancel()
+
+    @enable_ki_protection
+    def worker_exited(self, worker: Worker) -> None:
+        """A worker task ends, however it ends."""
+        self._remove(worker)
+        if worker in self.idle:
+            self.idle.remove(worker)
+        if worker.woken:
+            worker.woken = False
+            self.waking -= 1
+        job = worker.job
+        if job is not None and job.state is QUEUED:  # handed, never started
+            worker.job = None
+            self._resolve_unstarted(job)
+
+    def _remove(self, worker: Worker) -> None:
+        self.workers.discard(worker)
+        worker.retired = True
+
+    def _release_idle(self) -> None:
+        """Wake every idle worker with nothing to do, so that it stops."""
+        idle = self.idle
+        while idle:
+            worker = idle.pop()
+            self._remove(worker)
+            reschedule(worker.task)  # type: ignore[arg-type]
+
+    @staticmethod
+    def outcome_of_cancel(job: Job[Any]) -> JobState:
+        """The job's own scope caught its cancellation: timed out or cancelled?"""
+        return CANCELLED if job.cancel_requested else TIMED_OUT
+
+    # ----------------------------------------------------------- job handles
+
+    @enable_ki_protection
+    def cancel(self, job: Job[Any]) -> None:
+        """Cancel a job: resolve it if it has not started, else cancel its scope."""
+        self.check_caller("cancel")
+        state = job.state
+        if state is QUEUED:
+            holder = job.holder
+            if holder is None:  # in the queue
+                self.backlog -= 1
+                queue = self.queue
+                if len(queue) > 2 * self.backlog + 32:  # drop the tombstones
+                    self.queue = deque(e for e in queue if e.state is QUEUED)
+            else:  # handed over: the worker finds nothing when it runs
+                holder.job = None
+            self._resolve_unstarted(job)
+            if holder is None and self.room_waiters:
+                self._admit_waiters()
+        elif state is RUNNING:
+            self._cancel_running(job)
+
+    async def wait_done(self, job: Job[Any]) -> None:
+        """Wait until ``job`` is resolved; a checkpoint. (`Job` inlines this.)"""
+        await checkpoint_if_cancelled()
+        if not job.done:
+            await self.park_until_done(job)
+        elif self.yield_due():  # done: a schedule point now and then
+            await cancel_shielded_checkpoint()
+
+    async def park_until_done(self, job: Job[Any]) -> None:
+        """Park until ``job`` is resolved; the slow path of `wait_done`."""
+        self.check_caller("wait")
+        lot = job.lot
+        if lot is None:
+            lot = job.lot = ParkingLot()
+        await lot.park()
+
+    # -------------------------------------------------------------- resizing
+
+    @enable_ki_protection
+    def resize(self, workers: int, max_workers: int) -> None:
+        """Change the limits; retire idle surplus, start workers for waiting jobs."""
+        if self.nursery is None or self.closed:
+            raise PoolClosed(f"pool {self.name!r} is closed and cannot be resized")
+        logger.info(
+            "pool %r resized: workers %d..%d -> %d..%d",
+            self.name,
+            self.min_workers,
+            self.max_workers,
+            workers,
+            max_workers,
+        )
+        self.min_workers = workers
+        self.max_workers = max_workers
+        idle = self.idle
+        while len(self.workers) > max_workers and idle:  # retire idle surplus
+            worker = idle.pop(0)  # the longest idle
+            self._remove(worker)
+            reschedule(worker.task)  # type: ignore[arg-type]
+        if len(self.workers) > max_workers and self.backlog:
+            self.over_capacity_allowed = True
+        waiting = self.backlog + len(self.room_waiters)
+        while len(self.workers) < workers or (
+            waiting > self.starting and len(self.workers) < max_workers
+        ):
+            self._grow("after a resize")
+        if self.room_waiters:
+            self._admit_waiters()
+
+    # -------------------------------------------------------------- stopping
+
+    @enable_ki_protection
+    def close(self) -> None:
+        """Stop taking work; blocked submitters get `PoolClosed`."""
+        if self.closed:
+            return
+        self.closed = True
+        waiters = self.room_waiters
+        rejected = len(waiters)
+        while waiters:
+            task, _ = waiters.popitem(last=False)
+            self.rejected += 1
+            error = PoolClosed(f"pool {self.name!r} closed while submit() waited")
+            reschedule(task, outcome.Error(error))
+        if not self.backlog:
+            self._release_idle()
+        logger.debug("pool %r closed", self.name)
+        if self.telemetry is not None:
+            for _ in range(rejected):
+                self.telemetry.rejected("closed")
+
+    @enable_ki_protection
+    def cancel_everything(self) -> None:
+        """Close, resolve every job not started, cancel every running one."""
+        self.close()
+        queue = self.queue
+        while queue:
+            job = queue.popleft()
+            if job.state is QUEUED:
+                self.backlog -= 1
+                self._resolve_unstarted(job)
+        for worker in self.workers:
+            held = worker.job
+            if held is None:
+                continue
+            if held.state is QUEUED:  # handed over, not started yet
+                worker.job = None
+                self._resolve_unstarted(held)
+            else:
+                self._cancel_running(held)
+        self._release_idle()
+
+    def finished(self) -> int:
+        """Jobs in a terminal state."""
+        return self.succeeded + self.failed + self.timed_out + self.cancelled
+
+    async def wait_drained(self) -> None:
+        """Wait until every accepted job is done; a checkpoint."""
+        if self.finished() == self.submitted:
+            await checkpoint()
+            return
+        await self.drain_waiters.park()
+
+    @enable_ki_protection
+    def exited(self) -> None:
+        """The pool's nursery is gone."""
+        self.nursery = None
+
+    def statistics(self) -> PoolStatistics:
+        """A snapshot of the books (read-only: safe from a metric reader's thread)."""
+        finished = self.finished()
+        return PoolStatistics(
+            name=self.name,
+            workers=len(self.workers),
+            idle_workers=len(self.idle),
+            min_workers=self.min_workers,
+            max_workers=self.max_workers,
+            capacity=self.capacity,
+            queued=self.submitted - self.running - finished,
+            running=self.running,
+            waiting_submitters=len(self.room_waiters),
+            submitted=self.submitted,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            timed_out=self.timed_out,
+            cancelled=self.cancelled,
+            rejected=self.rejected,
+            closed=self.closed,
+        )
+
+    # ---------------------------------------------------------- the invariant
+
+    def check_invariants(self) -> None:
+        """Assert that the books agree with each other; the tests call this.
+
+        Raises:
+            AssertionError: naming the first invariant that does not hold.
+        """
+        live = [e for e in self.queue if e.state is QUEUED]
+        assert len(live) == self.backlog, (len(live), self.backlog)
+        assert all(e.holder is None for e in live), "a queued job has a holder"
+        assert len(set(map(id, live))) == len(live), "a job is queued twice"
+        assert set(self.idle) <= self.workers, "an idle worker is not a worker"
+        assert len(set(self.idle)) == len(self.idle), "a worker is idle twice"
+        handed = running = woken = 0
+        for worker in self.workers:
+            job = worker.job
+            woken += worker.woken
+            assert not worker.retired, "a retired worker is still counted"
+            if job is None:
+                continue
+            assert worker not in self.idle, "an idle worker holds a job"
+            assert job.holder is worker, "a worker's job names another holder"
+            if job.state is QUEUED:
+                handed += 1
+                assert worker.woken, "a job handed to a worker that was not woken"
+            else:
+                assert job.state is RUNNING, job.state
+                running += 1
+        assert woken == self.waking, (woken, self.waking)
+        assert running == self.running, (running, self.running)
+        for task, job in self.room_waiters.items():
+            assert job.state is QUEUED, (task, job.state)
+            assert job.holder is None, (task, job.holder)
+        counts = (
+            self.submitted,
+            self.running,
+            self.succeeded,
+            self.failed,
+            self.timed_out,
+            self.cancelled,
+            self.rejected,
+            self.backlog,
+            self.waking,
+            self.starting,
+        )
+        assert min(counts) >= 0, f"a negative count: {counts}"
+        queued = self.submitted - self.running - self.finished()
+        assert queued == self.backlog + handed, (queued, self.backlog, handed)
+        if not self.over_capacity_allowed:
+            assert self.backlog <= self.capacity + self.starting, (
+                f"{self.backlog} queued > capacity {self.capacity} + "
+                f"{self.starting} starting"
+            )
+        assert self.min_workers <= self.max_workers
+        if self.closed:
+            assert not self.room_waiters, "a submitter waits on a closed pool"
+        if self.nursery is None and self.token is not None:  # exited
+            assert not self.workers, "workers outlived the pool"
+            assert not self.idle, "idle workers outlived the pool"
+            assert (self.backlog, self.running, self.waking, self.starting) == (
+                0,
+                0,
+                0,
+                0,
+            )
+            assert queued == 0

@@ -1,0 +1,119 @@
+"""The worker loop: take the next job, run it, classify how it ended.
+
+A worker holds nothing while it waits or takes its periodic schedule point:
+it takes a job and starts it in one call to the core, runs it, and reports
+how it ended in another. Each worker runs its jobs inside one
+`trio.CancelScope`, replaced only after it has been cancelled (by a time
+limit, `Job.cancel` or shutdown), so a job costs no cancel scope of its own
+unless it is cancelled.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import trio
+from trio.lowlevel import Abort, checkpoint, enable_ki_protection, wait_task_rescheduled
+
+from ._core import current_core
+from ._job import CANCELLED, FAILED, SUCCEEDED, Job, JobState
+
+if TYPE_CHECKING:
+    from ._core import PoolCore, Worker
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+
+async def run_worker(core: PoolCore, worker: Worker) -> None:
+    """A worker task: take jobs and run them until the pool lets it go."""
+    core.worker_began(worker)
+    current_core.set(core)
+    try:
+        while True:
+            job: Job[Any] | None = None
+            try:
+                with trio.CancelScope() as scope:
+                    while True:
+                        if worker.streak >= core.yield_every:
+                            worker.streak = 0
+                            await checkpoint()  # holding no job
+                        job = core.start_next(worker, scope)
+                        if job is None:
+                            job = await _wait_for_job(core, worker, scope)
+                            if job is None:
+                                return
+                        try:
+                            value = await job.fn(*job.args)
+                        except Exception as exc:
+                            core.finish(worker, job, FAILED, error=exc)
+                        else:
+                            core.finish(worker, job, SUCCEEDED, value)
+                        # Only Job.cancel (shutdown included) and a time limit
+                        # cancel this scope; cancel_called itself reads the
+                        # clock, so ask it only for timed jobs.
+                        spent = job.cancel_requested or (
+                            job.timeout is not None and scope.cancel_called
+                        )
+                        job = None
+                        if spent:
+                            break  # a cancelled scope is never reused
+            except Exception as exc:
+                # Escaped the job's scope: e.g. an ExceptionGroup from the
+                # job's own nursery, after its Cancelled were taken out.
+                if job is None:
+                    raise
+                core.finish(worker, job, FAILED, error=exc)
+            except BaseException as exc:
+                if job is not None:
+                    core.finish(worker, job, outcome_of_escape(exc), error=exc)
+                raise
+            else:
+                if job is not None:  # the scope caught the job's Cancelled
+                    core.finish(worker, job, core.outcome_of_cancel(job))
+    finally:
+        core.worker_exited(worker)
+
+
+async def _wait_for_job(
+    core: PoolCore, worker: Worker, scope: trio.CancelScope
+) -> Job[Any] | None:
+    """Park until a job is handed over, and start it; None: the worker stops.
+
+    A worker above the minimum stops after ``idle_timeout`` without work.
+    """
+
+    @enable_ki_protection
+    def abort(_: object) -> Abort:
+        core.abort_idle(worker)
+        return Abort.SUCCEEDED
+
+    while True:
+        if core.idle_or_stop(worker):
+            return None
+        if core.may_retire():
+            with trio.move_on_after(core.idle_timeout) as idle_scope:
+                await wait_task_rescheduled(abort)
+            if idle_scope.cancelled_caught:
+                if core.retire_idle(worker):
+                    return None
+                continue  # others retired first: this one stays
+        else:
+            await wait_task_rescheduled(abort)
+        job = core.take_handed(worker, scope)
+        if job is None:  # its job was cancelled, or it was woken to stop
+            job = core.start_next(worker, scope)
+        if job is not None:
+            return job
+
+
+def outcome_of_escape(exc: BaseException) -> JobState:
+    """A BaseException leaves the worker: cancelled from outside, or failed."""
+    if isinstance(exc, trio.Cancelled):
+        return CANCELLED
+    if isinstance(exc, BaseExceptionGroup):
+        only_cancelled = exc.split(trio.Cancelled)[1] is None  # pyright: ignore[reportUnknownMemberType]
+        if only_cancelled:
+            return CANCELLED
+    return FAILED
