@@ -226,7 +226,6 @@ class PoolCore:
         args: tuple[Any, ...],
         name: str | None,
         timeout: float | UseDefault | None,
-        on_done: Callable[[Job[Any]], None] | None = None,
     ) -> Job[Any]:
         """Check a submission's arguments and its caller; make the job's record.
 
@@ -235,32 +234,29 @@ class PoolCore:
         check_async_fn(method, fn)
         if name is not None:
             check_name("name", name)
-        if timeout is USE_DEFAULT:
-            limit = self.job_timeout
-        else:
-            limit = check_seconds("timeout", timeout)
+        limit = self.job_timeout if timeout is USE_DEFAULT else self.time_limit(timeout)
         self.check_caller(method)
+        return self.make_job(fn, args, name, limit, None)
+
+    def time_limit(self, timeout: float | UseDefault | None) -> float | None:
+        """The checked time limit of a job: ``timeout``, or the pool's default."""
+        if timeout is USE_DEFAULT:
+            return self.job_timeout
+        return check_seconds("timeout", timeout)
+
+    def make_job(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        name: str | None,
+        limit: float | None,
+        on_done: Callable[[Job[Any]], None] | None,
+    ) -> Job[Any]:
+        """Make the record of a job whose arguments were checked."""
         job = Job(self, fn, args, name, limit, on_done)
         if self.telemetry is not None:
             self.telemetry.created(job)
         return job
-
-    async def accept(self, job: Job[Any]) -> None:
-        """Accept ``job``, waiting for room within ``submit_timeout``.
-
-        Not a checkpoint of its own when there is room, but for one schedule
-        point every ``yield_every`` calls. (`Pool.submit` inlines this.)
-
-        Raises:
-            PoolClosed: the pool takes no more work (now or while waiting).
-            PoolOverloaded: no room within ``submit_timeout``, or none now for
-                a job of this pool submitting to it.
-        """
-        if self.offer(job):
-            if self.yield_due():
-                await cancel_shielded_checkpoint()
-        else:
-            await self.wait_to_accept(job)
 
     async def wait_to_accept(self, job: Job[Any]) -> None:
         """Wait for room for ``job``, within ``submit_timeout``; the slow path."""

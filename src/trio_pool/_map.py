@@ -1,42 +1,46 @@
 """`Pool.map`: stream an iterable through a pool with bounded memory.
 
 A feeder task, in a nursery the ``async with`` block owns, pulls items from
-the source and submits them; the consumer's ``async for`` takes results from
-a memory channel. So results stream while a live source waits for its next
+the source and submits them; the consumer's ``async for`` takes results as
+they are ready. So results stream while a live source waits for its next
 item, and the source's pace never holds back a finished result.
 
-* Ordered: the feeder sends each accepted job to the channel in input order;
+* Ordered: the feeder appends each accepted job to ``ready`` in input order;
   the consumer waits for the oldest one.
-* Unordered: each job sends itself to the channel as it resolves (the
-  callback is part of its record before the pool accepts it, so no
-  completion can be missed).
+* Unordered: each job appends itself to ``ready`` as it resolves (the
+  callback is part of the job before the pool accepts it, so no completion
+  can be missed).
 
 Never more than the pool's size (``max_workers + capacity``) items are
-pulled and not yet delivered. Leaving the ``async with`` (by ``break``, an
-exception or cancellation) stops the feeder, cancels the jobs not delivered
-yet and waits until they are done.
+pulled and not yet delivered (``free`` counts the rest of that window). The
+feeder, once out of room, is woken when half the window is free again, so
+feeder and consumer do not switch for every item. Leaving the ``async with``
+(by ``break``, an exception or cancellation) stops the feeder, cancels the
+jobs not delivered yet and waits until they are done.
 """
 
 from __future__ import annotations
 
-import math
 import sys
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
-import attrs
 import trio
-from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
+from trio.lowlevel import (
+    ParkingLot,
+    cancel_shielded_checkpoint,
+    checkpoint_if_cancelled,
+)
 
 from ._errors import leaves
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
     from types import TracebackType
 
     from typing_extensions import Self
 
-    from ._checks import UseDefault
     from ._core import PoolCore
     from ._job import Job
 
@@ -44,13 +48,6 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 R = TypeVar("R")
-
-
-@attrs.frozen
-class _Stop:
-    """Sent by the feeder when it cannot go on: the source or a submit raised."""
-
-    error: BaseException
 
 
 @final
@@ -70,7 +67,7 @@ class MapResults(AsyncIterator[R]):
         ordered: bool,
         outcomes: bool,
         name: str | None,
-        timeout: float | UseDefault | None,
+        limit: float | None,
     ) -> None:
         self._core = core
         self._fn = fn
@@ -78,22 +75,25 @@ class MapResults(AsyncIterator[R]):
         self._ordered = ordered
         self._outcomes = outcomes
         self._name = name
-        self._timeout = timeout
+        self._limit = limit
         self._window = max(1, core.max_workers + core.capacity)
-        self._room = trio.Semaphore(self._window)  # items not delivered yet
-        self._send, self._receive = trio.open_memory_channel[Any](math.inf)
-        self._owned: set[Job[Any]] = set()  # accepted, not delivered
-        self._pending = 0  # submitted, not yet sent to the channel
-        self._fed = False  # the feeder is done (unordered: it sent its last)
-        self._nursery_manager: Any = None
-        self._nursery: trio.Nursery | None = None
-        self._entered = False
-        self._closed = False
-        self._busy = False
+        self._free = self._window  # items that may still be pulled
+        self._ready: deque[Job[Any]] = deque()  # see the module docstring
+        self._in_flight: set[Job[Any]] = set()  # unordered: accepted, not done
+        self._stop: BaseException | None = None  # why the feeder stopped early
+        self._fed = False  # the feeder is done
+        self._feeder_lot = ParkingLot()  # the feeder, waiting for room
+        self._consumer_lot = ParkingLot()  # the consumer, waiting for a result
+        self._consumer_parked = False
+        self._feeder_parked = False
         self._feeder_done = trio.Event()
         # The feeder's own scope: the nursery's scope also covers the body,
         # which stopping the feeder must never cancel.
         self._feeder_scope = trio.CancelScope()
+        self._nursery_manager: Any = None
+        self._entered = False
+        self._closed = False
+        self._busy = False
 
     async def __aenter__(self) -> Self:
         if self._entered:
@@ -101,7 +101,7 @@ class MapResults(AsyncIterator[R]):
         self._core.check_caller("map")
         self._entered = True
         self._nursery_manager = trio.open_nursery()
-        self._nursery = nursery = await self._nursery_manager.__aenter__()
+        nursery: trio.Nursery = await self._nursery_manager.__aenter__()
         nursery.start_soon(
             self._feed, name=f"trio_pool map feeder of {self._core.name!r}"
         )
@@ -135,80 +135,89 @@ class MapResults(AsyncIterator[R]):
     @property
     def pulled_ahead(self) -> int:
         """Items taken from the source and not yet delivered."""
-        return self._window - self._room.value
+        return self._window - self._free
 
     # ---------------------------------------------------------------- feeder
 
     async def _feed(self) -> None:
         """Pull items and submit them until the source ends or something fails."""
-        core = self._core
-        room = self._room
         try:
             with self._feeder_scope:
-                await self._feed_from_source(core, room)
+                if isinstance(self._items, AsyncIterable):
+                    await self._feed_async(aiter(self._items))
+                else:
+                    await self._feed_sync(iter(self._items))
         except Exception as exc:
-            self._send.send_nowait(_Stop(exc))
+            self._stop = exc
         finally:
+            self._fed = True
             self._feeder_done.set()
-        self._fed_all()
+            self._wake_consumer()
 
-    async def _feed_from_source(self, core: PoolCore, room: trio.Semaphore) -> None:
-        """Take room for an item before pulling it, so the window bounds memory."""
-        if isinstance(self._items, AsyncIterable):
-            source = aiter(self._items)
-            while True:
-                await self._acquire_room(room)
-                try:
-                    item = await anext(source)
-                except StopAsyncIteration:
-                    room.release()
-                    break
-                await self._submit(core, item)
-        else:
-            items = iter(self._items)
-            while True:
-                await self._acquire_room(room)  # before the item is pulled
-                try:
-                    item = next(items)
-                except StopIteration:
-                    room.release()
-                    break
-                await self._submit(core, item)
+    async def _feed_sync(self, items: Iterator[Any]) -> None:
+        while True:
+            if not self._free:
+                await self._wait_for_room()
+            self._free -= 1  # room is taken before the item is pulled
+            try:
+                item = next(items)
+            except StopIteration:
+                self._free += 1
+                return
+            await self._submit(item)
 
-    @staticmethod
-    async def _acquire_room(room: trio.Semaphore) -> None:
+    async def _feed_async(self, items: AsyncIterator[Any]) -> None:
+        while True:
+            if not self._free:
+                await self._wait_for_room()
+            self._free -= 1
+            try:
+                item = await anext(items)
+            except StopAsyncIteration:
+                self._free += 1
+                return
+            await self._submit(item)
+
+    async def _wait_for_room(self) -> None:
+        while not self._free:
+            self._feeder_parked = True
+            try:
+                await self._feeder_lot.park()
+            finally:
+                self._feeder_parked = False
+
+    async def _submit(self, item: Any) -> None:
+        core = self._core
+        job = core.make_job(self._fn, (item,), self._name, self._limit, self._done)
+        if not self._ordered:
+            self._in_flight.add(job)  # before it is accepted: it may end at once
         try:
-            room.acquire_nowait()
-        except trio.WouldBlock:
-            await room.acquire()
-
-    async def _submit(self, core: PoolCore, item: Any) -> None:
-        on_done = None if self._ordered else self._job_done
-        job = core.new_job("map", self._fn, (item,), self._name, self._timeout, on_done)
-        self._pending += 1
-        try:
-            await core.accept(job)
+            if core.offer(job):  # core.accept(), inlined
+                if core.yield_due():
+                    await cancel_shielded_checkpoint()
+            else:
+                await core.wait_to_accept(job)
         except BaseException:
-            self._pending -= 1
+            self._in_flight.discard(job)
             raise
-        if not job.done:  # unordered: it may have been delivered already
-            self._owned.add(job)
         if self._ordered:
-            self._pending -= 1
-            self._send.send_nowait(job)
+            self._ready.append(job)
+            self._wake_consumer()
 
-    def _job_done(self, job: Job[Any]) -> None:
-        """Unordered mode: called by the core as the job resolves."""
-        self._pending -= 1
-        if not self._closed:
-            self._send.send_nowait(job)
-        if self._fed and not self._pending:
-            self._send.close()
+    def _done(self, job: Job[Any]) -> None:
+        """Called by the core as one of the map's jobs resolves."""
+        if self._ordered:
+            if self._ready and self._ready[0] is job:
+                self._wake_consumer()
+        elif job in self._in_flight:
+            self._in_flight.remove(job)
+            self._ready.append(job)
+            self._wake_consumer()
 
-    def _fed_all(self) -> None:
-        self._fed = True
-        if self._ordered or not self._pending:
-            self._send.close()
+    def _wake_consumer(self) -> None:
+        if self._consumer_parked:
+            self._consumer_parked = False
+            self._consumer_lot.unpark()
 
     # -------------------------------------------------------------- consumer
 
@@ -227,49 +236,58 @@ class MapResults(AsyncIterator[R]):
             self._busy = False
 
     async def _next(self) -> R:
-        core = self._core
-        try:
-            got = self._receive.receive_nowait()
-        except trio.WouldBlock:
+        ready = self._ready
+        waited = False
+        while True:
+            if ready and ready[0].done:
+                job = ready.popleft()
+                break
+            if not ready:
+                if self._stop is not None:
+                    self._end()
+                    raise self._stop
+                if self._fed and not self._in_flight:
+                    raise StopAsyncIteration
+            if self._feeder_parked:  # never park while the feeder waits for room
+                self._feeder_lot.unpark()
+            self._consumer_parked = True
             try:
-                got = await self._receive.receive()
-            except trio.EndOfChannel:
-                raise StopAsyncIteration from None
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
-        else:
-            if core.yield_due():
-                await cancel_shielded_checkpoint()
-        if isinstance(got, _Stop):
-            self._end()
-            raise got.error
-        job: Job[Any] = got
-        if not job.done:  # ordered: it stays owned (cancellable) while we wait
-            await core.wait_done(job)
-        self._owned.discard(job)
-        self._room.release()
+                await self._consumer_lot.park()
+            finally:
+                self._consumer_parked = False
+            waited = True
+        if not waited and self._core.yield_due():
+            await cancel_shielded_checkpoint()
+        self._free += 1
+        if self._feeder_parked and self._free * 2 >= self._window:
+            self._feeder_lot.unpark()
         return self._deliver(job)
 
     def _deliver(self, job: Job[Any]) -> R:
-        result = job.outcome()
         if self._outcomes:
-            return result  # type: ignore[return-value]
+            return job.outcome()  # type: ignore[return-value]
         error = job.error
         if error is None:
+            job.retrieved = True
             return job.value  # type: ignore[return-value]
         self._end()  # as Executor.map: the first failure ends it
+        result = job.outcome()
         if isinstance(error, (StopIteration, StopAsyncIteration)):
-            raise RuntimeError(
+            raise RuntimeError(  # as PEP 479 does: never a quiet end of the loop
                 f"job {job.name!r} raised {type(error).__name__}"
-            ) from error  # as PEP 479 does: never a quiet end of the loop
+            ) from error
         return result.unwrap()  # type: ignore[no-any-return]
 
     def _end(self) -> None:
         """Stop: no more items, the jobs not delivered cancelled."""
         self._closed = True
         self._feeder_scope.cancel()
-        for job in list(self._owned):
-            self._core.cancel(job)
+        for job in self._owned():
+            job.cancel()
+
+    def _owned(self) -> list[Job[Any]]:
+        """The jobs accepted and not delivered."""
+        return [*self._ready, *self._in_flight]
 
     async def aclose(self) -> None:
         """Cancel the jobs not delivered yet and wait until they are done.
@@ -278,11 +296,12 @@ class MapResults(AsyncIterator[R]):
         """
         self._end()
         with trio.CancelScope(shield=True):
-            if self._nursery is not None:
+            if self._nursery_manager is not None:
                 await self._feeder_done.wait()  # it accepts no job after this
-            owned = list(self._owned)
-            self._owned.clear()
+            owned = self._owned()
+            self._ready.clear()
+            self._in_flight.clear()
             for job in owned:
-                self._core.cancel(job)
+                job.cancel()
             for job in owned:
                 await self._core.wait_done(job)

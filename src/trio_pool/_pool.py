@@ -298,20 +298,20 @@ class Pool:
         """
         check_async_fn("map", fn)
         check_name("name", name)
-        if timeout is not USE_DEFAULT:
-            check_seconds("timeout", timeout)
+        core = self._core
+        limit = core.time_limit(timeout)
         check_bool("ordered", ordered)
         check_bool("outcomes", outcomes)
         check_iterable("items", items)
-        self._core.check_caller("map")
+        core.check_caller("map")
         return MapResults(
-            self._core,
+            core,
             fn,
             items,
             ordered=ordered,
             outcomes=outcomes,
             name=name,
-            timeout=timeout,
+            limit=limit,
         )
 
     # --------------------------------------------------------------- stopping
