@@ -47,21 +47,22 @@ def check_seconds(name: str, value: object) -> float | None:
 
     Raises:
         TypeError: it is not a number.
-        ValueError: it is negative or NaN.
+        ValueError: it is negative, NaN, or too large for a float.
     """
     if value is None:
         return None
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be >= 0, not {_show(value)}")
     try:
-        return float(value)
+        seconds = float(value)
     except OverflowError:
         raise ValueError(
             f"{name} must fit in a float (math.inf or None for no limit), "
             f"not {_show(value)}"
         ) from None
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"{name} must be >= 0, not {_show(value)}")
+    return seconds
 
 
 def check_bool(name: str, value: object) -> bool:

@@ -650,9 +650,9 @@ class PoolCore:
         elif self.yield_due():  # done: a schedule point now and then
             await cancel_shielded_checkpoint()
 
-    async def park_until_done(self, job: Job[Any]) -> None:
+    async def park_until_done(self, job: Job[Any], what: str = "wait") -> None:
         """Park until ``job`` is resolved; the slow path of `wait_done`."""
-        self.check_caller("wait")
+        self.check_caller(what)
         lot = job.lot
         if lot is None:
             lot = job.lot = ParkingLot()

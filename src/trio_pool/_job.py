@@ -205,7 +205,7 @@ class Job(Generic[T]):
         await checkpoint_if_cancelled()  # core.wait_done(), inlined
         state = self.state
         if state is QUEUED or state is RUNNING:
-            await self.core.park_until_done(self)
+            await self.core.park_until_done(self, "result")
         elif self.core.yield_due():
             await cancel_shielded_checkpoint()
         if self.error is None:

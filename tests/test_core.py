@@ -1,0 +1,506 @@
+"""Regressions of issue 9, each written to find its whole class.
+
+Where a bug needed one moment in a schedule, the test tries every moment:
+it lets the tasks run one scheduling step at a time (the schedule-point
+interval lowered so workers pass their periodic schedule points often) and
+acts after each step, checking the core's invariants every time.
+"""
+
+# pyright: reportPrivateUsage=false
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import outcome
+import pytest
+import trio
+import trio.lowlevel
+import trio.testing
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+
+import trio_pool
+from trio_pool import _checks, _core
+
+from .helpers import assert_balanced, assert_no_bookkeeping
+
+
+@pytest.fixture
+def small_interval(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Pools opened in the test pass a schedule point every 2 calls/jobs."""
+    monkeypatch.setattr(_core, "YIELD_EVERY", 2)
+    return 2
+
+
+async def step() -> None:
+    """Let the other tasks run one scheduling batch."""
+    await trio.lowlevel.cancel_shielded_checkpoint()
+
+
+async def noop() -> None:
+    pass
+
+
+async def nap(seconds: float) -> float:
+    await trio.sleep(seconds)
+    return seconds
+
+
+# ------------------------------------------------ 1. a job in limbo at a step
+
+
+@pytest.mark.parametrize("steps", range(12))
+async def test_cancel_at_every_step_never_runs_a_cancelled_job(
+    small_interval: int, steps: int, autojump_clock: trio.abc.Clock
+) -> None:
+    ran: list[int] = []
+
+    async def record(n: int) -> None:
+        ran.append(n)
+
+    async with trio_pool.open_pool(1, capacity=20) as pool:
+        jobs = [pool.submit_nowait(record, n) for n in range(12)]
+        for _ in range(steps):
+            await step()
+            assert_balanced(pool)
+        cancelled = [n for n, job in enumerate(jobs) if not job.done]
+        for n in cancelled:
+            jobs[n].cancel()
+            assert jobs[n].state in (
+                trio_pool.JobState.CANCELLED,
+                trio_pool.JobState.RUNNING,
+            )
+            assert_balanced(pool)
+    never_started = {
+        n for n in cancelled if jobs[n].state is trio_pool.JobState.CANCELLED
+    }
+    assert not never_started & set(ran)  # a cancelled job never runs
+    assert_no_bookkeeping(pool)
+
+
+@pytest.mark.parametrize("steps", range(10))
+async def test_shutdown_grace_period_at_every_step(
+    small_interval: int, steps: int, autojump_clock: trio.abc.Clock
+) -> None:
+    async with trio_pool.open_pool(1, capacity=20) as pool:
+        jobs: list[trio_pool.Job[Any]] = [pool.submit_nowait(noop) for _ in range(4)]
+        jobs.append(pool.submit_nowait(nap, 100))
+        jobs += [pool.submit_nowait(noop) for _ in range(4)]
+        for _ in range(steps):
+            await step()
+        start = trio.current_time()
+        await pool.shutdown(grace_period=1)
+        assert trio.current_time() - start <= 1  # the sleeper was found
+        assert all(job.done for job in jobs)
+        assert_balanced(pool)
+    assert_no_bookkeeping(pool)
+
+
+@pytest.mark.parametrize("steps", range(10))
+async def test_outside_cancellation_at_every_step(
+    small_interval: int, steps: int, autojump_clock: trio.abc.Clock
+) -> None:
+    jobs: list[trio_pool.Job[Any]] = []
+    pools: list[trio_pool.Pool] = []
+    with trio.CancelScope() as scope:
+        async with trio_pool.open_pool(1, capacity=20) as pool:
+            pools.append(pool)
+            jobs += [pool.submit_nowait(noop) for _ in range(3)]
+            jobs.append(pool.submit_nowait(nap, 100))
+            jobs += [pool.submit_nowait(noop) for _ in range(3)]
+            for _ in range(steps):
+                await step()
+            scope.cancel()
+            await trio.sleep_forever()
+    assert all(job.done for job in jobs)
+    assert_no_bookkeeping(pools[0])
+
+
+# --------------------------------------- 2. a job handed to a woken worker
+
+
+async def test_cancel_a_job_handed_to_a_woken_worker(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(2, capacity=1) as pool:
+        await trio.testing.wait_all_tasks_blocked()
+        job = pool.submit_nowait(nap, 1)  # handed to an idle worker, not run
+        assert pool._core.waking == 1
+        job.cancel()
+        assert job.state is trio_pool.JobState.CANCELLED
+        assert_balanced(pool)
+        await trio.testing.wait_all_tasks_blocked()  # it woke to nothing
+        busy = [pool.submit_nowait(nap, 5) for _ in range(3)]  # 2 run, 1 queued
+        with pytest.raises(trio_pool.PoolOverloaded):
+            pool.submit_nowait(nap, 5)
+        assert pool.statistics().queued + pool.statistics().running == 3
+        assert_balanced(pool)
+    assert all(j.state is trio_pool.JobState.SUCCEEDED for j in busy)
+    assert_no_bookkeeping(pool)  # and the pool exited
+
+
+# ----------------------------------------------------------------- 3-6. map
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_map_misses_no_completion(small_interval: int, ordered: bool) -> None:
+    with trio.fail_after(5):
+        async with trio_pool.open_pool(3, capacity=0) as pool:
+            async with pool.map(nap, [0] * 50, ordered=ordered) as results:
+                got = [r async for r in results]
+    assert got == [0] * 50
+    assert_no_bookkeeping(pool)
+
+
+async def test_unordered_map_raises_the_jobs_own_error(
+    small_interval: int, autojump_clock: trio.abc.Clock
+) -> None:
+    async def fail_on(n: int) -> int:
+        await trio.sleep(n % 3)
+        if n == 4:
+            raise ValueError("item 4")
+        return n
+
+    async with trio_pool.open_pool(3) as pool:
+        with pytest.raises(ValueError, match="item 4"):
+            async with pool.map(fail_on, range(20), ordered=False) as results:
+                async for _ in results:
+                    pass
+    assert_no_bookkeeping(pool)
+
+
+@pytest.mark.parametrize("how", ["close", "shutdown"])
+async def test_map_submits_nothing_after_the_pool_closed(
+    how: str, autojump_clock: trio.abc.Clock
+) -> None:
+    async with trio_pool.open_pool(2, capacity=1) as pool:
+        # shutdown cancels the map's jobs: the first one delivered says so
+        accepted: list[int] = []
+        with pytest.raises((trio_pool.PoolClosed, trio_pool.JobCancelled)):
+            async with pool.map(nap, [1] * 100) as results:
+                async for _ in results:
+                    if how == "close":
+                        pool.close()
+                    else:
+                        await pool.shutdown(grace_period=0)
+                    accepted.append(pool.statistics().submitted)
+        assert pool.statistics().submitted == accepted[0]
+        assert pool.statistics().workers == 0 or how == "close"
+    assert_no_bookkeeping(pool)
+
+
+async def test_map_streams_while_an_async_source_waits(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    send, receive = trio.open_memory_channel[int](0)
+    async with trio_pool.open_pool(2) as pool, trio.open_nursery() as nursery:
+
+        async def produce() -> None:
+            async with send:
+                for n in range(3):
+                    await send.send(n)
+                    await trio.sleep(10)  # a slow, live source
+
+        nursery.start_soon(produce)
+        async with pool.map(nap, receive) as results:
+            async for value in results:
+                # each result arrives while the source waits for the next item
+                assert trio.current_time() == pytest.approx(value + 10 * value)
+                assert value == (trio.current_time() // 10)
+
+
+@pytest.mark.parametrize("error", [StopAsyncIteration, StopIteration])
+async def test_a_job_ending_iteration_does_not_end_the_map(
+    error: type[BaseException], autojump_clock: trio.abc.Clock
+) -> None:
+    async def stop_on_two(n: int) -> int:
+        if n == 2:
+            raise error
+        return n
+
+    # Python itself turns a StopIteration leaving a coroutine into a
+    # RuntimeError; trio_pool does the same for StopAsyncIteration.
+    async with trio_pool.open_pool(2) as pool:
+        with pytest.raises(RuntimeError, match=r"stop_on_two|StopIteration"):
+            async with pool.map(stop_on_two, range(6)) as results:
+                async for _ in results:
+                    pass
+        async with pool.map(stop_on_two, range(6), outcomes=True) as outcomes:
+            every = [r async for r in outcomes]
+        assert len(every) == 6
+        assert isinstance(every[2], outcome.Error)
+
+
+async def test_two_consumers_of_one_map_get_busy_resource_error(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(1) as pool:
+        async with pool.map(nap, [5, 5]) as results, trio.open_nursery() as nursery:
+            nursery.start_soon(results.__anext__)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.BusyResourceError):
+                await results.__anext__()
+            nursery.cancel_scope.cancel()
+
+
+# ------------------------------------------------------------ 7. resize down
+
+
+async def test_resize_down_limits_every_start_after_it(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(8, capacity=100) as pool:
+        for _ in range(40):
+            pool.submit_nowait(nap, 1)
+        await trio.sleep(0.5)
+        assert pool.statistics().running == 8
+        pool.resize(2)
+        await trio.sleep(1)  # the first eight ended; only two started
+        stats = pool.statistics()
+        assert (stats.running, stats.workers) == (2, 2)
+        assert_balanced(pool)
+
+
+# ------------------------------------------------- 8. telemetry that raises
+
+
+class RaisingSpanProcessor(SpanProcessor):
+    """Raises in on_start or on_end."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def on_start(self, span: Span, parent_context: Any = None) -> None:
+        if self.where == "start":
+            raise RuntimeError("on_start broke")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.where == "end":
+            raise RuntimeError("on_end broke")
+
+
+class RaisingMeterProvider(MeterProvider):
+    """An SDK meter provider whose synchronous instruments raise."""
+
+    def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+        meter = super().get_meter(*args, **kwargs)
+
+        class Broken:
+            def add(self, *args: Any, **kwargs: Any) -> None:
+                raise RuntimeError("add broke")
+
+            record = add
+
+        def broken(*args: Any, **kwargs: Any) -> Broken:
+            return Broken()
+
+        meter.create_counter = broken  # type: ignore[method-assign,assignment]
+        meter.create_histogram = broken  # type: ignore[method-assign,assignment]
+        return meter
+
+
+@pytest.mark.parametrize("where", ["start", "end", "meter"])
+async def test_telemetry_that_raises_changes_nothing(
+    where: str,
+    autojump_clock: trio.abc.Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tracer_provider = TracerProvider()
+    meter_provider: MeterProvider
+    if where == "meter":
+        meter_provider = RaisingMeterProvider()
+    else:
+        tracer_provider.add_span_processor(RaisingSpanProcessor(where))
+        meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+
+    async def fail() -> None:
+        raise ValueError("job failed")
+
+    caplog.set_level(logging.WARNING, "trio_pool")
+    async with trio_pool.open_pool(
+        2,
+        capacity=1,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+    ) as pool:
+        ok = [await pool.submit(nap, 1) for _ in range(3)]
+        bad = await pool.submit(fail)
+        with pytest.raises(trio_pool.PoolOverloaded):
+            for _ in range(5):
+                pool.submit_nowait(nap, 1)
+        assert await ok[0].result() == 1
+        await pool.shutdown(grace_period=10)
+        with pytest.raises(trio_pool.PoolClosed):
+            pool.submit_nowait(nap, 1)
+    assert [j.state for j in ok] == [trio_pool.JobState.SUCCEEDED] * 3
+    assert bad.state is trio_pool.JobState.FAILED
+    stats = pool.statistics()
+    assert (stats.succeeded, stats.failed, stats.cancelled) == (
+        stats.submitted - 1,
+        1,
+        0,
+    )
+    assert_no_bookkeeping(pool)
+    provider_warnings = [
+        r for r in caplog.records if "OpenTelemetry provider raised" in r.message
+    ]
+    assert len(provider_warnings) == 1  # once per pool, with its traceback
+    assert provider_warnings[0].exc_info is not None
+
+
+# ------------------------------------ 9. calls from another thread or run
+
+
+def _calls(pool: trio_pool.Pool, job: trio_pool.Job[Any]) -> dict[str, Any]:
+    """Every entry point, as a sync call that a thread might make."""
+    return {
+        "submit_nowait": lambda: pool.submit_nowait(noop),
+        "resize": lambda: pool.resize(3),
+        "close": pool.close,
+        "cancel": job.cancel,
+        "map": lambda: pool.map(nap, [1]),
+    }
+
+
+def _async_calls(pool: trio_pool.Pool, job: trio_pool.Job[Any]) -> dict[str, Any]:
+    return {
+        "submit": lambda: pool.submit(noop),
+        "run": lambda: pool.run(noop),
+        "shutdown": lambda: pool.shutdown(),
+        "result": job.result,
+        "wait": job.wait,
+    }
+
+
+async def test_calls_from_another_thread_change_nothing(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    release = trio.Event()
+    async with trio_pool.open_pool(2, capacity=1) as pool:
+        running = pool.submit_nowait(release.wait)
+        queued = [pool.submit_nowait(release.wait) for _ in range(2)]
+        await trio.testing.wait_all_tasks_blocked()
+        before = pool.statistics()
+        for what, call in _calls(pool, queued[-1]).items():
+            with pytest.raises(RuntimeError, match=r"from_thread\.run_sync") as info:
+                await trio.to_thread.run_sync(call)
+            assert what in str(info.value)
+            assert pool.statistics() == before
+            assert_balanced(pool)
+
+        def in_another_run(make: Any) -> None:
+            async def main() -> None:
+                await make()
+
+            trio.run(main)
+
+        for what, make in _async_calls(pool, queued[-1]).items():
+            with pytest.raises(RuntimeError, match="another Trio run") as info:
+                await trio.to_thread.run_sync(in_another_run, make)
+            assert what in str(info.value)
+            assert pool.statistics() == before
+            assert_balanced(pool)
+        running.cancel()  # room for one more, submitted the right way:
+
+        def submit_from_thread() -> trio_pool.Job[None]:
+            return trio.from_thread.run_sync(pool.submit_nowait, noop)
+
+        job = await trio.to_thread.run_sync(submit_from_thread)
+        assert isinstance(job, trio_pool.Job)
+        release.set()
+    assert_no_bookkeeping(pool)
+
+
+# ------------------------------------------------ 10. numbers no float holds
+
+
+async def test_numbers_no_float_holds_get_value_error() -> None:
+    async with trio_pool.open_pool(1) as pool:
+        with pytest.raises(ValueError, match="timeout must fit in a float"):
+            pool.submit_nowait(noop, timeout=10**400)
+        with pytest.raises(ValueError, match=r"workers must be <= 1000000, not an int"):
+            pool.resize(10**100)
+        assert_balanced(pool)
+        assert pool.statistics().submitted == 0
+    with pytest.raises(ValueError, match="job_timeout must fit in a float"):
+        trio_pool.open_pool(1, job_timeout=10**400)
+    with pytest.raises(ValueError, match="workers must be <= 1000000, not 1000001"):
+        trio_pool.open_pool(1_000_001)
+    with pytest.raises(ValueError, match="max_workers must be <= 1000000"):
+        trio_pool.open_pool(1, max_workers=10**9)
+    with pytest.raises(ValueError, match=f"capacity must be <= {sys.maxsize}"):
+        trio_pool.open_pool(1, capacity=sys.maxsize + 1)
+    with pytest.raises(ValueError, match="grace_period must fit in a float"):
+        async with trio_pool.open_pool(1) as pool:
+            await pool.shutdown(grace_period=10**400)
+
+
+async def test_infinite_limits_are_fine(autojump_clock: trio.abc.Clock) -> None:
+    async with trio_pool.open_pool(1, job_timeout=float("inf")) as pool:
+        assert await pool.run(nap, 5) == 5
+        assert await pool.run(nap, 5, timeout=1e308) == 5
+
+
+# ------------------------------------------------------------- 11. smaller
+
+
+async def test_the_map_hint_for_a_sync_function_works() -> None:
+    def double(n: int) -> int:
+        return 2 * n
+
+    async with trio_pool.open_pool(2) as pool:
+        with pytest.raises(TypeError) as info:
+            pool.map(double, [1])  # type: ignore[arg-type]
+        hint = "pool.map(functools.partial(trio.to_thread.run_sync, fn), items)"
+        assert hint in str(info.value)
+        wrapped: Any = functools.partial(trio.to_thread.run_sync, double)  # type: ignore[arg-type]
+        async with pool.map(wrapped, [1, 2]) as results:
+            assert [r async for r in results] == [2, 4]
+
+
+async def test_each_reader_sees_the_error_as_the_job_left_it() -> None:
+    async def fail() -> None:
+        raise ValueError("the job's own")
+
+    async with trio_pool.open_pool(1) as pool:
+        job = await pool.submit(fail)
+        await job.wait()
+        try:
+            raise KeyError("reader one's own trouble")
+        except KeyError:
+            with pytest.raises(ValueError, match="the job's own") as first:
+                await job.result()
+        assert isinstance(first.value.__context__, KeyError)
+        with pytest.raises(ValueError, match="the job's own") as second:
+            await job.result()
+        assert second.value.__context__ is None
+        result = await job.wait()
+        assert isinstance(result, outcome.Error)
+        assert result.error.__context__ is None
+
+
+def test_pool_sizes_are_documented_bounds() -> None:
+    assert _checks.MAX_WORKERS == 1_000_000
+    assert sys.maxsize == _checks.MAX_CAPACITY
+
+
+async def test_async_source_iterator_of_our_own(autojump_clock: trio.abc.Clock) -> None:
+    async def numbers() -> AsyncIterator[int]:
+        for n in range(5):
+            await trio.sleep(1)
+            yield n
+
+    def plain() -> Iterator[int]:
+        yield from range(5)
+
+    async with trio_pool.open_pool(2) as pool:
+        async with pool.map(nap, numbers()) as results:
+            assert [r async for r in results] == list(range(5))
+        async with pool.map(nap, plain(), ordered=False) as results:
+            assert sorted([r async for r in results]) == list(range(5))
