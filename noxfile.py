@@ -1,4 +1,5 @@
-"""Sessions: tests (every Python 3.10-3.13 found), lint, typing, docs, demo, bench."""
+"""Sessions: tests (every Python 3.10-3.13 found), lint, typing, docs, demo, bench,
+stress."""
 
 from __future__ import annotations
 
@@ -72,6 +73,13 @@ def tests(session: nox.Session) -> None:
     env = {"COVERAGE_FILE": f".coverage.{session.name}"}
     session.run("coverage", "run", "-m", "pytest", *session.posargs, env=env)
     session.run("coverage", "report", "--fail-under=90", env=env)
+
+
+@nox.session
+def stress(session: nox.Session) -> None:
+    """The soak: 10⁶ jobs a seed, real clock (``nox -s stress -- --jobs 20000``)."""
+    session.install("-e", ".", *_group("tests"))
+    session.run("python", "tests/stress.py", *session.posargs)
 
 
 @nox.session
