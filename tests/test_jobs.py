@@ -292,3 +292,27 @@ async def test_system_exit_is_not_swallowed(autojump_clock: trio.abc.Clock) -> N
     assert exiting.state is trio_pool.JobState.FAILED
     assert other.state is trio_pool.JobState.CANCELLED
     assert trio.current_time() == 2
+
+
+async def test_failures_are_debug_and_warning_only_when_nobody_retrieved_them(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, "trio_pool")
+    async with trio_pool.open_pool(2) as pool:
+        read = await pool.submit(explode, "read", name="read")
+        result = await read.wait()
+        assert isinstance(result, outcome.Error)
+        assert isinstance(result.error, ValueError)
+        await pool.submit(explode, "dropped", name="dropped")  # handle dropped
+        kept = await pool.submit(explode, "kept", name="kept")
+        await trio.testing.wait_all_tasks_blocked()
+    failures = [r for r in caplog.records if r.exc_info]
+    debug = [r.getMessage() for r in failures if r.levelno == logging.DEBUG]
+    warning = [r.getMessage() for r in failures if r.levelno == logging.WARNING]
+    assert len(debug) == 3  # every failure, with its traceback
+    assert len(warning) == 2
+    assert "'dropped'" in warning[0]
+    assert "its handle was dropped" in warning[0]
+    assert "'kept'" in warning[1]
+    assert "the pool stopped" in warning[1]
+    assert kept.state is trio_pool.JobState.FAILED

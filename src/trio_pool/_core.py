@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
+import weakref
 from collections import OrderedDict, deque
 from threading import get_ident
 from typing import TYPE_CHECKING, Any, Final, NoReturn, final
@@ -167,6 +168,12 @@ class PoolCore:
         # A resize below the live workers may leave more jobs queued than
         # capacity + starting workers cover; they were accepted before it.
         self.over_capacity_allowed = False
+
+        # Failed jobs whose outcome nobody has read yet: a WARNING goes out
+        # when such a handle is dropped, or when the pool stops.
+        self.unretrieved: dict[
+            weakref.ref[Job[Any]], tuple[str, BaseException | None]
+        ] = {}
 
         self.submitted = 0
         self.running = 0
@@ -541,12 +548,11 @@ class PoolCore:
             error = job.cancelled_error()
         self._resolve(job, state, value, error)
         if state is FAILED:  # logged while the job's span is still current
-            logger.warning(
-                "job %r in pool %r failed",
-                job.name,
-                self.name,
-                exc_info=error,
+            logger.debug(
+                "job %r in pool %r failed", job.name, self.name, exc_info=error
             )
+            if isinstance(error, Exception):  # the others leave the pool anyway
+                self.unretrieved[weakref.ref(job, self._dropped)] = (job.name, error)
         if self.telemetry is not None:
             span = worker.span
             worker.span = None
@@ -746,8 +752,35 @@ class PoolCore:
 
     @enable_ki_protection
     def exited(self) -> None:
-        """The pool's nursery is gone."""
+        """The pool's nursery is gone: warn of the failures nobody retrieved."""
         self.nursery = None
+        unretrieved = list(self.unretrieved.values())
+        self.unretrieved.clear()
+        for name, error in unretrieved:
+            self._warn_unretrieved(name, error, "the pool stopped")
+
+    # ------------------------------------------------- failures nobody read
+
+    def retrieved(self, job: Job[Any]) -> None:
+        """A failed job's outcome was read: no WARNING for it."""
+        self.unretrieved.pop(weakref.ref(job), None)
+
+    def _dropped(self, ref: weakref.ref[Job[Any]]) -> None:
+        """A failed job's handle was dropped (a weakref callback)."""
+        found = self.unretrieved.pop(ref, None)
+        if found is not None:
+            self._warn_unretrieved(*found, "its handle was dropped")
+
+    def _warn_unretrieved(
+        self, name: str, error: BaseException | None, when: str
+    ) -> None:
+        logger.warning(
+            "job %r in pool %r failed, and nobody retrieved its outcome before %s",
+            name,
+            self.name,
+            when,
+            exc_info=error,
+        )
 
     def statistics(self) -> PoolStatistics:
         """A snapshot of the books (read-only: safe from a metric reader's thread)."""

@@ -209,7 +209,6 @@ class Job(Generic[T]):
         elif self.core.yield_due():
             await cancel_shielded_checkpoint()
         if self.error is None:
-            self.retrieved = True
             return self.value  # type: ignore[return-value]
         return self.outcome().unwrap()
 
@@ -220,10 +219,12 @@ class Job(Generic[T]):
         ``__cause__`` it had when the job ended, whatever an earlier reader's
         ``raise`` added to the shared exception object.
         """
-        self.retrieved = True
         error = self.error
         if error is None:
             return outcome.Value(self.value)  # type: ignore[arg-type]
+        if not self.retrieved:
+            self.retrieved = True
+            self.core.retrieved(self)
         error.__traceback__ = self.traceback
         error.__context__ = self.context
         error.__cause__ = self.cause

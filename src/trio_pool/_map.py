@@ -268,7 +268,6 @@ class MapResults(AsyncIterator[R]):
             return job.outcome()  # type: ignore[return-value]
         error = job.error
         if error is None:
-            job.retrieved = True
             return job.value  # type: ignore[return-value]
         self._end()  # as Executor.map: the first failure ends it
         result = job.outcome()
