@@ -26,7 +26,9 @@ class PoolStatistics:
     capacity: int
     """How many jobs may wait in the queue."""
     queued: int
-    """Accepted jobs that have not started yet."""
+    """Accepted jobs that have not started yet: in the queue, or handed to a
+    worker that has not run since. The queue holds at most ``capacity`` jobs
+    plus one for each worker being started for them."""
     running: int
     """Jobs executing now."""
     waiting_submitters: int
