@@ -34,10 +34,13 @@ nitpick_ignore_regex = [
         r"py:.*",
         r"(Exception|ExceptionGroup|TypeError|ValueError|Any|Awaitable|Callable)",
     ),
-    (r"py:.*", r"(AbstractAsyncContextManager|Unpack|functools\.partial|_UseDefault)"),
     (
         r"py:.*",
-        r"(TracerProvider|MeterProvider|U|R|trio_pool\._\w+\.(T|U|R|_UseDefault))",
+        r"(AbstractAsyncContextManager|Unpack|functools\.partial|_?UseDefault|PoolCore)",
+    ),
+    (
+        r"py:.*",
+        r"(TracerProvider|MeterProvider|U|R|trio_pool\._\w+\.(T|U|R|_?UseDefault|PoolCore))",
     ),
     (r"py:.*", r"(concurrent\.futures\..*|Iterable|AsyncIterable|Self)"),
 ]

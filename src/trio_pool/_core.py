@@ -99,10 +99,17 @@ class Worker:
 
     __slots__ = ("job", "retired", "span", "streak", "task", "woken")
 
+    task: Task | None
+    job: Job[Any] | None
+    span: JobSpan | None
+    streak: int
+    woken: bool
+    retired: bool
+
     def __init__(self) -> None:
-        self.task: Task | None = None  # set when the task first runs
-        self.job: Job[Any] | None = None  # handed over to it, or running in it
-        self.span: JobSpan | None = None  # the running job's span, if traced
+        self.task = None  # set when the task first runs
+        self.job = None  # handed over to it, or running in it
+        self.span = None  # the running job's span, if traced
         self.streak = 0  # jobs run since its last schedule point
         self.woken = False  # rescheduled with a job, has not run yet
         self.retired = False  # told to stop; no longer in `workers`
@@ -115,6 +122,39 @@ class PoolCore:
     Field names are public so that `check_invariants` and the tests can read
     them; only this class writes them.
     """
+
+    name: str
+    min_workers: int
+    max_workers: int
+    capacity: int
+    idle_timeout: float
+    job_timeout: float | None
+    submit_timeout: float | None
+    telemetry: PoolTelemetry | None
+    yield_every: int
+    token: TrioToken | None
+    thread: int
+    nursery: trio.Nursery | None
+    queue: deque[Job[Any]]
+    backlog: int
+    idle: list[Worker]
+    workers: set[Worker]
+    room_waiters: OrderedDict[Task, Job[Any]]
+    drain_waiters: ParkingLot
+    closed: bool
+    since_yield: int
+    waking: int
+    starting: int
+    all_started: trio.Event | None
+    over_capacity_allowed: bool
+    unretrieved: dict[weakref.ref[Job[Any]], tuple[str, BaseException | None]]
+    submitted: int
+    running: int
+    succeeded: int
+    failed: int
+    timed_out: int
+    cancelled: int
+    rejected: int
 
     def __init__(
         self,
@@ -138,24 +178,24 @@ class PoolCore:
         self.idle_timeout = idle_timeout
         self.job_timeout = job_timeout
         self.submit_timeout = submit_timeout
-        self.telemetry: PoolTelemetry | None = None
+        self.telemetry = None
         if telemetry:
             recorder = PoolTelemetry(
                 name, self.statistics, tracer_provider, meter_provider
             )
             if recorder.active:
                 self.telemetry = recorder
-        self.yield_every: int = YIELD_EVERY
+        self.yield_every = YIELD_EVERY
         self._run_worker = run_worker
 
-        self.token: TrioToken | None = None  # the run that opened the pool
+        self.token = None  # the run that opened the pool
         self.thread = -1  # the thread it runs in
-        self.nursery: trio.Nursery | None = None
-        self.queue: deque[Job[Any]] = deque()
+        self.nursery = None
+        self.queue = deque()
         self.backlog = 0  # live (QUEUED) jobs in queue
-        self.idle: list[Worker] = []
-        self.workers: set[Worker] = set()
-        self.room_waiters: OrderedDict[Task, Job[Any]] = OrderedDict()
+        self.idle = []
+        self.workers = set()
+        self.room_waiters = OrderedDict()
         self.drain_waiters = ParkingLot()
         self.closed = False
         self.since_yield = 0
@@ -164,16 +204,14 @@ class PoolCore:
         # if work is still waiting when it runs (a chain, not a stampede).
         self.waking = 0
         self.starting = 0  # workers started that have not run yet
-        self.all_started: trio.Event | None = None  # set when none is starting
+        self.all_started = None  # set when none is starting
         # A resize below the live workers may leave more jobs queued than
         # capacity + starting workers cover; they were accepted before it.
         self.over_capacity_allowed = False
 
         # Failed jobs whose outcome nobody has read yet: a WARNING goes out
         # when such a handle is dropped, or when the pool stops.
-        self.unretrieved: dict[
-            weakref.ref[Job[Any]], tuple[str, BaseException | None]
-        ] = {}
+        self.unretrieved = {}
 
         self.submitted = 0
         self.running = 0

@@ -102,8 +102,19 @@ class Job(Generic[T]):
         "value",
     )
 
+    core: PoolCore
+    fn: Callable[..., Awaitable[T]]
+    args: tuple[Any, ...]
+    label: str | None
+    timeout: float | None
+    on_done: Callable[[Job[Any]], None] | None
     state: JobState
     """The job's current `JobState`. Read it; only the pool changes it."""
+    holder: Worker | None
+    cancel_requested: bool
+    retrieved: bool
+    scope: trio.CancelScope | None
+    lot: ParkingLot | None
     value: T | None
     error: BaseException | None
     traceback: TracebackType | None
@@ -135,11 +146,11 @@ class Job(Generic[T]):
         self.timeout = timeout
         self.on_done = on_done
         self.state = QUEUED
-        self.holder: Worker | None = None
+        self.holder = None
         self.cancel_requested = False
         self.retrieved = False
-        self.scope: trio.CancelScope | None = None
-        self.lot: ParkingLot | None = None  # created when someone waits
+        self.scope = None
+        self.lot = None  # created when someone waits
         # Set when the job resolves: value, error, traceback, context, cause,
         # suppress_context. Set by telemetry: span_context, submitted_at,
         # started_at. (Fewer stores per job.)

@@ -174,6 +174,9 @@ class JobSpan:
 
     __slots__ = ("span", "token")
 
+    span: Span
+    token: object
+
     def __init__(self, span: Span, token: object) -> None:
         self.span = span
         self.token = token
@@ -182,6 +185,11 @@ class JobSpan:
 @final
 class PoolTelemetry:
     """The spans and metrics of one pool. No method ever raises."""
+
+    name: str
+    statistics: Callable[[], PoolStatistics]
+    tracing: bool
+    metering: bool
 
     def __init__(
         self,
