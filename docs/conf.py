@@ -26,6 +26,8 @@ intersphinx_mapping = (
 default_role = "py:obj"
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+# Users never construct the classes: no constructor parameters in the reference.
+autodoc_class_signature = "separated"
 napoleon_google_docstring = True
 nitpicky = True
 nitpick_ignore_regex = [
@@ -36,11 +38,11 @@ nitpick_ignore_regex = [
     ),
     (
         r"py:.*",
-        r"(AbstractAsyncContextManager|Unpack|functools\.partial|_?UseDefault|PoolCore)",
+        r"(AbstractAsyncContextManager|Unpack|functools\.partial|PoolCore)",
     ),
     (
         r"py:.*",
-        r"(TracerProvider|MeterProvider|U|R|trio_pool\._\w+\.(T|U|R|_?UseDefault|PoolCore))",
+        r"(TracerProvider|MeterProvider|U|R|trio_pool\._\w+\.(T|U|R|PoolCore))",
     ),
     (r"py:.*", r"(concurrent\.futures\..*|Iterable|AsyncIterable|Self)"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -32,6 +33,27 @@ def test_all_matches_the_documented_api() -> None:
     assert len(trio_pool.__all__) == len(DOCUMENTED)
     for name in trio_pool.__all__:
         assert getattr(trio_pool, name).__module__ == "trio_pool", name
+
+
+PUBLIC_CALLABLES = [
+    trio_pool.open_pool,
+    trio_pool.Pool.submit,
+    trio_pool.Pool.submit_nowait,
+    trio_pool.Pool.run,
+    trio_pool.Pool.map,
+    trio_pool.Pool.resize,
+    trio_pool.Pool.shutdown,
+    trio_pool.Job.result,
+    trio_pool.Job.wait,
+]
+
+
+@pytest.mark.parametrize("fn", PUBLIC_CALLABLES, ids=lambda fn: fn.__qualname__)
+def test_public_signatures_name_no_private_types(fn: Any) -> None:
+    """What the reference and an IDE show: no private names, no core."""
+    signature = str(inspect.signature(fn))
+    for private in ("UseDefault", "_checks", "PoolCore", "core"):
+        assert private not in signature, signature
 
 
 @pytest.mark.parametrize(

@@ -186,5 +186,8 @@ class UseDefault:
         return "<the pool's job_timeout>"
 
 
-USE_DEFAULT: Final = UseDefault()
+# Typed Any so that public signatures read ``timeout: float | None = <the
+# pool's job_timeout>``, with no private type in them; the core tells it
+# apart with ``is``.
+USE_DEFAULT: Any = UseDefault()
 """Marks a ``timeout`` argument that was not given: the pool's default applies."""

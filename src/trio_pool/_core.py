@@ -52,7 +52,6 @@ from trio.lowlevel import (
 
 from ._checks import (
     USE_DEFAULT,
-    UseDefault,
     check_async_fn,
     check_name,
     check_seconds,
@@ -270,7 +269,7 @@ class PoolCore:
         fn: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
         name: str | None,
-        timeout: float | UseDefault | None,
+        timeout: float | None,
     ) -> Job[Any]:
         """Check a submission's arguments and its caller; make the job's record.
 
@@ -283,7 +282,7 @@ class PoolCore:
         self.check_caller(method)
         return self.make_job(fn, args, name, limit, None)
 
-    def time_limit(self, timeout: float | UseDefault | None) -> float | None:
+    def time_limit(self, timeout: float | None) -> float | None:
         """The checked time limit of a job: ``timeout``, or the pool's default."""
         if timeout is USE_DEFAULT:
             return self.job_timeout

@@ -28,7 +28,6 @@ from ._checks import (
     MAX_CAPACITY,
     MAX_WORKERS,
     USE_DEFAULT,
-    UseDefault,
     check_async_fn,
     check_bool,
     check_int,
@@ -146,7 +145,7 @@ class Pool:
         fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
         *args: Unpack[PosArgT],
         name: str | None = None,
-        timeout: float | UseDefault | None = USE_DEFAULT,
+        timeout: float | None = USE_DEFAULT,
     ) -> Job[T]:
         """Queue ``fn(*args)`` and return its `Job`.
 
@@ -188,7 +187,7 @@ class Pool:
         fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
         *args: Unpack[PosArgT],
         name: str | None = None,
-        timeout: float | UseDefault | None = USE_DEFAULT,
+        timeout: float | None = USE_DEFAULT,
     ) -> Job[T]:
         """Queue ``fn(*args)`` if there is room right now, and return its `Job`.
 
@@ -211,7 +210,7 @@ class Pool:
         fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
         *args: Unpack[PosArgT],
         name: str | None = None,
-        timeout: float | UseDefault | None = USE_DEFAULT,
+        timeout: float | None = USE_DEFAULT,
     ) -> T:
         """Submit ``fn(*args)``, wait for it, and return its value.
 
@@ -238,7 +237,7 @@ class Pool:
         ordered: bool = True,
         outcomes: Literal[False] = False,
         name: str | None = None,
-        timeout: float | UseDefault | None = USE_DEFAULT,
+        timeout: float | None = ...,
     ) -> MapResults[T]: ...
 
     @overload
@@ -250,7 +249,7 @@ class Pool:
         ordered: bool = True,
         outcomes: Literal[True],
         name: str | None = None,
-        timeout: float | UseDefault | None = USE_DEFAULT,
+        timeout: float | None = ...,
     ) -> MapResults[outcome.Outcome[T]]: ...
 
     def map(
@@ -261,7 +260,7 @@ class Pool:
         ordered: bool = True,
         outcomes: bool = False,
         name: str | None = None,
-        timeout: float | UseDefault | None = USE_DEFAULT,
+        timeout: float | None = USE_DEFAULT,
     ) -> MapResults[T] | MapResults[outcome.Outcome[T]]:
         """Run ``fn(item)`` for each item, as an async context manager of results.
 
