@@ -121,6 +121,7 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".", *_group("bench"))
     session.run("python", "benchmarks/run.py", *(session.posargs or ["--quick"]))
     session.run("python", "benchmarks/scaling.py")
+    session.run("python", "benchmarks/queue_choice.py", "--quick")
 
 
 @nox.session

@@ -5,6 +5,9 @@ workers, 3 rounds (a couple of minutes), for ``nox -s bench``.
 ``python benchmarks/run.py --full``: 10^4, 10^5 and 10^6 no-op jobs through
 8, 64 and 1000 workers, plus the checkpoint and ~20 µs CPU jobs at 10^5 x 64;
 writes ``benchmarks/results/results.{md,json,png}``.
+``python benchmarks/run.py --compare``: every implementation on 10^5 no-op
+jobs through 64 workers, 5 rounds; writes ``benchmarks/results/compare.md``
+(the README's "compared with" figures).
 
 Each round runs every implementation once per case, in a new process each
 time, in an order that rotates from round to round; the reported figure is
@@ -60,8 +63,12 @@ def measure(name: str, n: int, workers: int, job: str) -> dict[str, float]:
     return result
 
 
-def cases(full: bool, rounds: int) -> list[tuple[int, int, str, list[str], int]]:
+def cases(
+    full: bool, rounds: int, compare: bool = False
+) -> list[tuple[int, int, str, list[str], int]]:
     """(jobs, workers, job kind, implementations, rounds) to run."""
+    if compare:
+        return [(10**5, 64, "noop", list(IMPLEMENTATIONS), rounds)]
     if not full:
         return [(n, 64, "noop", MAIN_PEERS, rounds) for n in (10**4, 10**5)]
     everything = list(IMPLEMENTATIONS)
@@ -77,10 +84,12 @@ def cases(full: bool, rounds: int) -> list[tuple[int, int, str, list[str], int]]
     return planned
 
 
-def run(full: bool, quick_rounds: int = 3) -> list[dict[str, Any]]:
+def run(
+    full: bool, quick_rounds: int = 3, compare: bool = False
+) -> list[dict[str, Any]]:
     """Measure every case; return one row per (case, implementation)."""
     rows = []
-    for n, workers, job, names, rounds in cases(full, quick_rounds):
+    for n, workers, job, names, rounds in cases(full, quick_rounds, compare):
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
         for round_index in range(rounds):
             shift = round_index % len(names)
@@ -115,15 +124,42 @@ def run(full: bool, quick_rounds: int = 3) -> list[dict[str, Any]]:
     return rows
 
 
+def write_comparison(rows: list[dict[str, Any]], path: Path, rounds: int) -> None:
+    """The --compare run as a Markdown table, cheapest first."""
+    lines = [
+        "# Every implementation, one run",
+        "",
+        f"10^5 no-op jobs through 64 workers; Python {sys.version.split()[0]}; "
+        f"medians of {rounds} rounds, each implementation in a fresh process, "
+        "the order rotating per round (`python benchmarks/run.py --compare`).",
+        "",
+        "| implementation | µs/job | × idiom | peak RSS (MiB) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for row in sorted(rows, key=lambda row: row["us_per_job"]):
+        lines.append(
+            f"| {row['implementation']} | {row['us_per_job']:.2f} "
+            f"| {row['ratio_to_idiom']:.2f} | {row['peak_rss_mib']:.1f} |"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     """Parse the arguments, run, and write the report for --full."""
     parser = argparse.ArgumentParser(description=__doc__)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the nox -s bench run")
     mode.add_argument("--full", action="store_true", help="the whole matrix")
-    parser.add_argument("--rounds", type=int, default=3, help="quick mode's rounds")
+    mode.add_argument(
+        "--compare", action="store_true", help="every peer at 10^5 x 64, 5 rounds"
+    )
+    parser.add_argument("--rounds", type=int, help="rounds (quick: 3, compare: 5)")
     args = parser.parse_args()
-    rows = run(full=args.full, quick_rounds=args.rounds)
+    rounds = args.rounds or (5 if args.compare else 3)
+    rows = run(full=args.full, quick_rounds=rounds, compare=args.compare)
+    if args.compare:
+        write_comparison(rows, HERE / "results" / "compare.md", rounds)
+        print(f"\nwrote {HERE / 'results'}/compare.md")
     if args.full:
         write_report(rows, HERE / "results")
         print(f"\nwrote {HERE / 'results'}/results.md, .json and .png")
