@@ -267,6 +267,39 @@ async def test_resize_down_limits_every_start_after_it(
         assert_balanced(pool)
 
 
+@pytest.mark.parametrize("capacity", [0, 4])
+@pytest.mark.parametrize("steps", range(8))
+async def test_resize_down_at_every_step_no_start_above_the_new_maximum(
+    small_interval: int, capacity: int, steps: int, autojump_clock: trio.abc.Clock
+) -> None:
+    """Jobs handed to woken workers before a resize start only within it."""
+    resized = False
+    starts: list[tuple[bool, int, int]] = []
+
+    async def job(pool: trio_pool.Pool) -> None:
+        stats = pool.statistics()
+        starts.append((resized, stats.running, stats.max_workers))
+        await trio.sleep(1)
+
+    async with trio_pool.open_pool(4, capacity=capacity) as pool:
+        await trio.testing.wait_all_tasks_blocked()  # all four idle
+        for _ in range(4 + capacity):
+            pool.submit_nowait(job, pool)
+        for _ in range(steps):
+            await step()
+            pool._core.check_invariants()
+        pool.resize(1)
+        resized = True
+        pool._core.check_invariants()
+        for _ in range(20):
+            await step()
+            pool._core.check_invariants()
+    after = [(running, limit) for late, running, limit in starts if late]
+    assert all(running <= limit for running, limit in after), starts
+    assert len(starts) == 4 + capacity
+    assert_balanced(pool)
+
+
 # ------------------------------------------------- 8. telemetry that raises
 
 

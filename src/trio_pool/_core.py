@@ -526,6 +526,17 @@ class PoolCore:
         job = worker.job
         if job is None:  # cancelled while handed over, or woken to stop
             return None
+        if len(self.workers) > self.max_workers:
+            # `resize` shrank the pool since the hand-over: the job goes back
+            # to the head of the queue and this worker retires.
+            worker.job = None
+            job.holder = None
+            self.queue.appendleft(job)
+            self.backlog += 1
+            if self.backlog > self.capacity + self.starting:
+                self.over_capacity_allowed = True
+            self._remove(worker)
+            return None
         self._start(worker, job, scope)
         return job
 
