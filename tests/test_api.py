@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ def test_all_matches_the_documented_api() -> None:
         assert getattr(trio_pool, name).__module__ == "trio_pool", name
 
 
-PUBLIC_CALLABLES = [
+PUBLIC_CALLABLES: list[Callable[..., Any]] = [
     trio_pool.open_pool,
     trio_pool.Pool.submit,
     trio_pool.Pool.submit_nowait,
@@ -43,8 +44,8 @@ PUBLIC_CALLABLES = [
     trio_pool.Pool.map,
     trio_pool.Pool.resize,
     trio_pool.Pool.shutdown,
-    trio_pool.Job.result,
-    trio_pool.Job.wait,
+    trio_pool.Job.result,  # pyright: ignore[reportUnknownMemberType]
+    trio_pool.Job.wait,  # pyright: ignore[reportUnknownMemberType]
 ]
 
 

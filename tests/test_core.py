@@ -249,6 +249,28 @@ async def test_two_consumers_of_one_map_get_busy_resource_error(
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("steps", range(6))
+async def test_leaving_a_map_whose_feeder_waits_for_room_cancels_only_its_jobs(
+    small_interval: int, ordered: bool, steps: int, autojump_clock: trio.abc.Clock
+) -> None:
+    """A job the feeder has not got accepted is not the pool's to cancel."""
+    async with trio_pool.open_pool(1, capacity=1) as pool:
+        running = pool.submit_nowait(nap, 100)
+        queued = pool.submit_nowait(nap, 100)  # the queue is full
+        async with pool.map(nap, [1, 2, 3], ordered=ordered):
+            for _ in range(steps):
+                await step()
+                pool._core.check_invariants()
+        pool._core.check_invariants()
+        assert not queued.done  # someone else's job: untouched
+        assert_balanced(pool)
+        running.cancel()
+    assert queued.state is trio_pool.JobState.SUCCEEDED
+    assert pool.statistics().cancelled == 1
+    assert_balanced(pool)
+
+
 # ------------------------------------------------------------ 7. resize down
 
 

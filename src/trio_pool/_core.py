@@ -60,6 +60,7 @@ from ._errors import PoolClosed, PoolOverloaded
 from ._job import (
     CANCELLED,
     FAILED,
+    NOT_ACCEPTED,
     QUEUED,
     RUNNING,
     SUCCEEDED,
@@ -375,6 +376,7 @@ class PoolCore:
         await wait_task_rescheduled(abort)
 
     def _enqueue(self, job: Job[Any]) -> None:
+        job.holder = None
         self.queue.append(job)
         self.backlog += 1
 
@@ -683,6 +685,11 @@ class PoolCore:
         state = job.state
         if state is QUEUED:
             holder = job.holder
+            if holder is NOT_ACCEPTED:
+                # Its submitter still holds it (a map's feeder waiting for
+                # room): the pool has nothing to cancel. The feeder's own
+                # cancellation withdraws it.
+                return
             if holder is None:  # in the queue
                 self.backlog -= 1
                 queue = self.queue
@@ -885,7 +892,7 @@ class PoolCore:
         assert running == self.running, (running, self.running)
         for task, job in self.room_waiters.items():
             assert job.state is QUEUED, (task, job.state)
-            assert job.holder is None, (task, job.holder)
+            assert job.holder is NOT_ACCEPTED, (task, job.holder)
         counts = (
             self.submitted,
             self.running,

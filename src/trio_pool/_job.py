@@ -48,6 +48,15 @@ class JobState(enum.Enum):
     """It was cancelled (by `Job.cancel`, by shutdown, or from outside the pool)."""
 
 
+class Pending(enum.Enum):
+    """The holder of a job that is not accepted yet."""
+
+    NOT_ACCEPTED = "not accepted"
+    """Its submitter still holds it (waiting for room, or about to offer it)."""
+
+
+NOT_ACCEPTED = Pending.NOT_ACCEPTED
+
 QUEUED = JobState.QUEUED
 RUNNING = JobState.RUNNING
 SUCCEEDED = JobState.SUCCEEDED
@@ -110,7 +119,7 @@ class Job(Generic[T]):
     on_done: Callable[[Job[Any]], None] | None
     state: JobState
     """The job's current `JobState`. Read it; only the pool changes it."""
-    holder: Worker | None
+    holder: Worker | Pending | None
     cancel_requested: bool
     retrieved: bool
     scope: trio.CancelScope | None
@@ -135,10 +144,10 @@ class Job(Generic[T]):
         on_done: Callable[[Job[Any]], None] | None,
     ) -> None:
         # Where the job is, at every instant, follows from ``state`` and
-        # ``holder``: QUEUED with no holder is in the queue (or, before it is
-        # accepted, with a blocked submitter); QUEUED with a holder was handed
-        # to that worker, which has not started it; RUNNING runs in
-        # ``holder``; any other state is resolved.
+        # ``holder``: QUEUED and NOT_ACCEPTED is still its submitter's
+        # (waiting for room, perhaps); QUEUED with no holder is in the queue;
+        # QUEUED with a worker was handed to that worker, which has not
+        # started it; RUNNING runs in ``holder``; any other state is resolved.
         self.core = core
         self.fn = fn
         self.args = args
@@ -146,7 +155,7 @@ class Job(Generic[T]):
         self.timeout = timeout
         self.on_done = on_done
         self.state = QUEUED
-        self.holder = None
+        self.holder = NOT_ACCEPTED
         self.cancel_requested = False
         self.retrieved = False
         self.scope = None
