@@ -10,6 +10,7 @@ acts after each step, checking the core's invariants every time.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -27,6 +28,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 
 import trio_pool
 from trio_pool import _checks, _core
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 from .helpers import assert_balanced, assert_no_bookkeeping
 
@@ -559,3 +563,214 @@ async def test_async_source_iterator_of_our_own(autojump_clock: trio.abc.Clock) 
             assert [r async for r in results] == list(range(5))
         async with pool.map(nap, plain(), ordered=False) as results:
             assert sorted([r async for r in results]) == list(range(5))
+
+
+# ------------------------------------------ 12. the adversarial review, again
+
+
+@pytest.mark.parametrize("capacity", [0, 1])
+@pytest.mark.parametrize("steps", range(6))
+async def test_room_counts_only_starting_workers_that_will_take_a_job(
+    small_interval: int, capacity: int, steps: int, autojump_clock: trio.abc.Clock
+) -> None:
+    """After a resize down, a surplus worker being started makes no room."""
+    async with trio_pool.open_pool(1, max_workers=3, capacity=capacity) as pool:
+        blocker = pool.submit_nowait(nap, 100)
+        await trio.testing.wait_all_tasks_blocked()
+        for extra in [pool.submit_nowait(nap, 100) for _ in range(2)]:
+            extra.cancel()  # the workers started for them are still starting
+        for _ in range(steps):
+            await step()
+            pool._core.check_invariants()
+        pool.resize(1, 1)
+        pool._core.check_invariants()
+        accepted: list[trio_pool.Job[float]] = []
+        for _ in range(3):
+            with contextlib.suppress(trio_pool.PoolOverloaded):
+                accepted.append(pool.submit_nowait(nap, 1))
+            pool._core.check_invariants()
+        assert len(accepted) <= capacity
+        for _ in range(12):
+            await step()
+            pool._core.check_invariants()
+        blocker.cancel()
+    assert all(job.state is trio_pool.JobState.SUCCEEDED for job in accepted)
+    assert_no_bookkeeping(pool)
+
+
+@pytest.mark.parametrize(("workers", "max_workers"), [(4, 8), (4, 4)])
+async def test_lowering_the_minimum_lets_idle_workers_retire(
+    workers: int, max_workers: int, autojump_clock: trio.abc.Clock
+) -> None:
+    async with trio_pool.open_pool(
+        workers, max_workers=max_workers, idle_timeout=10
+    ) as pool:
+        await trio.sleep(100)  # every worker idle, parked with no timer
+        pool.resize(1, max_workers)
+        await trio.sleep(10.5)
+        assert pool.statistics().workers == 1
+        assert_balanced(pool)
+
+
+async def test_a_job_arriving_as_an_idle_timer_expires_is_not_left_waiting(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Run many times: Trio's scheduler picks the order of the two at random."""
+    for _ in range(20):
+        async with trio_pool.open_pool(1, max_workers=2, idle_timeout=10) as pool:
+            start = trio.current_time()
+            busy = pool.submit_nowait(nap, 100)
+            pool.submit_nowait(nap, 1)  # starts a second worker, idle from +1 s
+            await trio.sleep_until(start + 11)  # its idle timer expires now
+            quick = pool.submit_nowait(nap, 0)
+            await quick.wait()
+            assert trio.current_time() == start + 11
+            busy.cancel()
+
+
+async def test_shutdown_inside_one_of_its_own_jobs_is_refused(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def stop(pool: trio_pool.Pool) -> None:
+        await pool.shutdown()
+
+    with trio.fail_after(60):  # a regression would wait forever
+        await _shutdown_inside_a_job(stop)
+
+
+async def _shutdown_inside_a_job(stop: Any) -> None:
+    async with trio_pool.open_pool(2) as pool:
+        other = pool.submit_nowait(nap, 5)
+        job = pool.submit_nowait(stop, pool)
+        outcome_ = await job.wait()
+        assert isinstance(outcome_, outcome.Error)
+        assert isinstance(outcome_.error, RuntimeError)
+        assert "pool.close()" in str(outcome_.error)
+        assert not pool.statistics().closed  # refused before anything changed
+    assert other.state is trio_pool.JobState.SUCCEEDED
+
+
+async def test_reading_a_done_job_from_another_run_is_refused(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def boom() -> None:
+        raise ValueError("boom")
+
+    async with trio_pool.open_pool(2) as pool:
+        done: list[trio_pool.Job[Any]] = [
+            pool.submit_nowait(nap, 1),
+            pool.submit_nowait(boom),
+        ]
+        await trio.sleep(2)
+        core = pool._core
+        before = (core.since_yield, dict(core.unretrieved))
+
+        def in_another_run(job: trio_pool.Job[Any], method: str) -> None:
+            async def main() -> None:
+                await getattr(job, method)()
+
+            trio.run(main)
+
+        for job in done:
+            assert job.done
+            for method in ("wait", "result"):
+                with pytest.raises(RuntimeError, match="another Trio run"):
+                    await trio.to_thread.run_sync(in_another_run, job, method)
+        assert (core.since_yield, dict(core.unretrieved)) == before
+        await done[1].wait()
+
+
+class RaisingHandler(logging.Handler):
+    """A handler that raises, as handlers that do not catch their own errors do."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seen = 0
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        self.seen += 1
+        raise RuntimeError("the log handler broke")
+
+
+async def test_a_raising_log_handler_changes_no_outcome_and_no_count(
+    small_interval: int,
+    autojump_clock: trio.abc.Clock,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every message the pool logs (each level) goes to a handler that raises."""
+    from trio_pool import _log
+
+    monkeypatch.setattr(_log, "_reported", False)
+    handler = RaisingHandler()
+    logger = logging.getLogger("trio_pool")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+
+    async def boom() -> None:
+        await trio.sleep(1)
+        raise ValueError("boom")
+
+    try:
+        async with trio_pool.open_pool(2, max_workers=4, idle_timeout=1) as pool:
+            jobs = [pool.submit_nowait(nap, 2) for _ in range(6)]
+            failed = pool.submit_nowait(boom)
+            dropped = pool.submit_nowait(boom)  # nobody reads it: a WARNING
+            del dropped
+            pool.resize(1, 3)
+            await trio.sleep(10)  # scaling decisions, retirements
+            assert_balanced(pool)
+            stuck = pool.submit_nowait(nap, 100)
+            await pool.shutdown(grace_period=1)  # the grace period runs out
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert handler.seen >= 6
+    assert [job.state for job in jobs] == [trio_pool.JobState.SUCCEEDED] * 6
+    assert failed.state is trio_pool.JobState.FAILED
+    assert stuck.state is trio_pool.JobState.CANCELLED
+    stats = pool.statistics()
+    assert (stats.submitted, stats.succeeded, stats.failed, stats.cancelled) == (
+        9,
+        6,
+        2,
+        1,
+    )
+    assert_no_bookkeeping(pool)
+    err = capsys.readouterr().err
+    assert err.count("a handler of the 'trio_pool' logger raised") == 1
+
+
+@pytest.mark.parametrize("steps", range(6))
+async def test_a_job_failing_as_the_pool_is_cancelled_from_outside_stays_isolated(
+    small_interval: int, steps: int, autojump_clock: trio.abc.Clock
+) -> None:
+    """The job's own errors are its failure; only the cancellation goes on."""
+
+    async def child() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            raise ValueError("cleanup failed in a child of the job")
+
+    async def job() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(child)
+            await trio.sleep_forever()
+
+    handles: list[trio_pool.Job[Any]] = []
+    with trio.move_on_after(5) as scope:
+        async with trio_pool.open_pool(2) as pool:
+            handles += [pool.submit_nowait(job), pool.submit_nowait(nap, 100)]
+            for _ in range(steps):
+                await step()
+    assert_no_bookkeeping(pool)  # pyright: ignore[reportPossiblyUnboundVariable]
+    assert scope.cancelled_caught  # the outside cancellation was not replaced
+    failed, cancelled = handles
+    assert failed.state is trio_pool.JobState.FAILED
+    error = failed.outcome().error  # type: ignore[attr-defined]
+    assert isinstance(error, BaseExceptionGroup)
+    own: Any = error.split(ValueError)[0]  # pyright: ignore[reportUnknownMemberType]
+    assert own is not None
+    assert cancelled.state is trio_pool.JobState.CANCELLED

@@ -26,12 +26,11 @@ job from recording who holds it.
 from __future__ import annotations
 
 import contextvars
-import logging
 import math
 import weakref
 from collections import OrderedDict, deque
 from threading import get_ident
-from typing import TYPE_CHECKING, Any, Final, NoReturn, final
+from typing import TYPE_CHECKING, Any, NoReturn, final
 
 import outcome
 import trio
@@ -68,6 +67,7 @@ from ._job import (
     Job,
     JobState,
 )
+from ._log import DEBUG, INFO, WARNING, log
 from ._statistics import PoolStatistics
 from ._telemetry import PoolTelemetry
 
@@ -79,7 +79,6 @@ if TYPE_CHECKING:
 
     from ._telemetry import JobSpan
 
-logger: Final = logging.getLogger("trio_pool")
 
 current_core: contextvars.ContextVar[PoolCore | None] = contextvars.ContextVar(
     "trio_pool.current_core", default=None
@@ -350,7 +349,8 @@ class PoolCore:
             self._hand_over(idle.pop(), job)
         else:
             can_grow = not idle and len(self.workers) < self.max_workers
-            if can_grow or self.backlog < self.capacity + self.starting:
+            room = self.room() if self.starting else self.capacity
+            if can_grow or self.backlog < room:
                 self._enqueue(job)
                 if can_grow and self.backlog > self.starting:
                     self._grow("for a waiting job")
@@ -375,6 +375,18 @@ class PoolCore:
 
         await wait_task_rescheduled(abort)
 
+    def room(self) -> int:
+        """How many jobs the queue may hold now.
+
+        ``capacity``, plus one for each worker being started that will take
+        a job when it runs (after a `resize` down, a surplus one takes none).
+        """
+        starting = self.starting
+        if starting:
+            fits = self.max_workers - len(self.workers) + starting
+            starting = max(0, min(starting, fits))
+        return self.capacity + starting
+
     def _enqueue(self, job: Job[Any]) -> None:
         job.holder = None
         self.queue.append(job)
@@ -392,7 +404,9 @@ class PoolCore:
         """Accept blocked submitters' jobs while the queue has room."""
         waiters = self.room_waiters
         admitted = 0
-        while waiters and self.backlog < self.capacity + self.starting:
+        while waiters and self.backlog < (
+            self.room() if self.starting else self.capacity
+        ):
             task, job = waiters.popitem(last=False)
             self._enqueue(job)
             self.submitted += 1
@@ -411,7 +425,8 @@ class PoolCore:
             self._run_worker, self, worker, name=f"trio_pool worker of {self.name!r}"
         )
         if why is not None:
-            logger.debug(
+            log(
+                DEBUG,
                 "pool %r: started a worker %s (%d of at most %d)",
                 self.name,
                 why,
@@ -456,9 +471,7 @@ class PoolCore:
             if job.state is QUEUED:
                 self.backlog -= 1
                 if self.over_capacity_allowed:
-                    self.over_capacity_allowed = (
-                        self.backlog > self.capacity + self.starting
-                    )
+                    self.over_capacity_allowed = self.backlog > self.room()
                 if self.room_waiters:
                     self._admit_waiters()
                 break
@@ -507,10 +520,15 @@ class PoolCore:
 
     @enable_ki_protection
     def retire_idle(self, worker: Worker) -> bool:
-        """An idle worker timed out: retire it if the pool is above its minimum."""
-        if len(self.workers) > self.min_workers:
+        """An idle worker timed out: retire it if the pool is above its minimum.
+
+        Not while jobs are queued: one may have arrived as its timer expired,
+        when it was no longer idle to be handed the job.
+        """
+        if len(self.workers) > self.min_workers and not self.backlog:
             self._remove(worker)
-            logger.debug(
+            log(
+                DEBUG,
                 "pool %r: a worker retired after %ss idle (%d left)",
                 self.name,
                 self.idle_timeout,
@@ -535,7 +553,7 @@ class PoolCore:
             job.holder = None
             self.queue.appendleft(job)
             self.backlog += 1
-            if self.backlog > self.capacity + self.starting:
+            if self.backlog > self.room():
                 self.over_capacity_allowed = True
             self._remove(worker)
             return None
@@ -598,9 +616,7 @@ class PoolCore:
             error = job.cancelled_error()
         self._resolve(job, state, value, error)
         if state is FAILED:  # logged while the job's span is still current
-            logger.debug(
-                "job %r in pool %r failed", job.name, self.name, exc_info=error
-            )
+            log(DEBUG, "job %r in pool %r failed", job.name, self.name, exc_info=error)
             if isinstance(error, Exception):  # the others leave the pool anyway
                 self.unretrieved[weakref.ref(job, self._dropped)] = (job.name, error)
         if self.telemetry is not None:
@@ -726,7 +742,8 @@ class PoolCore:
         """Change the limits; retire idle surplus, start workers for waiting jobs."""
         if self.nursery is None or self.closed:
             raise PoolClosed(f"pool {self.name!r} is closed and cannot be resized")
-        logger.info(
+        log(
+            INFO,
             "pool %r resized: workers %d..%d -> %d..%d",
             self.name,
             self.min_workers,
@@ -734,6 +751,7 @@ class PoolCore:
             workers,
             max_workers,
         )
+        lowered = workers < self.min_workers
         self.min_workers = workers
         self.max_workers = max_workers
         idle = self.idle
@@ -741,7 +759,12 @@ class PoolCore:
             worker = idle.pop(0)  # the longest idle
             self._remove(worker)
             reschedule(worker.task)  # type: ignore[arg-type]
-        if len(self.workers) > max_workers and self.backlog:
+        if lowered and len(self.workers) > workers:
+            # Idle workers parked while the old minimum kept them have no
+            # idle timer: wake them to park again with one.
+            while idle:
+                reschedule(idle.pop().task)  # type: ignore[arg-type]
+        if self.backlog > self.room():  # accepted before; they stay
             self.over_capacity_allowed = True
         waiting = self.backlog + len(self.room_waiters)
         while len(self.workers) < workers or (
@@ -768,7 +791,7 @@ class PoolCore:
             reschedule(task, outcome.Error(error))
         if not self.backlog:
             self._release_idle()
-        logger.debug("pool %r closed", self.name)
+        log(DEBUG, "pool %r closed", self.name)
         if self.telemetry is not None:
             for _ in range(rejected):
                 self.telemetry.rejected("closed")
@@ -829,7 +852,8 @@ class PoolCore:
     def _warn_unretrieved(
         self, name: str, error: BaseException | None, when: str
     ) -> None:
-        logger.warning(
+        log(
+            WARNING,
             "job %r in pool %r failed, and nobody retrieved its outcome before %s",
             name,
             self.name,
@@ -909,7 +933,7 @@ class PoolCore:
         queued = self.submitted - self.running - self.finished()
         assert queued == self.backlog + handed, (queued, self.backlog, handed)
         if not self.over_capacity_allowed:
-            assert self.backlog <= self.capacity + self.starting, (
+            assert self.backlog <= self.room(), (
                 f"{self.backlog} queued > capacity {self.capacity} + "
                 f"{self.starting} starting"
             )

@@ -206,10 +206,13 @@ class Job(Generic[T]):
         """
         await checkpoint_if_cancelled()  # core.wait_done(), inlined
         state = self.state
+        core = self.core
         if state is QUEUED or state is RUNNING:
-            await self.core.park_until_done(self)
-        elif self.core.yield_due():
-            await cancel_shielded_checkpoint()
+            await core.park_until_done(self)
+        else:
+            core.check_caller("wait")
+            if core.yield_due():
+                await cancel_shielded_checkpoint()
         return self.outcome()
 
     async def result(self) -> T:
@@ -224,10 +227,13 @@ class Job(Generic[T]):
         """
         await checkpoint_if_cancelled()  # core.wait_done(), inlined
         state = self.state
+        core = self.core
         if state is QUEUED or state is RUNNING:
-            await self.core.park_until_done(self, "result")
-        elif self.core.yield_due():
-            await cancel_shielded_checkpoint()
+            await core.park_until_done(self, "result")
+        else:
+            core.check_caller("result")
+            if core.yield_due():
+                await cancel_shielded_checkpoint()
         if self.error is None:
             return self.value  # type: ignore[return-value]
         return self.outcome().unwrap()

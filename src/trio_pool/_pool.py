@@ -15,10 +15,9 @@ owns every piece of state. How the pieces fit:
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final, Literal, TypeVar, final, overload
+from typing import TYPE_CHECKING, Literal, TypeVar, final, overload
 
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
@@ -37,8 +36,9 @@ from ._checks import (
     check_seconds,
     default_capacity,
 )
-from ._core import PoolCore
+from ._core import PoolCore, current_core
 from ._errors import leaves
+from ._log import INFO, log
 from ._map import MapResults
 from ._worker import run_worker
 
@@ -74,7 +74,6 @@ else:
 T = TypeVar("T")
 U = TypeVar("U")
 
-logger: Final = logging.getLogger("trio_pool")
 
 _pool_numbers = itertools.count(1)
 
@@ -338,16 +337,25 @@ class Pool:
 
         Raises:
             TypeError, ValueError: a bad ``grace_period``.
-            RuntimeError: called from another thread or another Trio run.
+            RuntimeError: called from another thread or another Trio run, or
+                from inside one of the pool's own jobs (it would wait for
+                itself; call `close` there).
         """
         grace = check_seconds("grace_period", grace_period)
         core = self._core
         core.check_caller("shutdown")
+        if current_core.get() is core:
+            raise RuntimeError(
+                f"shutdown() of pool {core.name!r} was called inside one of its "
+                "own jobs, and would wait for that job to end; call "
+                "pool.close() there, and shut down from outside the pool's jobs"
+            )
         core.close()
         with trio.move_on_after(math.inf if grace is None else grace):
             await core.wait_drained()
             return
-        logger.info(
+        log(
+            INFO,
             "pool %r: grace period of %ss over, cancelling %d running and %d "
             "queued jobs",
             core.name,
@@ -374,7 +382,8 @@ async def _opened(pool: Pool, core: PoolCore) -> AsyncGenerator[Pool, None]:
     """Run ``core``'s workers in a nursery around the ``async with`` body."""
     body_error: BaseException | None = None
     worker_errors: list[BaseException] = []
-    logger.info(
+    log(
+        INFO,
         "pool %r started: %d workers, capacity %d",
         core.name,
         core.min_workers,
@@ -404,7 +413,7 @@ async def _opened(pool: Pool, core: PoolCore) -> AsyncGenerator[Pool, None]:
         core.exited()
         if core.telemetry is not None:
             core.telemetry.closed()
-        logger.info("pool %r stopped: %s", core.name, core.statistics())
+        log(INFO, "pool %r stopped: %s", core.name, core.statistics())
     if worker_errors:
         if body_error is not None and not isinstance(body_error, trio.Cancelled):
             worker_errors.insert(0, body_error)

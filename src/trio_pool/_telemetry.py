@@ -13,7 +13,6 @@ it.
 
 from __future__ import annotations
 
-import logging
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Final, final
@@ -22,6 +21,8 @@ import trio
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from ._log import WARNING, log
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from ._job import Job
     from ._statistics import PoolStatistics
 
-logger: Final = logging.getLogger("trio_pool")
 
 SCOPE_NAME: Final = "trio_pool"
 SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.26.0"
@@ -238,7 +238,8 @@ class PoolTelemetry:
         if self._failed:
             return
         self._failed = True
-        logger.warning(
+        log(
+            WARNING,
             "pool %r: an OpenTelemetry provider raised; the pool goes on, and "
             "further telemetry errors of this pool are not logged",
             self.name,

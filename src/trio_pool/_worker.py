@@ -59,16 +59,25 @@ async def run_worker(core: PoolCore, worker: Worker) -> None:
                         job = None
                         if spent:
                             break  # a cancelled scope is never reused
+            # Below, a job already done was finished before the error (one
+            # never finishes twice).
             except Exception as exc:
                 # Escaped the job's scope: e.g. an ExceptionGroup from the
                 # job's own nursery, after its Cancelled were taken out.
-                if job is None:
+                if job is None or job.done:
                     raise
                 core.finish(worker, job, FAILED, error=exc)
             except BaseException as exc:
-                if job is not None:
+                if job is None or job.done:
+                    raise
+                own, escaping = split_escape(exc)
+                if own is None:
                     core.finish(worker, job, outcome_of_escape(exc), error=exc)
-                raise
+                else:  # the job failed on its own while cancelled from outside
+                    core.finish(worker, job, FAILED, error=own)
+                if escaping is exc:
+                    raise
+                raise escaping from None
             else:
                 if job is not None:  # the scope caught the job's Cancelled
                     core.finish(worker, job, core.outcome_of_cancel(job))
@@ -95,10 +104,10 @@ async def _wait_for_job(
         if core.may_retire():
             with trio.move_on_after(core.idle_timeout) as idle_scope:
                 await wait_task_rescheduled(abort)
-            if idle_scope.cancelled_caught:
-                if core.retire_idle(worker):
-                    return None
-                continue  # others retired first: this one stays
+            if idle_scope.cancelled_caught and core.retire_idle(worker):
+                return None
+            # Others retired first, or a job arrived as the timer expired:
+            # this one stays, and takes a queued job if there is one.
         else:
             await wait_task_rescheduled(abort)
         job = core.take_handed(worker, scope)
@@ -106,6 +115,28 @@ async def _wait_for_job(
             job = core.start_next(worker, scope)
         if job is not None:
             return job
+
+
+def split_escape(
+    exc: BaseException,
+) -> tuple[BaseException | None, BaseException]:
+    """Split what left a job's scope into the job's own errors and the rest.
+
+    A group that mixes `trio.Cancelled` (an outside cancellation) with the
+    job's own exceptions (raised by its children as they were cancelled):
+    the exceptions are the job's failure, and only the rest (the
+    cancellation, a KeyboardInterrupt) goes on out of the pool.
+
+    Returns:
+        ``(own, escaping)``: ``own`` is None when nothing is the job's own.
+    """
+    if not isinstance(exc, BaseExceptionGroup):
+        return None, exc
+    group: BaseExceptionGroup[BaseException] = exc  # pyright: ignore[reportUnknownVariableType]
+    own, escaping = group.split(Exception)
+    if own is None or escaping is None:
+        return None, group
+    return own, escaping
 
 
 def outcome_of_escape(exc: BaseException) -> JobState:
