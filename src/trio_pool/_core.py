@@ -140,6 +140,7 @@ class PoolCore:
     workers: set[Worker]
     room_waiters: OrderedDict[Task, Job[Any]]
     drain_waiters: ParkingLot
+    draining: int
     closed: bool
     since_yield: int
     waking: int
@@ -196,6 +197,7 @@ class PoolCore:
         self.workers = set()
         self.room_waiters = OrderedDict()
         self.drain_waiters = ParkingLot()
+        self.draining = 0  # tasks parked in drain_waiters
         self.closed = False
         self.since_yield = 0
         # Workers woken with a job that have not run yet. While one is pending,
@@ -647,9 +649,8 @@ class PoolCore:
             job.lot.unpark_all()
         if job.on_done is not None:
             job.on_done(job)
-        # Only shutdown waits for the drain, and only once the pool is closed.
-        if self.closed and self.submitted == self.finished():
-            self.drain_waiters.unpark_all()
+        if self.draining and self.submitted == self.finished():
+            self.drain_waiters.unpark_all()  # `Pool.join`, `Pool.shutdown`
 
     def _resolve_unstarted(self, job: Job[Any]) -> None:
         self.cancelled += 1
@@ -822,11 +823,18 @@ class PoolCore:
         return self.succeeded + self.failed + self.timed_out + self.cancelled
 
     async def wait_drained(self) -> None:
-        """Wait until every accepted job is done; a checkpoint."""
+        """Wait until no accepted job is left unfinished; a checkpoint.
+
+        Jobs accepted while it waits are waited for too.
+        """
         if self.finished() == self.submitted:
             await checkpoint()
             return
-        await self.drain_waiters.park()
+        self.draining += 1
+        try:
+            await self.drain_waiters.park()
+        finally:
+            self.draining -= 1
 
     @enable_ki_protection
     def exited(self) -> None:
@@ -938,6 +946,8 @@ class PoolCore:
                 f"{self.starting} starting"
             )
         assert self.min_workers <= self.max_workers
+        parked = self.drain_waiters.statistics().tasks_waiting
+        assert self.draining == parked, (self.draining, parked)
         if self.closed:
             assert not self.room_waiters, "a submitter waits on a closed pool"
         if self.nursery is None and self.token is not None:  # exited

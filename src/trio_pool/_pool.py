@@ -327,6 +327,31 @@ class Pool:
         core.check_caller("close")
         core.close()
 
+    async def join(self) -> None:
+        """Wait until every accepted job is done, without closing the pool.
+
+        As ``asyncio.Queue.join``: jobs accepted while it waits are waited for
+        too, so it returns at a moment when no job is queued or running.
+        Submitters still waiting for room are not waited for (their jobs are
+        not accepted yet). This is a checkpoint.
+
+        Raises:
+            RuntimeError: called from another thread or another Trio run, or
+                from inside one of the pool's own jobs (it would wait for
+                itself).
+        """
+        core = self._core
+        core.check_caller("join")
+        self._refuse_own_job("join", "wait from outside the pool's jobs")
+        await core.wait_drained()
+
+    def _refuse_own_job(self, what: str, instead: str) -> None:
+        if current_core.get() is self._core:
+            raise RuntimeError(
+                f"{what}() of pool {self.name!r} was called inside one of its "
+                f"own jobs, and would wait for that job to end; {instead}"
+            )
+
     async def shutdown(self, grace_period: float | None = None) -> None:
         """Close the pool, let it drain, then cancel whatever is left.
 
@@ -344,12 +369,10 @@ class Pool:
         grace = check_seconds("grace_period", grace_period)
         core = self._core
         core.check_caller("shutdown")
-        if current_core.get() is core:
-            raise RuntimeError(
-                f"shutdown() of pool {core.name!r} was called inside one of its "
-                "own jobs, and would wait for that job to end; call "
-                "pool.close() there, and shut down from outside the pool's jobs"
-            )
+        self._refuse_own_job(
+            "shutdown",
+            "call pool.close() there, and shut down from outside the pool's jobs",
+        )
         core.close()
         with trio.move_on_after(math.inf if grace is None else grace):
             await core.wait_drained()
