@@ -1,0 +1,1084 @@
+"""A stateful test: random operations on a real pool, a model checked after each.
+
+Hypothesis drives one pool per example through a `RuleBasedStateMachine`.
+The pool lives in a `trio.run` in a background thread, on a `MockClock` that
+moves only when a rule jumps it. Between two rules that run is frozen: its
+driver task blocks (synchronously) on a queue, so no other task runs, and
+every rule acts at one exact point of the schedule. Rules let the scheduler
+run one batch at a time or until every task is blocked, so an action lands
+between any two scheduling steps; the pools' schedule-point interval is 2, so
+jobs are often caught just taken off the queue. The scheduler's shuffle is
+seeded from the example, so a failure replays and shrinks.
+
+After every rule: the core's own `check_invariants`; every handle against a
+model of its job (what its body did, whether and when it was cancelled), its
+terminal state never changing and its outcome matching; the statistics
+against the model; when every task is blocked, nothing that should have
+happened is still pending (a job past its time limit or released, a queued
+job beside an idle worker, a waiter on a done job). At the end the pool
+drains (or was stopped), and every handle is done and every count exact.
+
+``TRIO_POOL_STATE_MACHINE_EXAMPLES`` sets the number of examples (default
+200).
+"""
+
+# pyright: reportPrivateUsage=false
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import outcome
+import trio
+import trio.lowlevel
+import trio.testing
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from trio._core import _run as trio_run
+
+import trio_pool
+from trio_pool import _core
+from trio_pool._core import PoolCore
+
+from .helpers import assert_no_bookkeeping
+
+QUEUED: Final = trio_pool.JobState.QUEUED
+RUNNING: Final = trio_pool.JobState.RUNNING
+SUCCEEDED: Final = trio_pool.JobState.SUCCEEDED
+FAILED: Final = trio_pool.JobState.FAILED
+TIMED_OUT: Final = trio_pool.JobState.TIMED_OUT
+CANCELLED: Final = trio_pool.JobState.CANCELLED
+
+EXAMPLES: Final = int(os.environ.get("TRIO_POOL_STATE_MACHINE_EXAMPLES", "200"))
+REPLY_TIMEOUT: Final = 60.0  # real seconds a rule may take before we call it hung
+
+
+# ------------------------------------------------------- telemetry that raises
+
+
+class Switch:
+    """Whether the test's telemetry providers raise right now."""
+
+    armed = False
+
+
+class SwitchedSpanProcessor(SpanProcessor):
+    """Raises in on_start and on_end while the switch is on."""
+
+    def on_start(self, span: Span, parent_context: Any = None) -> None:
+        if Switch.armed:
+            raise RuntimeError("on_start broke")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if Switch.armed:
+            raise RuntimeError("on_end broke")
+
+
+class SwitchedInstrument:
+    """A counter or histogram that raises while the switch is on."""
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        if Switch.armed:
+            raise RuntimeError("add broke")
+
+    record = add
+
+
+class SwitchedMeterProvider(MeterProvider):
+    """An SDK meter provider whose synchronous instruments raise when told."""
+
+    def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+        meter = super().get_meter(*args, **kwargs)
+
+        def make(*args: Any, **kwargs: Any) -> SwitchedInstrument:
+            return SwitchedInstrument()
+
+        meter.create_counter = make  # type: ignore[method-assign,assignment]
+        meter.create_histogram = make  # type: ignore[method-assign,assignment]
+        return meter
+
+
+# One pair for every example: the pool caches its instruments per provider.
+TRACER_PROVIDER: Final = TracerProvider(shutdown_on_exit=False)
+TRACER_PROVIDER.add_span_processor(SwitchedSpanProcessor())
+METER_PROVIDER: Final = SwitchedMeterProvider(shutdown_on_exit=False)
+
+
+# ---------------------------------------------------------------- the model
+
+KINDS: Final = ("value", "yield", "fail", "hang", "sleep", "child")
+CHILD_KINDS: Final = ("value", "hang", "sleep")
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What a job does, and how it is submitted (drawn by Hypothesis)."""
+
+    kind: str = "value"
+    seconds: float = 1.0  # of a "sleep" job
+    default_timeout: bool = True  # no timeout= argument: the pool's job_timeout
+    timeout: float | None = None  # the timeout= argument otherwise
+    child_kind: str = "value"  # what a "child" job submits
+    child_blocking: bool = False  # with `await pool.submit` (else submit_nowait)
+
+
+@dataclass(eq=False)
+class Spec:
+    """The model of one submission and of its job."""
+
+    number: int
+    plan: JobPlan
+    limit: float | None  # the job's effective time limit
+    via: str  # "nowait", "submit" (in a task of the test) or "child"
+    event: trio.Event = field(default_factory=trio.Event)  # a "hang" job's
+    error: ValueError = field(default_factory=lambda: ValueError("job failed"))
+    handle: trio_pool.Job[int] | None = None
+    submit: str = "new"  # then pending, accepted, overloaded, closed, cancelled
+    seq: int = -1  # the order in which blocking submits entered submit()
+    entered_at: float = 0.0  # when a blocking submit began
+    started_at: float | None = None  # when its body began
+    ended: str | None = None  # how its body ended: returned, raised, cancelled
+    cancel_called: bool = False  # Job.cancel() was called on it, not done
+    terminal: trio_pool.JobState | None = None  # the first terminal state seen
+    waiters: int = 0  # tasks of the test waiting on its handle
+
+    def __repr__(self) -> str:
+        return f"<job {self.number} {self.plan.kind} via {self.via}>"
+
+
+@dataclass(frozen=True)
+class Params:
+    workers: int
+    max_workers: int
+    capacity: int
+    job_timeout: float | None
+    submit_timeout: float | None
+    idle_timeout: float
+    telemetry: str  # "off", "api" (no SDK: inactive) or "sdk"
+    seed: int
+
+
+def room(core: PoolCore) -> tuple[bool, bool]:
+    """(must accept, may accept) a submission right now, from the docs.
+
+    Room is an idle worker, a free place in the queue (``capacity``; workers
+    that are starting count as room too), or a worker the pool may still add.
+    """
+    idle = bool(core.idle)
+    grow = len(core.workers) < core.max_workers
+    must = idle or grow or core.backlog < core.capacity
+    may = idle or grow or core.backlog < core.capacity + core.starting
+    return must, may
+
+
+async def job_body(spec: Spec, world: World) -> int:
+    """Every job: what its plan says, recorded in its spec."""
+    world.job_started(spec)
+    kind = spec.plan.kind
+    try:
+        if kind == "yield":
+            await trio.lowlevel.checkpoint()
+        elif kind == "fail":
+            raise spec.error
+        elif kind == "hang":
+            await spec.event.wait()
+        elif kind == "sleep":
+            await trio.sleep(spec.plan.seconds)
+        elif kind == "child":
+            await world.submit_child(spec)
+    except trio.Cancelled:
+        spec.ended = "cancelled"
+        raise
+    except ValueError as exc:
+        spec.ended = "raised" if exc is spec.error else f"raised {exc!r}"
+        raise
+    except BaseException as exc:
+        spec.ended = f"unexpected {exc!r}"
+        world.problem(f"{spec} raised {exc!r}")
+        raise
+    spec.ended = "returned"
+    return spec.number
+
+
+class World:
+    """The pool, its run, and the model; lives in (and is used from) the run."""
+
+    def __init__(self, params: Params, clock: trio.testing.MockClock) -> None:
+        self.params = params
+        self.clock = clock
+        self.nursery: trio.Nursery | None = None  # the test's tasks
+        self.pool: trio_pool.Pool | None = None
+        self.specs: list[Spec] = []
+        self.numbers = itertools.count()
+        self.seqs = itertools.count()
+        self.problems: list[str] = []
+        self.rejected_seen = 0
+        self.outer = trio.CancelScope()  # replaced by the one around the pool
+        self.end_body = trio.Event()
+        self.body_error: KeyError | None = None
+        self.mass_cancel = False  # cancelled from outside, or the body raised
+        self.shutdowns: list[tuple[float, float | None]] = []
+        self.shutdown_returned = False
+        self.exited = False
+        self.releasing = False  # teardown: every hanging job may go
+        self.tasks = 0  # the test's own tasks still running
+        self.min_workers = params.workers
+        self.max_workers = params.max_workers
+        self.closed_seen = False
+
+    # ------------------------------------------------------------- helpers
+
+    @property
+    def core(self) -> PoolCore:
+        assert self.pool is not None
+        return self.pool._core
+
+    def problem(self, message: str) -> None:
+        self.problems.append(message)
+
+    def expect(self, condition: bool, message: str) -> None:
+        if not condition:
+            self.problem(message)
+
+    def new_spec(self, plan: JobPlan, via: str) -> Spec:
+        limit = self.params.job_timeout if plan.default_timeout else plan.timeout
+        spec = Spec(next(self.numbers), plan, limit, via)
+        if self.releasing:
+            spec.event.set()
+        self.specs.append(spec)
+        return spec
+
+    def cancel_source(self, spec: Spec, now: float) -> bool:
+        """Whether anything may have cancelled ``spec``'s job by now."""
+        if spec.cancel_called or self.mass_cancel:
+            return True
+        return any(
+            grace is not None and start + grace <= now
+            for start, grace in self.shutdowns
+        )
+
+    # -------------------------------------------------------- the pool's run
+
+    async def run_pool(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        params = self.params
+        providers: dict[str, Any] = {}
+        if params.telemetry == "sdk":
+            providers = {
+                "tracer_provider": TRACER_PROVIDER,
+                "meter_provider": METER_PROVIDER,
+            }
+        try:
+            with trio.CancelScope() as self.outer:
+                async with trio_pool.open_pool(
+                    params.workers,
+                    max_workers=params.max_workers,
+                    capacity=params.capacity,
+                    job_timeout=params.job_timeout,
+                    submit_timeout=params.submit_timeout,
+                    idle_timeout=params.idle_timeout,
+                    telemetry=params.telemetry != "off",
+                    **providers,
+                ) as pool:
+                    self.pool = pool
+                    task_status.started()
+                    await self.end_body.wait()
+                    if self.body_error is not None:
+                        raise self.body_error
+        except KeyError as exc:
+            self.expect(exc is self.body_error, f"the pool raised {exc!r}")
+        except BaseException as exc:
+            self.problem(f"the pool raised {exc!r}")
+        finally:
+            self.exited = True
+
+    def job_started(self, spec: Spec) -> None:
+        """Called by each job body as it begins."""
+        now = trio.current_time()
+        self.expect(spec.started_at is None, f"{spec} started twice")
+        self.expect(not self.exited, f"{spec} started after the pool exited")
+        self.expect(
+            not self.shutdown_returned, f"{spec} started after shutdown() returned"
+        )
+        self.expect(spec.terminal is None, f"{spec} started after it was resolved")
+        self.expect(
+            spec.submit not in ("overloaded", "closed", "cancelled"),
+            f"{spec} started, but its submit was refused ({spec.submit})",
+        )
+        if spec.handle is not None:
+            self.expect(
+                spec.handle.state is RUNNING,
+                f"{spec} started in state {spec.handle.state}",
+            )
+        stats = self.core.statistics()
+        # "shrinking takes effect for every job started after it"
+        self.expect(
+            stats.running <= stats.max_workers,
+            f"{spec} started with {stats.running} running > "
+            f"max_workers={stats.max_workers}",
+        )
+        spec.started_at = now
+
+    # ------------------------------------------------------------ submitting
+
+    def submit_nowait(self, plan: JobPlan) -> None:
+        spec = self.new_spec(plan, "nowait")
+        assert self.pool is not None
+        self.accept_or_refuse(spec, lambda: self.call_nowait(spec))
+
+    def call_nowait(self, spec: Spec) -> trio_pool.Job[int]:
+        assert self.pool is not None
+        if spec.plan.default_timeout:
+            return self.pool.submit_nowait(job_body, spec, self)
+        return self.pool.submit_nowait(job_body, spec, self, timeout=spec.plan.timeout)
+
+    def accept_or_refuse(
+        self, spec: Spec, submit: Callable[[], trio_pool.Job[int]]
+    ) -> None:
+        """Submit without waiting; check the answer against the room there was."""
+        core = self.core
+        closed = core.closed
+        must, may = room(core)
+        try:
+            handle = submit()
+        except trio_pool.PoolOverloaded:
+            spec.submit = "overloaded"
+            self.rejected_seen += 1
+            self.expect(not closed and not must, f"{spec} refused with room")
+        except trio_pool.PoolClosed:
+            spec.submit = "closed"
+            self.rejected_seen += 1
+            self.expect(closed, f"{spec} refused as closed by an open pool")
+        else:
+            spec.handle = handle
+            spec.submit = "accepted"
+            self.expect(not closed and may, f"{spec} accepted without room")
+            self.expect(handle.state is QUEUED, f"{spec} accepted as {handle.state}")
+
+    async def submit_child(self, parent: Spec) -> None:
+        """A "child" job's body: submit another job to its own pool."""
+        plan = JobPlan(kind=parent.plan.child_kind, seconds=1.0)
+        spec = self.new_spec(plan, "child")
+        assert self.pool is not None
+        pool = self.pool
+        if not parent.plan.child_blocking:
+            self.accept_or_refuse(
+                spec, lambda: pool.submit_nowait(job_body, spec, self)
+            )
+            return
+        # Inside a job, `submit` never waits for room: check it as a nowait.
+        core = self.core
+        closed = core.closed
+        must, may = room(core)
+        spec.submit = "pending"
+        try:
+            handle = await pool.submit(job_body, spec, self)
+        except trio_pool.PoolOverloaded:
+            spec.submit = "overloaded"
+            self.rejected_seen += 1
+            self.expect(not closed and not must, f"{spec} refused with room")
+        except trio_pool.PoolClosed:
+            spec.submit = "closed"
+            self.rejected_seen += 1
+            self.expect(closed, f"{spec} refused as closed by an open pool")
+        except trio.Cancelled:
+            spec.submit = "cancelled"  # before it was offered
+            raise
+        else:
+            spec.handle = handle
+            spec.submit = "accepted"
+            self.expect(not closed and may, f"{spec} accepted without room")
+
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        assert self.nursery is not None
+        self.tasks += 1
+        self.nursery.start_soon(self.counted, fn, *args)
+
+    async def counted(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            await fn(*args)
+        finally:
+            self.tasks -= 1
+
+    def submit_blocking(self, plan: JobPlan, patience: float | None) -> None:
+        spec = self.new_spec(plan, "submit")
+        spec.submit = "pending"
+        self.spawn(self.blocking_submit, spec, patience)
+
+    async def blocking_submit(self, spec: Spec, patience: float | None) -> None:
+        """A task of the test: `await pool.submit(...)`, within ``patience``."""
+        assert self.pool is not None
+        pool = self.pool
+        spec.seq = next(self.seqs)
+        spec.entered_at = trio.current_time()
+        try:
+            with trio.move_on_after(math.inf if patience is None else patience):
+                if spec.plan.default_timeout:
+                    handle = await pool.submit(job_body, spec, self)
+                else:
+                    handle = await pool.submit(
+                        job_body, spec, self, timeout=spec.plan.timeout
+                    )
+                spec.handle = handle
+                spec.submit = "accepted"
+                return
+            spec.submit = "cancelled"
+        except trio_pool.PoolOverloaded:
+            spec.submit = "overloaded"
+            self.rejected_seen += 1
+            waited = trio.current_time() - spec.entered_at
+            limit = self.params.submit_timeout
+            self.expect(
+                limit is not None and waited >= limit,
+                f"{spec} overloaded after {waited}s, submit_timeout={limit}",
+            )
+        except trio_pool.PoolClosed:
+            spec.submit = "closed"
+            self.rejected_seen += 1
+
+    # ---------------------------------------------------------- job handles
+
+    def cancel(self, spec: Spec) -> None:
+        handle = spec.handle
+        assert handle is not None
+        before = handle.state
+        if before is QUEUED or before is RUNNING:
+            spec.cancel_called = True
+        handle.cancel()
+        after = handle.state
+        if before is QUEUED:
+            self.expect(after is CANCELLED, f"cancelled queued {spec} is {after}")
+        else:
+            self.expect(after is before, f"cancel() moved {spec}: {before}->{after}")
+
+    def release(self, spec: Spec) -> None:
+        spec.event.set()
+
+    def wait_on(self, spec: Spec, how: str) -> None:
+        spec.waiters += 1
+        self.spawn(self.waiter, spec, how)
+
+    async def waiter(self, spec: Spec, how: str) -> None:
+        """A task of the test waiting on a handle: it wakes once, done."""
+        handle = spec.handle
+        assert handle is not None
+        try:
+            if how == "wait":
+                result = await handle.wait()
+            else:
+                result = await outcome.acapture(handle.result)
+            self.expect(handle.done, f"a waiter on {spec} woke, {handle.state}")
+            self.check_outcome(spec, result)
+        finally:
+            spec.waiters -= 1
+
+    async def read_done(self, spec: Spec) -> None:
+        """`wait()` and `result()` on a done handle, in the driver: no waiting."""
+        handle = spec.handle
+        assert handle is not None
+        assert handle.done
+        self.check_outcome(spec, await handle.wait())
+        self.check_outcome(spec, await outcome.acapture(handle.result))
+
+    def check_outcome(self, spec: Spec, result: outcome.Outcome[int]) -> None:
+        handle = spec.handle
+        assert handle is not None
+        state = handle.state
+        if state is SUCCEEDED:
+            ok = isinstance(result, outcome.Value) and result.value == spec.number
+        elif state is FAILED:
+            ok = isinstance(result, outcome.Error) and result.error is spec.error
+        elif state is TIMED_OUT:
+            ok = isinstance(result, outcome.Error) and isinstance(
+                result.error, trio_pool.JobTimeout
+            )
+        elif state is CANCELLED:
+            ok = isinstance(result, outcome.Error) and isinstance(
+                result.error, trio_pool.JobCancelled
+            )
+        else:
+            ok = False
+        self.expect(ok, f"{spec} is {state} but its outcome is {result!r}")
+
+    # ------------------------------------------------------- the pool itself
+
+    def resize(self, workers: int, max_workers: int | None) -> None:
+        assert self.pool is not None
+        core = self.core
+        closed = core.closed or core.nursery is None
+        fixed = core.min_workers == core.max_workers
+        try:
+            self.pool.resize(workers, max_workers)
+        except trio_pool.PoolClosed:
+            self.expect(closed, "resize() of an open pool raised PoolClosed")
+            return
+        self.expect(not closed, "resize() of a closed pool went through")
+        if max_workers is None:
+            max_workers = workers if fixed else max(workers, self.max_workers)
+        self.min_workers, self.max_workers = workers, max_workers
+
+    def close(self) -> None:
+        assert self.pool is not None
+        self.pool.close()
+        self.expect(self.core.closed, "close() left the pool open")
+
+    def shutdown(self, grace: float | None) -> None:
+        self.shutdowns.append((trio.current_time(), grace))
+        self.spawn(self.shutdown_task, grace)
+
+    async def shutdown_task(self, grace: float | None) -> None:
+        assert self.pool is not None
+        await self.pool.shutdown(grace)
+        self.shutdown_returned = True
+        stats = self.pool.statistics()
+        self.expect(
+            (stats.queued, stats.running) == (0, 0),
+            f"shutdown() returned with jobs left: {stats}",
+        )
+        for spec in self.specs:
+            if spec.handle is not None:
+                self.expect(spec.handle.done, f"shutdown() returned, {spec} not done")
+
+    def cancel_outside(self) -> None:
+        self.mass_cancel = True
+        self.outer.cancel()
+
+    def end_the_body(self, raising: bool) -> None:
+        if self.end_body.is_set():
+            return  # it ended already
+        if raising:
+            self.body_error = KeyError("the body failed")
+            self.mass_cancel = True
+        self.end_body.set()
+
+    # ----------------------------------------------------------- the checks
+
+    def check(self, settled: bool) -> None:
+        """Everything the model knows, at this point of the schedule."""
+        try:
+            self.check_all(settled)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.describe()}") from None
+
+    def describe(self) -> str:
+        """The core's state and the model's, for a failure's message."""
+        core = self.core
+        workers = [
+            f"worker {id(w):x}: job={w.job!r} woken={w.woken} retired={w.retired}"
+            f"{' idle' if w in core.idle else ''}"
+            for w in core.workers
+        ]
+        lines = [
+            f"at t={trio.current_time():.2f}: backlog={core.backlog} "
+            f"waking={core.waking} starting={core.starting} "
+            f"running={core.running} closed={core.closed} "
+            f"queue={list(core.queue)} room_waiters={len(core.room_waiters)}",
+            *workers,
+            *(
+                f"{s}: submit={s.submit} started={s.started_at} ended={s.ended} "
+                f"state={None if s.handle is None else s.handle.state.value} "
+                f"limit={s.limit} cancel_called={s.cancel_called}"
+                for s in self.specs
+            ),
+        ]
+        return "\n".join(lines)
+
+    def check_all(self, settled: bool) -> None:
+        assert self.pool is not None
+        core = self.core
+        core.check_invariants()
+        stats = self.pool.statistics()
+        now = trio.current_time()
+        assert stats.submitted == (
+            stats.queued
+            + stats.running
+            + stats.succeeded
+            + stats.failed
+            + stats.timed_out
+            + stats.cancelled
+        ), stats
+        assert (stats.min_workers, stats.max_workers) == (
+            self.min_workers,
+            self.max_workers,
+        ), (stats, self.min_workers, self.max_workers)
+        if self.closed_seen:
+            assert stats.closed, "the pool opened again"
+        self.closed_seen = stats.closed
+        for spec in self.specs:
+            self.check_spec(spec, now, settled)
+
+        # The counts, exact where the model can know, else within the
+        # submissions whose blocked submit has not returned yet.
+        pending = sum(
+            1 for s in self.specs if s.submit == "pending" and s.started_at is None
+        )
+        accepted = sum(
+            1 for s in self.specs if s.handle is not None or s.started_at is not None
+        )
+        running = sum(
+            1 for s in self.specs if s.started_at is not None and s.ended is None
+        )
+        returned = sum(1 for s in self.specs if s.ended == "returned")
+        raised = sum(1 for s in self.specs if s.ended == "raised")
+        stopped = sum(1 for s in self.specs if s.ended == "cancelled") + sum(
+            1
+            for s in self.specs
+            if s.started_at is None
+            and s.handle is not None
+            and s.handle.state is CANCELLED
+        )
+        queued = sum(
+            1 for s in self.specs if s.handle is not None and s.handle.state is QUEUED
+        )
+        assert stats.running == running, (stats, running)
+        assert (stats.succeeded, stats.failed) == (returned, raised), stats
+        assert accepted <= stats.submitted <= accepted + pending, (stats, accepted)
+        stopped_now = stats.timed_out + stats.cancelled
+        assert stopped <= stopped_now <= stopped + pending, (stats, stopped)
+        assert queued <= stats.queued <= queued + pending, (stats, queued)
+        rejected = self.rejected_seen
+        assert rejected <= stats.rejected <= rejected + pending, (stats, rejected)
+
+        # Blocked submitters are served first come, first served: none waits
+        # while there is room, none that came later got in before it.
+        if core.room_waiters:
+            waiting = [job.args[0] for job in core.room_waiters.values()]
+            assert all(isinstance(s, Spec) for s in waiting)
+            seqs = [s.seq for s in waiting]
+            assert seqs == sorted(seqs), f"submitters out of order: {waiting}"
+            assert core.backlog >= core.capacity + core.starting, (
+                f"{waiting} wait for room, {core.backlog} queued of "
+                f"{core.capacity} (+{core.starting} starting)"
+            )
+            first = min(seqs)
+            for spec in self.specs:
+                if spec.via == "submit" and spec.seq > first:
+                    assert spec.submit != "accepted", (
+                        f"{spec} got in before {waiting[0]}, which still waits"
+                    )
+        if settled:
+            self.check_settled(stats)
+        assert not self.problems, self.problems
+
+    def check_spec(self, spec: Spec, now: float, settled: bool) -> None:
+        handle = spec.handle
+        if handle is None:
+            if spec.submit in ("overloaded", "closed", "cancelled"):
+                assert spec.started_at is None, f"refused {spec} ran"
+            return
+        state = handle.state
+        if spec.terminal is not None:
+            assert state is spec.terminal, f"{spec}: {spec.terminal} then {state}"
+            return
+        if spec.started_at is None:
+            assert state in (QUEUED, CANCELLED), f"{spec} never ran but is {state}"
+            if state is CANCELLED:
+                assert self.cancel_source(spec, now), f"{spec} cancelled by nobody"
+        elif spec.ended is None:
+            assert state is RUNNING, f"{spec} runs but is {state}"
+            if settled:
+                self.check_still_running(spec, now)
+        elif spec.ended == "returned":
+            assert state is SUCCEEDED, f"{spec} returned but is {state}"
+            assert handle.value == spec.number, (spec, handle.value)
+        elif spec.ended == "raised":
+            assert state is FAILED, f"{spec} raised but is {state}"
+            assert handle.error is spec.error, (spec, handle.error)
+        elif spec.ended == "cancelled":
+            if state is TIMED_OUT:
+                assert spec.started_at is not None
+                limit = spec.limit
+                assert limit is not None, f"{spec} without a limit timed out"
+                assert now - spec.started_at >= limit, (
+                    f"{spec} timed out after {now - spec.started_at}s of {limit}s"
+                )
+                assert not spec.cancel_called, f"{spec} cancel()ed but timed out"
+                assert isinstance(handle.error, trio_pool.JobTimeout)
+            else:
+                assert state is CANCELLED, f"{spec} was cancelled but is {state}"
+                assert self.cancel_source(spec, now), f"{spec} cancelled by nobody"
+                assert isinstance(handle.error, trio_pool.JobCancelled)
+        else:
+            raise AssertionError(f"{spec}: its body ended {spec.ended}")
+        if handle.done:
+            spec.terminal = state
+        elif settled and spec.waiters:
+            pass  # waiters on a job not done: fine
+
+    def check_still_running(self, spec: Spec, now: float) -> None:
+        """Every task is blocked: a running job must be waiting for something."""
+        started = spec.started_at
+        assert started is not None
+        if spec.limit is not None:
+            assert now < started + spec.limit, f"{spec} is past its time limit"
+        assert not spec.cancel_called, f"{spec} was cancelled and still runs"
+        assert not self.mass_cancel, f"{spec} still runs in a cancelled pool"
+        kind = spec.plan.kind
+        if kind == "hang":
+            assert not spec.event.is_set(), f"released {spec} still runs"
+        elif kind == "sleep":
+            assert now < started + spec.plan.seconds, f"{spec} overslept"
+        else:
+            raise AssertionError(f"{spec} still runs with nothing to wait for")
+
+    def check_settled(self, stats: trio_pool.PoolStatistics) -> None:
+        """Every task is blocked: nothing is left that could go on."""
+        for spec in self.specs:
+            if spec.handle is not None and spec.handle.done:
+                assert not spec.waiters, f"a waiter on done {spec} still waits"
+            assert spec.submit != "new", spec
+        if self.exited:
+            return
+        if stats.queued:
+            assert not stats.idle_workers, f"jobs wait beside idle workers: {stats}"
+            assert stats.workers >= stats.max_workers, (
+                f"jobs wait and the pool did not grow: {stats}"
+            )
+        if stats.waiting_submitters:
+            assert not stats.idle_workers, f"submitters wait, workers idle: {stats}"
+
+    async def finish(self) -> None:
+        """Teardown: release every job, end the body, let the clock run out."""
+        self.releasing = True
+        for spec in self.specs:
+            spec.event.set()
+        self.clock.autojump_threshold = 0
+        self.end_body.set()
+        with trio.move_on_after(10**6):
+            while not self.exited or self.tasks:  # noqa: ASYNC110 (two conditions)
+                await trio.sleep(1000)  # the clock jumps to what is due first
+        self.clock.autojump_threshold = math.inf
+        assert self.exited, "the pool never exited"
+        assert not self.tasks, f"{self.tasks} tasks of the test never ended"
+        self.check(settled=True)
+        assert self.pool is not None
+        stats = self.pool.statistics()
+        assert_no_bookkeeping(self.pool)
+        states = [s.handle.state for s in self.specs if s.handle is not None]
+        assert all(s not in (QUEUED, RUNNING) for s in states), states
+        assert all(s.submit not in ("new", "pending") for s in self.specs)
+        assert stats.submitted == len(states), (stats, len(states))
+        assert (
+            stats.succeeded,
+            stats.failed,
+            stats.timed_out,
+            stats.cancelled,
+        ) == (
+            states.count(SUCCEEDED),
+            states.count(FAILED),
+            states.count(TIMED_OUT),
+            states.count(CANCELLED),
+        ), stats
+        assert stats.rejected == self.rejected_seen, (stats, self.rejected_seen)
+        assert stats.closed
+
+
+# ------------------------------------------------------------ the bridge
+
+
+Command = Callable[["World"], object]
+
+
+class Bridge:
+    """Runs one pool's Trio run in a thread; runs commands in it, one at a time.
+
+    The run's driver task takes each command with a blocking ``get``: while
+    the test thinks, the whole run stands still.
+    """
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        self.clock = trio.testing.MockClock()
+        self.inbox: queue.Queue[Command | None] = queue.Queue()
+        self.outbox: queue.Queue[outcome.Outcome[object]] = queue.Queue()
+        self.thread = threading.Thread(target=self.main, daemon=True)
+        self.world: World | None = None
+        self.thread.start()
+        world = self.reply()
+        assert isinstance(world, World)
+        self.world = world
+
+    def main(self) -> None:
+        try:
+            trio.run(self.driver, clock=self.clock)
+        except BaseException as exc:
+            self.outbox.put(outcome.Error(exc))
+
+    async def driver(self) -> None:
+        trio_run._r.seed(self.params.seed)  # the scheduler's shuffles
+        world = World(self.params, self.clock)
+        async with trio.open_nursery() as nursery:
+            world.nursery = nursery
+            await nursery.start(world.run_pool)
+            self.outbox.put(outcome.Value(world))
+            while True:
+                command = self.inbox.get()
+                if command is None:
+                    break
+                try:
+                    result = command(world)
+                    if inspect.isawaitable(result):
+                        result = await result
+                except Exception as exc:
+                    self.outbox.put(outcome.Error(exc))
+                else:
+                    self.outbox.put(outcome.Value(result))
+            nursery.cancel_scope.cancel()
+        self.outbox.put(outcome.Value(None))
+
+    def reply(self) -> object:
+        try:
+            answer = self.outbox.get(timeout=REPLY_TIMEOUT)
+        except queue.Empty:
+            raise AssertionError("the Trio run did not answer: hung") from None
+        return answer.unwrap()
+
+    def call(self, command: Command) -> object:
+        assert self.thread.is_alive(), "the Trio run ended"
+        self.inbox.put(command)
+        return self.reply()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.inbox.put(None)
+            self.thread.join(REPLY_TIMEOUT)
+
+
+# ------------------------------------------------------------ the machine
+
+job_plans = st.builds(
+    JobPlan,
+    kind=st.sampled_from(KINDS),
+    seconds=st.sampled_from([0.5, 1.0, 3.0]),
+    default_timeout=st.booleans(),
+    timeout=st.sampled_from([None, 0.0, 0.5, 2.0]),
+    child_kind=st.sampled_from(CHILD_KINDS),
+    child_blocking=st.booleans(),
+)
+indexes = st.integers(min_value=0, max_value=1000)
+
+
+class PoolMachine(RuleBasedStateMachine):
+    """Random operations on one pool; `World.check` after each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bridge: Bridge | None = None
+        self.saved_yield_every = _core.YIELD_EVERY
+        self.calm = 0  # the steps before the pool may be stopped
+        self.steps = 0
+
+    @property
+    def world(self) -> World:
+        assert self.bridge is not None
+        assert self.bridge.world is not None
+        return self.bridge.world
+
+    def act(self, command: Command, *, settled: bool = False) -> None:
+        """Run ``command`` in the pool's run, then check everything there."""
+
+        async def act_and_check(world: World) -> None:
+            result = command(world)
+            if inspect.isawaitable(result):
+                await result
+            world.check(settled)
+
+        assert self.bridge is not None
+        self.steps += 1
+        self.bridge.call(act_and_check)
+
+    def handles(self, *, done: bool | None = None) -> list[Spec]:
+        return [
+            s
+            for s in self.world.specs
+            if s.handle is not None and (done is None or s.handle.done == done)
+        ]
+
+    @initialize(
+        workers=st.integers(1, 3),
+        extra=st.integers(0, 2),
+        capacity=st.integers(0, 3),
+        job_timeout=st.sampled_from([None, 2.0]),
+        submit_timeout=st.sampled_from([None, 1.0]),
+        idle_timeout=st.sampled_from([1.0, 5.0, math.inf]),
+        telemetry=st.sampled_from(["off", "api", "sdk"]),
+        seed=st.integers(0, 2**32 - 1),
+        calm=st.integers(0, 40),
+    )
+    def open_pool(
+        self,
+        workers: int,
+        extra: int,
+        capacity: int,
+        job_timeout: float | None,
+        submit_timeout: float | None,
+        idle_timeout: float,
+        telemetry: str,
+        seed: int,
+        calm: int,
+    ) -> None:
+        self.calm = calm
+        _core.YIELD_EVERY = 2  # rare interleavings made common
+        Switch.armed = False
+        params = Params(
+            workers,
+            workers + extra,
+            capacity,
+            job_timeout,
+            submit_timeout,
+            idle_timeout,
+            telemetry,
+            seed,
+        )
+        self.bridge = Bridge(params)
+        self.act(lambda world: None)
+
+    # ------------------------------------------------------------ submitting
+
+    @rule(plan=job_plans)
+    def submit_nowait(self, plan: JobPlan) -> None:
+        self.act(lambda world: world.submit_nowait(plan))
+
+    @rule(plan=job_plans, patience=st.sampled_from([None, 0.5, 2.0]))
+    def submit_in_a_task(self, plan: JobPlan, patience: float | None) -> None:
+        self.act(lambda world: world.submit_blocking(plan, patience))
+
+    # ----------------------------------------------------------- job handles
+
+    @precondition(lambda self: bool(self.handles()))
+    @rule(index=indexes)
+    def cancel_a_job(self, index: int) -> None:
+        specs = self.handles()
+        spec = specs[index % len(specs)]
+        self.act(lambda world: world.cancel(spec))
+
+    @precondition(
+        lambda self: any(
+            s.plan.kind == "hang" and not s.event.is_set() for s in self.world.specs
+        )
+    )
+    @rule(index=indexes)
+    def release_a_job(self, index: int) -> None:
+        specs = [
+            s
+            for s in self.world.specs
+            if s.plan.kind == "hang" and not s.event.is_set()
+        ]
+        spec = specs[index % len(specs)]
+        self.act(lambda world: world.release(spec))
+
+    @precondition(lambda self: bool(self.handles()))
+    @rule(index=indexes, how=st.sampled_from(["wait", "result"]))
+    def wait_on_a_job(self, index: int, how: str) -> None:
+        specs = self.handles()
+        spec = specs[index % len(specs)]
+        self.act(lambda world: world.wait_on(spec, how))
+
+    @precondition(lambda self: bool(self.handles(done=True)))
+    @rule(index=indexes)
+    def read_a_done_job(self, index: int) -> None:
+        specs = self.handles(done=True)
+        spec = specs[index % len(specs)]
+        self.act(lambda world: world.read_done(spec))
+
+    # ----------------------------------------------------------- scheduling
+
+    @rule(steps=st.integers(1, 3))
+    def step(self, steps: int) -> None:
+        async def run(world: World) -> None:
+            for _ in range(steps):
+                await trio.lowlevel.cancel_shielded_checkpoint()
+
+        self.act(run)
+
+    @rule()
+    def settle(self) -> None:
+        async def run(world: World) -> None:
+            await trio.testing.wait_all_tasks_blocked()
+
+        self.act(run, settled=True)
+
+    @rule(seconds=st.sampled_from([0.25, 0.5, 1.0, 2.0, 5.0, 30.0]))
+    def jump(self, seconds: float) -> None:
+        self.act(lambda world: world.clock.jump(seconds))
+
+    # --------------------------------------------------------------- the pool
+
+    @rule(workers=st.integers(1, 3), extra=st.one_of(st.none(), st.integers(0, 2)))
+    def resize(self, workers: int, extra: int | None) -> None:
+        maximum = None if extra is None else workers + extra
+        self.act(lambda world: world.resize(workers, maximum))
+
+    def stopping(self) -> bool:
+        """Whether the rules that stop the pool are on (after the calm steps).
+
+        Each of them ends the interesting part of an example, so they wait;
+        Hypothesis shrinks ``calm`` to bring them forward.
+        """
+        return self.steps > self.calm
+
+    @precondition(stopping)
+    @rule()
+    def close(self) -> None:
+        self.act(lambda world: world.close())
+
+    @precondition(stopping)
+    @rule(grace=st.sampled_from([None, 0.0, 0.5, 2.0]))
+    def shutdown(self, grace: float | None) -> None:
+        self.act(lambda world: world.shutdown(grace))
+
+    @precondition(stopping)
+    @rule()
+    def cancel_from_outside(self) -> None:
+        self.act(lambda world: world.cancel_outside())
+
+    @precondition(stopping)
+    @rule(raising=st.booleans())
+    def end_the_body(self, raising: bool) -> None:
+        self.act(lambda world: world.end_the_body(raising))
+
+    @precondition(lambda self: self.world.params.telemetry == "sdk")
+    @rule()
+    def toggle_raising_telemetry(self) -> None:
+        Switch.armed = not Switch.armed  # read in the run's thread, which waits
+        self.act(lambda world: None)
+
+    def teardown(self) -> None:
+        try:
+            if self.bridge is not None:
+                self.bridge.call(lambda world: world.finish())
+        finally:
+            if self.bridge is not None:
+                self.bridge.stop()
+            _core.YIELD_EVERY = self.saved_yield_every
+            Switch.armed = False
+
+
+def test_random_operations_on_a_pool() -> None:
+    run_state_machine_as_test(
+        PoolMachine,
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=40,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
