@@ -360,21 +360,39 @@ class World:
         core = self.core
         closed = core.closed
         must, may = room(core)
-        try:
-            handle = submit()
-        except trio_pool.PoolOverloaded:
+        self.judge(spec, outcome.capture(submit), closed, must, may)
+        if spec.handle is not None:
+            state = spec.handle.state
+            self.expect(state is QUEUED, f"{spec} accepted as {state}")
+
+    def judge(
+        self,
+        spec: Spec,
+        result: outcome.Outcome[trio_pool.Job[int]],
+        closed: bool,
+        must: bool,
+        may: bool,
+    ) -> None:
+        """Record a submit's answer; check it against the room there was."""
+        if isinstance(result, outcome.Value):
+            spec.handle = result.value
+            spec.submit = "accepted"
+            self.expect(not closed and may, f"{spec} accepted without room")
+            return
+        assert isinstance(result, outcome.Error)
+        error: BaseException = result.error
+        if isinstance(error, trio_pool.PoolOverloaded):
             spec.submit = "overloaded"
             self.rejected_seen += 1
             self.expect(not closed and not must, f"{spec} refused with room")
-        except trio_pool.PoolClosed:
+        elif isinstance(error, trio_pool.PoolClosed):
             spec.submit = "closed"
             self.rejected_seen += 1
             self.expect(closed, f"{spec} refused as closed by an open pool")
         else:
-            spec.handle = handle
-            spec.submit = "accepted"
-            self.expect(not closed and may, f"{spec} accepted without room")
-            self.expect(handle.state is QUEUED, f"{spec} accepted as {handle.state}")
+            if isinstance(error, trio.Cancelled):
+                spec.submit = "cancelled"  # before it was offered
+            raise error
 
     async def submit_child(self, parent: Spec) -> None:
         """A "child" job's body: submit another job to its own pool."""
@@ -392,23 +410,11 @@ class World:
         closed = core.closed
         must, may = room(core)
         spec.submit = "pending"
-        try:
-            handle = await pool.submit(job_body, spec, self)
-        except trio_pool.PoolOverloaded:
-            spec.submit = "overloaded"
-            self.rejected_seen += 1
-            self.expect(not closed and not must, f"{spec} refused with room")
-        except trio_pool.PoolClosed:
-            spec.submit = "closed"
-            self.rejected_seen += 1
-            self.expect(closed, f"{spec} refused as closed by an open pool")
-        except trio.Cancelled:
-            spec.submit = "cancelled"  # before it was offered
-            raise
-        else:
-            spec.handle = handle
-            spec.submit = "accepted"
-            self.expect(not closed and may, f"{spec} accepted without room")
+
+        async def submit() -> trio_pool.Job[int]:
+            return await pool.submit(job_body, spec, self)
+
+        self.judge(spec, await outcome.acapture(submit), closed, must, may)
 
     def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         assert self.nursery is not None
