@@ -15,6 +15,8 @@ import trio_pool
 from .helpers import sleep_and_return
 
 DOCUMENTED = {
+    "AsCompleted",
+    "as_completed",
     "Job",
     "JobCancelled",
     "JobState",

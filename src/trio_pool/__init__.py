@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._completed import AsCompleted as AsCompleted
+from ._completed import as_completed as as_completed
 from ._errors import JobCancelled as JobCancelled
 from ._errors import JobTimeout as JobTimeout
 from ._errors import PoolClosed as PoolClosed
@@ -17,6 +19,7 @@ from ._statistics import PoolStatistics as PoolStatistics
 __version__ = "0.1.0"
 
 __all__ = (
+    "AsCompleted",
     "Job",
     "JobCancelled",
     "JobState",
@@ -27,6 +30,7 @@ __all__ = (
     "PoolError",
     "PoolOverloaded",
     "PoolStatistics",
+    "as_completed",
     "open_pool",
 )
 

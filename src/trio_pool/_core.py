@@ -29,6 +29,7 @@ import contextvars
 import math
 import weakref
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from threading import get_ident
 from typing import TYPE_CHECKING, Any, NoReturn, final
 
@@ -72,7 +73,7 @@ from ._statistics import PoolStatistics
 from ._telemetry import PoolTelemetry
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Coroutine
 
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
@@ -112,6 +113,15 @@ class Worker:
         self.streak = 0  # jobs run since its last schedule point
         self.woken = False  # rescheduled with a job, has not run yet
         self.retired = False  # told to stop; no longer in `workers`
+
+
+@final
+class Listeners(list[Callable[[Job[Any]], None]]):
+    """Several callbacks of one job, called in order (see `PoolCore.listen`)."""
+
+    def __call__(self, job: Job[Any]) -> None:
+        for listener in self:
+            listener(job)
 
 
 @final
@@ -647,8 +657,10 @@ class PoolCore:
         job.args = ()  # let the arguments go; the function stays for `name`
         if job.lot is not None:
             job.lot.unpark_all()
-        if job.on_done is not None:
-            job.on_done(job)
+        on_done = job.on_done
+        if on_done is not None:
+            job.on_done = None  # called once; its references go with it
+            on_done(job)
         if self.draining and self.submitted == self.finished():
             self.drain_waiters.unpark_all()  # `Pool.join`, `Pool.shutdown`
 
@@ -661,6 +673,26 @@ class PoolCore:
         job.cancel_requested = True
         assert job.scope is not None
         job.scope.cancel()
+
+    @enable_ki_protection
+    def listen(self, job: Job[Any], listener: Callable[[Job[Any]], None]) -> None:
+        """Call ``listener(job)`` as ``job`` resolves (it must not be done)."""
+        current = job.on_done
+        if current is None:
+            job.on_done = listener
+        elif isinstance(current, Listeners):
+            current.append(listener)
+        else:
+            job.on_done = Listeners((current, listener))
+
+    @enable_ki_protection
+    def unlisten(self, job: Job[Any], listener: Callable[[Job[Any]], None]) -> None:
+        """Undo one `listen` (nothing if ``job`` is done: it has been called)."""
+        current = job.on_done
+        if current == listener:  # == : bound methods are made anew each time
+            job.on_done = None
+        elif isinstance(current, Listeners) and listener in current:
+            current.remove(listener)
 
     @enable_ki_protection
     def worker_exited(self, worker: Worker) -> None:
