@@ -115,7 +115,7 @@ class Demo:
             for url in urls:
                 job = await self.pool.submit(check, self.client, url, name="check")
                 self.jobs.append(job)
-        await self.wait_done()
+        await self.pool.join()  # every job so far finished, the pool still open
 
     async def burst(self, urls: Sequence[str], tracer: trace.Tracer) -> None:
         """Take a burst of requests at once, as a web handler would."""
@@ -123,7 +123,7 @@ class Demo:
         with tracer.start_as_current_span("handle burst"):
             for url in urls:
                 self.handle_request(url)
-        await self.wait_done()
+        await self.pool.join()  # every job so far finished, the pool still open
 
     def handle_request(self, url: str) -> None:
         """What a web handler does: accept the job now, or answer 503 now."""
@@ -131,11 +131,6 @@ class Demo:
             self.jobs.append(self.pool.submit_nowait(check, self.client, url))
         except trio_pool.PoolOverloaded:
             self.refused += 1  # 503 Service Unavailable, Retry-After
-
-    async def wait_done(self) -> None:
-        """Wait until every job so far has finished (whatever its outcome)."""
-        for job in self.jobs:
-            await job.wait()
 
     async def collect(self) -> None:
         """Count the statuses of the pages that answered; read every outcome."""
