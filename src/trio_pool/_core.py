@@ -314,9 +314,14 @@ class PoolCore:
             self.telemetry.created(job)
         return job
 
+    def in_own_job(self) -> bool:
+        """Whether the caller runs inside one of this pool's jobs (or a task
+        one of them started): waiting there on the pool could wait for itself."""
+        return current_core.get() is self
+
     async def wait_to_accept(self, job: Job[Any]) -> None:
         """Wait for room for ``job``, within ``submit_timeout``; the slow path."""
-        if current_core.get() is self:
+        if self.in_own_job():
             raise self.overloaded("for submit() inside one of its own jobs")
         submit_timeout = self.submit_timeout
         if submit_timeout is None:

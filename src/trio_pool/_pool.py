@@ -36,7 +36,7 @@ from ._checks import (
     check_seconds,
     default_capacity,
 )
-from ._core import PoolCore, current_core
+from ._core import PoolCore
 from ._errors import leaves
 from ._log import INFO, log
 from ._map import MapResults
@@ -346,7 +346,7 @@ class Pool:
         await core.wait_drained()
 
     def _refuse_own_job(self, what: str, instead: str) -> None:
-        if current_core.get() is self._core:
+        if self._core.in_own_job():
             raise RuntimeError(
                 f"{what}() of pool {self.name!r} was called inside one of its "
                 f"own jobs, and would wait for that job to end; {instead}"
