@@ -499,6 +499,35 @@ class World:
         finally:
             spec.waiters -= 1
 
+    def join(self) -> None:
+        before = [spec for spec in self.specs if spec.handle is not None]
+        self.spawn(self.joiner, before)
+
+    async def joiner(self, before: list[Spec]) -> None:
+        """A task of the test in `Pool.join`: every job accepted before it
+        called (and the rest, until it woke) is done when it returns."""
+        assert self.pool is not None
+        await self.pool.join()
+        for spec in before:
+            assert spec.handle is not None
+            self.expect(spec.handle.done, f"join() returned before {spec} ended")
+
+    def follow(self, specs: list[Spec]) -> None:
+        self.spawn(self.follower, specs)
+
+    async def follower(self, specs: list[Spec]) -> None:
+        """A task of the test iterating `as_completed`: each handle once, done."""
+        handles = [spec.handle for spec in specs if spec.handle is not None]
+        seen: list[trio_pool.Job[int]] = []
+        async with trio_pool.as_completed(handles) as finished:
+            async for handle in finished:
+                self.expect(handle.done, f"as_completed gave {handle} not done")
+                seen.append(handle)
+        self.expect(
+            sorted(map(id, seen)) == sorted(map(id, handles)),
+            "as_completed did not give each handle exactly once",
+        )
+
     async def read_done(self, spec: Spec) -> None:
         """`wait()` and `result()` on a done handle, in the driver: no waiting."""
         handle = spec.handle
@@ -1000,6 +1029,16 @@ class PoolMachine(RuleBasedStateMachine):
         specs = self.handles()
         spec = specs[index % len(specs)]
         self.act(lambda world: world.wait_on(spec, how))
+
+    @rule()
+    def join_in_a_task(self) -> None:
+        self.act(lambda world: world.join())
+
+    @precondition(lambda self: bool(self.handles()))
+    @rule()
+    def follow_as_completed(self) -> None:
+        specs = self.handles()
+        self.act(lambda world: world.follow(specs))
 
     @precondition(lambda self: bool(self.handles(done=True)))
     @rule(index=indexes)

@@ -330,8 +330,9 @@ class Pool:
     async def join(self) -> None:
         """Wait until every accepted job is done, without closing the pool.
 
-        As ``asyncio.Queue.join``: jobs accepted while it waits are waited for
-        too, so it returns at a moment when no job is queued or running.
+        As ``asyncio.Queue.join``: it wakes at a moment when no accepted job
+        is left unfinished, so jobs accepted while it waits are waited for
+        too; other tasks may submit more before the caller runs again.
         Submitters still waiting for room are not waited for (their jobs are
         not accepted yet). This is a checkpoint.
 
