@@ -115,3 +115,50 @@ async def test_an_empty_list_ends_at_once() -> None:
     with trio.testing.assert_checkpoints():
         nothing: list[trio_pool.Job[None]] = []
         assert [job async for job in trio_pool.as_completed(nothing)] == []
+
+
+async def test_a_refused_call_registers_nothing(autojump_clock: trio.abc.Clock) -> None:
+    async with trio_pool.open_pool(1) as pool:
+        pending = pool.submit_nowait(sleep_and_return, 5)
+        with pytest.raises(TypeError, match="Job handles"):
+            trio_pool.as_completed([pending, None])  # type: ignore[list-item]
+        assert pending.on_done is None
+        await pending.wait()  # its pool finishes it as if nothing happened
+        assert_balanced(pool)
+
+
+async def test_a_source_that_cancels_a_job_it_already_gave(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(2) as pool:
+        first = pool.submit_nowait(sleep_and_return, 5)
+        second = pool.submit_nowait(sleep_and_return, 1)
+
+        def source() -> Any:
+            yield first
+            first.cancel()  # done before as_completed has read the list
+            yield second
+
+        order = [job async for job in trio_pool.as_completed(source())]
+        assert order == [first, second]
+        await pool.join()
+        assert_balanced(pool)
+
+
+async def test_a_job_listed_twice_comes_once_and_closing_leaves_no_listener(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(2) as pool:
+        job = pool.submit_nowait(sleep_and_return, 5)
+        done = pool.submit_nowait(sleep_and_return, 0)
+        await done.wait()
+        assert [j async for j in trio_pool.as_completed([done, done, job, job])] == [
+            done,
+            job,
+        ]
+        later = pool.submit_nowait(sleep_and_return, 5)
+        one, two = trio_pool.as_completed([later]), trio_pool.as_completed([later])
+        two.close()
+        assert later.on_done is not None  # `one` still listens
+        one.close()
+        assert later.on_done is None

@@ -10,7 +10,10 @@ from trio.lowlevel import (
     ParkingLot,
     cancel_shielded_checkpoint,
     checkpoint_if_cancelled,
+    enable_ki_protection,
 )
+
+from ._job import Job
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -18,7 +21,6 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
-    from ._job import Job
 
 T = TypeVar("T")
 
@@ -38,19 +40,27 @@ class AsCompleted(Generic[T]):
         self._lot = ParkingLot()
         self._closed = False
         self._busy = False
+        self._left = 0
         self._listener = self._finished
-        checked: set[int] = set()
+        # Check everything first: a refused call registers nothing.
+        distinct = list(dict.fromkeys(jobs))  # each job once, first order
+        for job in distinct:
+            if not isinstance(job, Job):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(f"as_completed() takes Job handles, not {job!r}")
+        for core in {id(job.core): job.core for job in distinct}.values():
+            core.check_caller("as_completed")
+        self._listen(distinct)
+
+    @enable_ki_protection
+    def _listen(self, jobs: list[Job[T]]) -> None:
         for job in jobs:
-            core = job.core
-            if id(core) not in checked:
-                core.check_caller("as_completed")
-                checked.add(id(core))
             if job.done:
                 self._ready.append(job)
             else:
-                core.listen(job, self._listener)
                 self._pending.append(job)
         self._left = len(self._pending)
+        for job in self._pending:
+            job.core.listen(job, self._listener)
 
     def _finished(self, job: Job[Any]) -> None:
         """Called by the core as one of the jobs resolves."""
@@ -86,6 +96,7 @@ class AsCompleted(Generic[T]):
         finally:
             self._busy = False
 
+    @enable_ki_protection
     def close(self) -> None:
         """Stop listening to the jobs not finished yet (they go on)."""
         if self._closed:
@@ -123,12 +134,15 @@ def as_completed(jobs: Iterable[Job[T]]) -> AsCompleted[T]:
             async for job in finished:
                 print(job.name, await job.wait())
 
-    Jobs already done come first, in the order given. No task is started, and
-    memory is one entry per job. Leaving the ``async with`` (or calling
-    `AsCompleted.close`) stops listening; the jobs go on. Used without
-    ``async with``, the listening stops as each job finishes.
+    Jobs already done come first, in the order given. A job listed twice is
+    yielded once. No task is started, and memory is one entry per job.
+    Leaving the ``async with`` (or calling `AsCompleted.close`) stops
+    listening; the jobs go on. Used without ``async with``, the listening
+    stops as each job finishes.
 
     Raises:
-        RuntimeError: called from another thread or Trio run than a job's pool.
+        TypeError: an item is not a `Job`.
+        RuntimeError: called from another thread or Trio run than a job's
+            pool. Either way nothing was registered.
     """
     return AsCompleted(jobs)

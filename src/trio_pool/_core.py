@@ -698,6 +698,8 @@ class PoolCore:
             job.on_done = None
         elif isinstance(current, Listeners) and listener in current:
             current.remove(listener)
+            if len(current) < 2:  # back to what one listener, or none, looks like
+                job.on_done = current[0] if current else None
 
     @enable_ki_protection
     def worker_exited(self, worker: Worker) -> None:
