@@ -140,6 +140,8 @@ class PoolCore:
     job_timeout: float | None
     submit_timeout: float | None
     telemetry: PoolTelemetry | None
+    timed: bool
+    mean_run: float | None
     yield_every: int
     token: TrioToken | None
     thread: int
@@ -177,6 +179,7 @@ class PoolCore:
         job_timeout: float | None,
         submit_timeout: float | None,
         telemetry: bool,
+        timings: bool,
         tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
         run_worker: Callable[[PoolCore, Worker], Coroutine[Any, Any, None]],
@@ -195,6 +198,9 @@ class PoolCore:
             )
             if recorder.active:
                 self.telemetry = recorder
+        # Record each job's times (telemetry reads them too).
+        self.timed = timings or self.telemetry is not None
+        self.mean_run = None  # moving average of running times, once measured
         self.yield_every = YIELD_EVERY
         self._run_worker = run_worker
 
@@ -310,8 +316,10 @@ class PoolCore:
     ) -> Job[Any]:
         """Make the record of a job whose arguments were checked."""
         job = Job(self, fn, args, name, limit, on_done)
-        if self.telemetry is not None:
-            self.telemetry.created(job)
+        if self.timed:
+            job.t_submitted = trio.current_time()
+            if self.telemetry is not None:
+                self.telemetry.created(job)
         return job
 
     def in_own_job(self) -> bool:
@@ -588,8 +596,10 @@ class PoolCore:
             scope.deadline = trio.current_time() + job.timeout
         if self.backlog > self.starting and not self.waking:
             self._spread_work()
-        if self.telemetry is not None:
-            worker.span = self.telemetry.started(job)
+        if self.timed:
+            job.t_started = trio.current_time()
+            if self.telemetry is not None:
+                worker.span = self.telemetry.started(job)
 
     def _spread_work(self) -> None:
         """Jobs still wait: wake an idle worker, or start one if the pool scales."""
@@ -636,10 +646,19 @@ class PoolCore:
             log(DEBUG, "job %r in pool %r failed", job.name, self.name, exc_info=error)
             if isinstance(error, Exception):  # the others leave the pool anyway
                 self.unretrieved[weakref.ref(job, self._dropped)] = (job.name, error)
-        if self.telemetry is not None:
-            span = worker.span
-            worker.span = None
-            self.telemetry.ended(job, span)
+        if self.timed:
+            if state is not CANCELLED:  # a cancelled run says nothing of length
+                self._measured(job.t_finished - job.t_started)
+            if self.telemetry is not None:
+                span = worker.span
+                worker.span = None
+                self.telemetry.ended(job, span)
+
+    def _measured(self, run: float) -> None:
+        """Fold one job's running time into the moving average (weight 1/8,
+        as TCP's smoothed round-trip time)."""
+        mean = self.mean_run
+        self.mean_run = run if mean is None else mean + (run - mean) / 8
 
     def _resolve(
         self,
@@ -652,6 +671,8 @@ class PoolCore:
         job.state = state
         job.holder = None
         job.scope = None
+        if self.timed:
+            job.t_finished = trio.current_time()
         job.value = value
         job.error = error
         if error is not None:

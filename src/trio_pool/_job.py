@@ -3,8 +3,7 @@
 One object per job serves both (a separate record would double the objects
 the garbage collector walks for every job kept). Its documented members are
 the handle's API; the other attributes are the core's bookkeeping: only
-`PoolCore` changes them (telemetry adds its own notes: ``span_context``,
-``submitted_at``, ``started_at``).
+`PoolCore` changes them (telemetry adds its own note: ``span_context``).
 """
 
 from __future__ import annotations
@@ -102,10 +101,11 @@ class Job(Generic[T]):
         "retrieved",
         "scope",
         "span_context",
-        "started_at",
         "state",
-        "submitted_at",
         "suppress_context",
+        "t_finished",
+        "t_started",
+        "t_submitted",
         "timeout",
         "traceback",
         "value",
@@ -131,8 +131,9 @@ class Job(Generic[T]):
     cause: BaseException | None
     suppress_context: bool
     span_context: object
-    submitted_at: float
-    started_at: float
+    t_submitted: float
+    t_started: float
+    t_finished: float
 
     def __init__(
         self,
@@ -161,8 +162,8 @@ class Job(Generic[T]):
         self.scope = None
         self.lot = None  # created when someone waits
         # Set when the job resolves: value, error, traceback, context, cause,
-        # suppress_context. Set by telemetry: span_context, submitted_at,
-        # started_at. (Fewer stores per job.)
+        # suppress_context. Set by a pool that records timings: t_submitted,
+        # t_started, t_finished; by telemetry: span_context. (Fewer stores.)
 
     def __repr__(self) -> str:
         return f"<trio_pool.Job {self.name!r} {self.state.value}>"
@@ -179,6 +180,51 @@ class Job(Generic[T]):
         """Whether the job has reached a terminal state."""
         state = self.state
         return state is not QUEUED and state is not RUNNING
+
+    @property
+    def submitted_at(self) -> float | None:
+        """When it was submitted, on Trio's clock (`trio.current_time`).
+
+        The moment `Pool.submit` (or `Pool.submit_nowait`, `Pool.run`, or
+        `Pool.map` for an item) was called, waiting for room included.
+        Timings are recorded by a pool opened with ``timings=True``,
+        ``shed=True`` or active telemetry (see `open_pool`); in other pools
+        this and the other timings are always ``None``.
+        """
+        return getattr(self, "t_submitted", None)
+
+    @property
+    def started_at(self) -> float | None:
+        """When a worker started it, or ``None`` until then (and if it never
+        starts)."""
+        return getattr(self, "t_started", None)
+
+    @property
+    def finished_at(self) -> float | None:
+        """When it reached its terminal state, or ``None`` until then."""
+        return getattr(self, "t_finished", None)
+
+    @property
+    def wait_duration(self) -> float | None:
+        """Seconds from submission to start; for a job cancelled before it
+        started, to its cancellation. ``None`` until known."""
+        submitted = getattr(self, "t_submitted", None)
+        ended = getattr(self, "t_started", None)
+        if ended is None:  # (0.0 is a time: MockClock starts there)
+            ended = getattr(self, "t_finished", None)
+        if submitted is None or ended is None:
+            return None
+        return ended - submitted
+
+    @property
+    def run_duration(self) -> float | None:
+        """Seconds from start to finish; ``None`` until the job is done, and
+        for a job that never started."""
+        started = getattr(self, "t_started", None)
+        finished = getattr(self, "t_finished", None)
+        if started is None or finished is None:
+            return None
+        return finished - started
 
     def cancel(self) -> None:
         """Cancel the job.

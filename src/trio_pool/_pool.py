@@ -460,6 +460,7 @@ def open_pool(
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
     telemetry: bool = True,
+    timings: bool = False,
 ) -> AbstractAsyncContextManager[Pool]:
     """Open a pool of ``workers`` worker tasks.
 
@@ -491,6 +492,9 @@ def open_pool(
             Providers are looked up when the pool opens: one that is still
             the API's no-op default then is skipped at no cost.
         telemetry: ``False`` turns spans and metrics off entirely.
+        timings: record when each job was submitted, started and finished
+            (`Job.submitted_at` and the rest). A pool with active telemetry
+            records them anyway, since it reads the clock for its metrics.
 
     Raises:
         TypeError, ValueError: a bad argument, at once.
@@ -514,6 +518,7 @@ def open_pool(
         job_timeout=job_limit,
         submit_timeout=submit_limit,
         telemetry=check_bool("telemetry", telemetry),
+        timings=check_bool("timings", timings),
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         run_worker=run_worker,

@@ -17,7 +17,6 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Final, final
 
-import trio
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -261,13 +260,12 @@ class PoolTelemetry:
                 instruments.pools.pop(id(self), None)
 
     def created(self, job: Job[Any]) -> None:
-        """Called in the submitter's task: remember its context and the time."""
-        try:
-            job.submitted_at = trio.current_time()
-            if self.tracing:
+        """Called in the submitter's task: remember its context."""
+        if self.tracing:
+            try:
                 job.span_context = otel_context.get_current()
-        except Exception as exc:
-            self._provider_failed(exc)
+            except Exception as exc:
+                self._provider_failed(exc)
 
     def accepted(self, count: int = 1) -> None:
         """Count accepted jobs."""
@@ -287,9 +285,8 @@ class PoolTelemetry:
 
     def started(self, job: Job[Any]) -> JobSpan | None:
         """Called in the worker as the job starts: open its span, make it current."""
-        now = job.started_at = trio.current_time()
         try:
-            waited = now - job.submitted_at
+            waited = job.t_started - job.t_submitted
             if self._instruments is not None:
                 self._instruments.wait.record(waited, self._attributes)
             if self._tracer is None:
@@ -332,7 +329,7 @@ class PoolTelemetry:
                 attributes = self._outcome_attributes[state]
                 if error_type is not None:
                     attributes = {**attributes, ERROR_TYPE: error_type}
-                duration = trio.current_time() - job.started_at
+                duration = job.t_finished - job.t_started
                 self._instruments.duration.record(duration, attributes)
             if job_span is None:
                 return

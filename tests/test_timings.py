@@ -1,0 +1,112 @@
+"""Job timings: submitted, started and finished on Trio's clock."""
+
+# pyright: reportPrivateUsage=false
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+import trio_pool
+
+from .helpers import assert_balanced, sleep_and_return
+
+
+async def fail_after_sleeping(seconds: float) -> None:
+    await trio.sleep(seconds)
+    raise ValueError("boom")
+
+
+async def test_timings_are_exact_under_a_mock_clock(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(1, timings=True) as pool:
+        await trio.sleep(10)
+        first = await pool.submit(sleep_and_return, 2)
+        second = await pool.submit(fail_after_sleeping, 3)
+        assert first.started_at is None  # handed to the worker, not run yet
+        await trio.testing.wait_all_tasks_blocked()
+        assert (first.submitted_at, first.started_at, first.finished_at) == (
+            10,
+            10,
+            None,
+        )
+        assert first.wait_duration == 0
+        assert first.run_duration is None  # not known yet
+        assert (second.submitted_at, second.started_at) == (10, None)
+        assert second.wait_duration is None
+        await second.wait()
+        assert (first.finished_at, first.run_duration) == (12, 2)
+        assert (second.started_at, second.finished_at) == (12, 15)
+        assert (second.wait_duration, second.run_duration) == (2, 3)
+        assert_balanced(pool)
+
+
+async def test_a_job_cancelled_in_the_queue_waited_until_its_cancellation(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(1, timings=True) as pool:
+        pool.submit_nowait(trio.sleep, 5)
+        queued = pool.submit_nowait(trio.sleep, 5)
+        await trio.sleep(1)
+        queued.cancel()
+        assert queued.started_at is None
+        assert queued.run_duration is None
+        assert (queued.finished_at, queued.wait_duration) == (1, 1)
+
+
+async def test_a_blocking_submit_counts_its_wait_for_room(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(1, capacity=0, timings=True) as pool:
+        pool.submit_nowait(trio.sleep, 4)
+        job = await pool.submit(trio.sleep, 1)  # waits 4 s for the worker
+        await job.wait()
+        assert (job.submitted_at, job.started_at, job.finished_at) == (0, 4, 5)
+
+
+async def test_map_jobs_are_timed(autojump_clock: trio.abc.Clock) -> None:
+    async with trio_pool.open_pool(2, timings=True) as pool:
+        async with pool.map(sleep_and_return, [1, 2, 3], outcomes=True) as results:
+            assert len([r async for r in results]) == 3
+        assert trio.current_time() == 4  # 3 waits for the first worker
+
+
+async def test_without_timings_every_timing_stays_none(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(1, telemetry=False) as pool:
+        job = await pool.submit(sleep_and_return, 1)
+        await job.wait()
+        assert pool._core.timed is False
+        assert job.submitted_at is None
+        assert job.started_at is None
+        assert job.finished_at is None
+        assert job.wait_duration is None
+        assert job.run_duration is None
+
+
+async def test_the_moving_average_of_running_times(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(1, timings=True) as pool:
+        core = pool._core
+        assert core.mean_run is None
+        await pool.run(trio.sleep, 8)
+        assert core.mean_run == 8
+        await pool.run(trio.sleep, 16)
+        assert core.mean_run == 9  # 8 + (16 - 8) / 8
+        job = pool.submit_nowait(trio.sleep, 100)
+        await trio.testing.wait_all_tasks_blocked()
+        job.cancel()  # a cancelled run is not a measure of length
+        await job.wait()
+        assert core.mean_run == 9
+        timed = await pool.submit(trio.sleep, 100, timeout=1)
+        await timed.wait()
+        assert core.mean_run == 9 + (1 - 9) / 8  # it did use the worker 1 s
+
+
+def test_timings_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="timings must be True or False, not 1"):
+        trio_pool.open_pool(1, timings=1)  # type: ignore[arg-type]
