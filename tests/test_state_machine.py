@@ -26,6 +26,7 @@ new ones at random (without it: the same 200 examples, derandomized, every run).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 import math
@@ -140,6 +141,7 @@ class JobPlan:
     timeout: float | None = None  # the timeout= argument otherwise
     child_kind: str = "value"  # what a "child" job submits
     child_blocking: bool = False  # with `await pool.submit` (else submit_nowait)
+    key: str | None = None  # its key, in a pool with per_key_limit
 
 
 @dataclass(eq=False)
@@ -176,19 +178,45 @@ class Params:
     idle_timeout: float
     telemetry: str  # "off", "api" (no SDK: inactive) or "sdk"
     seed: int
+    rate: float | None
+    burst: int
+    per_key_limit: int | None
 
 
-def room(core: PoolCore) -> tuple[bool, bool]:
+def room(core: PoolCore, key: str | None = None) -> tuple[bool, bool]:
     """(must accept, may accept) a submission right now, from the docs.
 
-    Room is an idle worker, a free place in the queue (``capacity``; workers
-    that are starting count as room too), or a worker the pool may still add.
+    Room is an idle worker (with a rate limit, one that may start a job now),
+    a free place in the queue (``capacity``; workers that are starting count
+    as room too), or a worker the pool may still add.
     """
-    idle = bool(core.idle)
-    grow = len(core.workers) < core.max_workers
-    must = idle or grow or core.backlog < core.capacity
-    may = idle or grow or core.backlog < core.capacity + core.starting
+    paced = core.rate is not None
+    starting = 0 if paced else core.starting
+    waiting = core.backlog + core.held
+    limit = core.per_key_limit
+    if key is not None and limit is not None and core.key_active.get(key, 0) >= limit:
+        # its key is saturated: only a place aside, within capacity
+        return waiting < core.capacity, waiting < core.capacity + starting
+    idle = bool(core.idle) and not (
+        paced and (token_pending(core) or core.backlog or core.room_waiters)
+    )
+    grow = len(core.workers) < core.max_workers and not paced
+    must = idle or grow or waiting < core.capacity
+    may = idle or grow or waiting < core.capacity + starting
     return must, may
+
+
+def first_waits_for_its_key(core: PoolCore) -> bool:
+    """Whether the first blocked submitter's key is saturated."""
+    if core.per_key_limit is None or not core.room_waiters:
+        return False
+    key = next(iter(core.room_waiters.values())).key
+    return key is not None and core.key_active.get(key, 0) >= core.per_key_limit
+
+
+def token_pending(core: PoolCore) -> bool:
+    """Whether the pool's rate limit makes the next start wait."""
+    return core.rate is not None and core.rate.next_at() > trio.current_time()
 
 
 async def job_body(spec: Spec, world: World) -> int:
@@ -262,6 +290,8 @@ class World:
 
     def new_spec(self, plan: JobPlan, via: str) -> Spec:
         limit = self.params.job_timeout if plan.default_timeout else plan.timeout
+        if self.params.per_key_limit is None and plan.key is not None:
+            plan = dataclasses.replace(plan, key=None)
         spec = Spec(next(self.numbers), plan, limit, via)
         if self.releasing:
             spec.event.set()
@@ -299,6 +329,9 @@ class World:
                     submit_timeout=params.submit_timeout,
                     idle_timeout=params.idle_timeout,
                     telemetry=params.telemetry != "off",
+                    rate=params.rate,
+                    burst=params.burst,
+                    per_key_limit=params.per_key_limit,
                     **providers,
                 ) as pool:
                     self.pool = pool
@@ -338,6 +371,18 @@ class World:
             f"{spec} started with {stats.running} running > "
             f"max_workers={stats.max_workers}",
         )
+        key = spec.plan.key
+        limit = self.params.per_key_limit
+        same_key = sum(
+            1
+            for s in self.specs
+            if s.plan.key == key and s.started_at is not None and s.ended is None
+        )
+        self.expect(
+            key is None or limit is None or same_key < limit,
+            f"{spec} started with {same_key} of key {key!r} running "
+            f"(per_key_limit={limit})",
+        )
         spec.started_at = now
 
     # ------------------------------------------------------------ submitting
@@ -349,9 +394,12 @@ class World:
 
     def call_nowait(self, spec: Spec) -> trio_pool.Job[int]:
         assert self.pool is not None
+        key = spec.plan.key
         if spec.plan.default_timeout:
-            return self.pool.submit_nowait(job_body, spec, self)
-        return self.pool.submit_nowait(job_body, spec, self, timeout=spec.plan.timeout)
+            return self.pool.submit_nowait(job_body, spec, self, key=key)
+        return self.pool.submit_nowait(
+            job_body, spec, self, timeout=spec.plan.timeout, key=key
+        )
 
     def accept_or_refuse(
         self, spec: Spec, submit: Callable[[], trio_pool.Job[int]]
@@ -359,7 +407,7 @@ class World:
         """Submit without waiting; check the answer against the room there was."""
         core = self.core
         closed = core.closed
-        must, may = room(core)
+        must, may = room(core, spec.plan.key)
         self.judge(spec, outcome.capture(submit), closed, must, may)
         if spec.handle is not None:
             state = spec.handle.state
@@ -396,23 +444,24 @@ class World:
 
     async def submit_child(self, parent: Spec) -> None:
         """A "child" job's body: submit another job to its own pool."""
-        plan = JobPlan(kind=parent.plan.child_kind, seconds=1.0)
+        key = parent.plan.key  # the same key as its parent
+        plan = JobPlan(kind=parent.plan.child_kind, seconds=1.0, key=key)
         spec = self.new_spec(plan, "child")
         assert self.pool is not None
         pool = self.pool
         if not parent.plan.child_blocking:
             self.accept_or_refuse(
-                spec, lambda: pool.submit_nowait(job_body, spec, self)
+                spec, lambda: pool.submit_nowait(job_body, spec, self, key=key)
             )
             return
         # Inside a job, `submit` never waits for room: check it as a nowait.
         core = self.core
         closed = core.closed
-        must, may = room(core)
+        must, may = room(core, key)
         spec.submit = "pending"
 
         async def submit() -> trio_pool.Job[int]:
-            return await pool.submit(job_body, spec, self)
+            return await pool.submit(job_body, spec, self, key=key)
 
         self.judge(spec, await outcome.acapture(submit), closed, must, may)
 
@@ -440,11 +489,12 @@ class World:
         spec.entered_at = trio.current_time()
         try:
             with trio.move_on_after(math.inf if patience is None else patience):
+                key = spec.plan.key
                 if spec.plan.default_timeout:
-                    handle = await pool.submit(job_body, spec, self)
+                    handle = await pool.submit(job_body, spec, self, key=key)
                 else:
                     handle = await pool.submit(
-                        job_body, spec, self, timeout=spec.plan.timeout
+                        job_body, spec, self, timeout=spec.plan.timeout, key=key
                     )
                 spec.handle = handle
                 spec.submit = "accepted"
@@ -696,14 +746,21 @@ class World:
         assert rejected <= stats.rejected <= rejected + pending, (stats, rejected)
 
         # Blocked submitters are served first come, first served: none waits
-        # while there is room, none that came later got in before it.
+        # while there is room, none that came later got in before it. (One
+        # whose key is saturated waits for a place aside, and lets others by.)
+        waiting: list[Spec] = []
+        seqs: list[int] = []
         if core.room_waiters:
             waiting = [job.args[0] for job in core.room_waiters.values()]
             assert all(isinstance(s, Spec) for s in waiting)
             seqs = [s.seq for s in waiting]
             assert seqs == sorted(seqs), f"submitters out of order: {waiting}"
-            assert core.backlog >= core.capacity + core.starting, (
-                f"{waiting} wait for room, {core.backlog} queued of "
+        if core.room_waiters and first_waits_for_its_key(core):
+            assert core._over_capacity(1), f"{waiting} wait, with room aside"
+        elif core.room_waiters:
+            starting = core.room() - core.capacity  # those that will take a job
+            assert core.backlog + core.held >= core.capacity + starting, (
+                f"{waiting} wait for room, {core.backlog}+{core.held} queued of "
                 f"{core.capacity} (+{core.starting} starting)"
             )
             first = min(seqs)
@@ -785,12 +842,14 @@ class World:
             assert spec.submit != "new", spec
         if self.exited:
             return
-        if stats.queued:
+        paced = token_pending(self.core)  # jobs may wait for the rate
+        if self.core.backlog and not paced:  # (not those waiting for their key)
             assert not stats.idle_workers, f"jobs wait beside idle workers: {stats}"
             assert stats.workers >= stats.max_workers, (
                 f"jobs wait and the pool did not grow: {stats}"
             )
-        if stats.waiting_submitters:
+        keyed = first_waits_for_its_key(self.core)
+        if stats.waiting_submitters and not paced and not keyed:
             assert not stats.idle_workers, f"submitters wait, workers idle: {stats}"
 
     async def finish(self) -> None:
@@ -910,6 +969,7 @@ job_plans = st.builds(
     timeout=st.sampled_from([None, 0.0, 0.5, 2.0]),
     child_kind=st.sampled_from(CHILD_KINDS),
     child_blocking=st.booleans(),
+    key=st.sampled_from([None, "a", "a", "b"]),
 )
 indexes = st.integers(min_value=0, max_value=1000)
 
@@ -960,6 +1020,9 @@ class PoolMachine(RuleBasedStateMachine):
         telemetry=st.sampled_from(["off", "api", "sdk"]),
         seed=st.integers(0, 2**32 - 1),
         calm=st.integers(0, 40),
+        rate=st.sampled_from([None, None, 0.5, 4.0]),
+        burst=st.integers(1, 3),
+        per_key_limit=st.sampled_from([None, None, 1, 2]),
     )
     def open_pool(
         self,
@@ -972,6 +1035,9 @@ class PoolMachine(RuleBasedStateMachine):
         telemetry: str,
         seed: int,
         calm: int,
+        rate: float | None,
+        burst: int,
+        per_key_limit: int | None,
     ) -> None:
         self.calm = calm
         _core.YIELD_EVERY = 2  # rare interleavings made common
@@ -985,6 +1051,9 @@ class PoolMachine(RuleBasedStateMachine):
             idle_timeout,
             telemetry,
             seed,
+            rate,
+            burst if rate is not None else 1,
+            per_key_limit,
         )
         self.bridge = Bridge(params)
         self.act(lambda world: None)

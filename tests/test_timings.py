@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 import trio.testing
@@ -25,22 +27,33 @@ async def test_timings_are_exact_under_a_mock_clock(
         await trio.sleep(10)
         first = await pool.submit(sleep_and_return, 2)
         second = await pool.submit(fail_after_sleeping, 3)
-        assert first.started_at is None  # handed to the worker, not run yet
+        assert times(first) == (10, None, None)  # handed over, not run yet
         await trio.testing.wait_all_tasks_blocked()
         assert (first.submitted_at, first.started_at, first.finished_at) == (
             10,
             10,
             None,
         )
-        assert first.wait_duration == 0
-        assert first.run_duration is None  # not known yet
-        assert (second.submitted_at, second.started_at) == (10, None)
-        assert second.wait_duration is None
+        assert durations(first) == (0, None)  # its run is not known yet
+        assert durations(second) == (None, None)
         await second.wait()
-        assert (first.finished_at, first.run_duration) == (12, 2)
-        assert (second.started_at, second.finished_at) == (12, 15)
-        assert (second.wait_duration, second.run_duration) == (2, 3)
+        assert times(first) == (10, 10, 12)
+        assert durations(first) == (0, 2)
+        assert times(second) == (10, 12, 15)
+        assert durations(second) == (2, 3)
         assert_balanced(pool)
+
+
+def times(job: trio_pool.Job[Any]) -> tuple[float | None, ...]:
+    return (job.submitted_at, job.started_at, job.finished_at)
+
+
+def durations(job: trio_pool.Job[Any]) -> tuple[float | None, ...]:
+    return (job.wait_duration, job.run_duration)
+
+
+def mean_run(pool: trio_pool.Pool) -> float | None:
+    return pool._core.mean_run
 
 
 async def test_a_job_cancelled_in_the_queue_waited_until_its_cancellation(
@@ -91,20 +104,20 @@ async def test_the_moving_average_of_running_times(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     async with trio_pool.open_pool(1, timings=True) as pool:
-        core = pool._core
-        assert core.mean_run is None
+        assert pool.statistics().submitted == 0
+        assert mean_run(pool) is None
         await pool.run(trio.sleep, 8)
-        assert core.mean_run == 8
+        assert mean_run(pool) == 8
         await pool.run(trio.sleep, 16)
-        assert core.mean_run == 9  # 8 + (16 - 8) / 8
+        assert mean_run(pool) == 9  # 8 + (16 - 8) / 8
         job = pool.submit_nowait(trio.sleep, 100)
         await trio.testing.wait_all_tasks_blocked()
         job.cancel()  # a cancelled run is not a measure of length
         await job.wait()
-        assert core.mean_run == 9
+        assert mean_run(pool) == 9
         timed = await pool.submit(trio.sleep, 100, timeout=1)
         await timed.wait()
-        assert core.mean_run == 9 + (1 - 9) / 8  # it did use the worker 1 s
+        assert mean_run(pool) == 9 + (1 - 9) / 8  # it did use the worker 1 s
 
 
 def test_timings_must_be_a_bool() -> None:

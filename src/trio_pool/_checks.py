@@ -18,6 +18,9 @@ MAX_WORKERS: Final = 1_000_000
 MAX_CAPACITY: Final = sys.maxsize
 """The largest queue ``capacity`` a pool accepts."""
 
+MAX_BURST: Final = 1_000_000
+"""The largest ``burst`` of a rate limit."""
+
 
 def _show(value: object) -> str:
     """``repr(value)``, shortened for ints too long to read."""
@@ -63,6 +66,28 @@ def check_seconds(name: str, value: object) -> float | None:
     if math.isnan(seconds) or seconds < 0:
         raise ValueError(f"{name} must be >= 0, not {_show(value)}")
     return seconds
+
+
+def check_rate(name: str, value: object) -> float | None:
+    """Return ``value`` as a float > 0 per second (finite), or None (no limit).
+
+    Raises:
+        TypeError: it is not a number.
+        ValueError: it is not > 0, or not finite.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number per second or None, not {value!r}")
+    try:
+        per_second = float(value)
+    except OverflowError:
+        per_second = math.inf
+    if not (0 < per_second < math.inf):
+        raise ValueError(
+            f"{name} must be > 0 and finite (None for no limit), not {_show(value)}"
+        )
+    return per_second
 
 
 def check_bool(name: str, value: object) -> bool:

@@ -29,7 +29,7 @@ import contextvars
 import math
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from threading import get_ident
 from typing import TYPE_CHECKING, Any, NoReturn, final
 
@@ -65,10 +65,12 @@ from ._job import (
     RUNNING,
     SUCCEEDED,
     TIMED_OUT,
+    WAITING_FOR_KEY,
     Job,
     JobState,
 )
 from ._log import DEBUG, INFO, WARNING, log
+from ._rate import StartRate
 from ._statistics import PoolStatistics
 from ._telemetry import PoolTelemetry
 
@@ -142,6 +144,13 @@ class PoolCore:
     telemetry: PoolTelemetry | None
     timed: bool
     mean_run: float | None
+    rate: StartRate | None
+    pacer: ParkingLot
+    clock: trio.abc.Clock | None
+    per_key_limit: int | None
+    key_active: dict[Hashable, int]
+    key_waiting: dict[Hashable, deque[Job[Any]]]
+    held: int
     yield_every: int
     token: TrioToken | None
     thread: int
@@ -180,9 +189,13 @@ class PoolCore:
         submit_timeout: float | None,
         telemetry: bool,
         timings: bool,
+        rate: float | None,
+        burst: int,
+        per_key_limit: int | None,
         tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
         run_worker: Callable[[PoolCore, Worker], Coroutine[Any, Any, None]],
+        run_pacer: Callable[[PoolCore], Coroutine[Any, Any, None]],
     ) -> None:
         self.name = name
         self.min_workers = workers
@@ -201,6 +214,17 @@ class PoolCore:
         # Record each job's times (telemetry reads them too).
         self.timed = timings or self.telemetry is not None
         self.mean_run = None  # moving average of running times, once measured
+        self.rate = None if rate is None else StartRate(rate, burst)
+        self.pacer = ParkingLot()  # where the pacer task sleeps (rate limits)
+        self._run_pacer = run_pacer
+        self.clock = None  # the run's clock, for statistics from other threads
+        self.per_key_limit = per_key_limit
+        # Per key: its jobs queued, handed over or running (at most the
+        # limit), and its jobs set aside until one of those ends. A key with
+        # neither has no entry.
+        self.key_active = {}
+        self.key_waiting = {}
+        self.held = 0  # jobs in key_waiting
         self.yield_every = YIELD_EVERY
         self._run_worker = run_worker
 
@@ -288,6 +312,7 @@ class PoolCore:
         args: tuple[Any, ...],
         name: str | None,
         timeout: float | None,
+        key: Hashable = None,
     ) -> Job[Any]:
         """Check a submission's arguments and its caller; make the job's record.
 
@@ -297,8 +322,23 @@ class PoolCore:
         if name is not None:
             check_name("name", name)
         limit = self.job_timeout if timeout is USE_DEFAULT else self.time_limit(timeout)
+        if key is not None:
+            self.check_key(key)
         self.check_caller(method)
-        return self.make_job(fn, args, name, limit, None)
+        return self.make_job(fn, args, name, limit, None, key)
+
+    def check_key(self, key: object) -> None:
+        """Refuse a ``key`` that is not hashable, or given to a pool without
+        ``per_key_limit``."""
+        if self.per_key_limit is None:
+            raise ValueError(
+                f"key={key!r} needs a pool opened with per_key_limit=N "
+                f"(pool {self.name!r} has none)"
+            )
+        try:
+            hash(key)
+        except TypeError:
+            raise TypeError(f"key must be hashable, not {key!r}") from None
 
     def time_limit(self, timeout: float | None) -> float | None:
         """The checked time limit of a job: ``timeout``, or the pool's default."""
@@ -313,9 +353,12 @@ class PoolCore:
         name: str | None,
         limit: float | None,
         on_done: Callable[[Job[Any]], None] | None,
+        key: Hashable = None,
     ) -> Job[Any]:
         """Make the record of a job whose arguments were checked."""
         job = Job(self, fn, args, name, limit, on_done)
+        if self.per_key_limit is not None:
+            job.key = key
         if self.timed:
             job.t_submitted = trio.current_time()
             if self.telemetry is not None:
@@ -370,16 +413,18 @@ class PoolCore:
         if self.closed:
             self.refuse_closed()
         idle = self.idle
-        if idle and not self.waking:
+        if idle and not self.waking and (self.rate is None or self._paced_start()):
             self._hand_over(idle.pop(), job)
         else:
             can_grow = not idle and len(self.workers) < self.max_workers
             room = self.room() if self.starting else self.capacity
-            if can_grow or self.backlog < room:
+            # (with a rate, a new worker may have no token to start a job)
+            if (can_grow and self.rate is None) or self.backlog + self.held < room:
                 self._enqueue(job)
                 if can_grow and self.backlog > self.starting:
                     self._grow("for a waiting job")
-            elif idle:  # a small or zero capacity: wake a second worker after all
+            elif idle and (self.rate is None or self._paced_start()):
+                # a small or zero capacity: wake a second worker after all
                 self._hand_over(idle.pop(), job)
             else:
                 return False
@@ -387,6 +432,79 @@ class PoolCore:
         if self.telemetry is not None:
             self.telemetry.accepted()
         return True
+
+    @enable_ki_protection
+    def offer_keyed(self, job: Job[Any]) -> bool:
+        """`offer` for a job with a key: one of a saturated key is set aside.
+
+        Raises:
+            PoolClosed: the pool takes no more work (counted as rejected).
+        """
+        if self.closed:
+            self.refuse_closed()
+        key = job.key
+        active = self.key_active.get(key, 0)
+        if active < self.per_key_limit:  # type: ignore[operator]
+            if not self.offer(job):
+                return False
+            self.key_active[key] = active + 1
+            return True
+        if not self._room_aside():
+            return False
+        self._hold(job)
+        self.submitted += 1
+        if self.telemetry is not None:
+            self.telemetry.accepted()
+        return True
+
+    def _room_aside(self) -> bool:
+        """Whether the queue has room for a job set aside for its key (a place
+        that a worker being started will not empty)."""
+        return not self._over_capacity(1)
+
+    def _hold(self, job: Job[Any]) -> None:
+        """Set a job of a saturated key aside until one of its key's ends."""
+        job.holder = WAITING_FOR_KEY
+        waiting = self.key_waiting.get(job.key)
+        if waiting is None:
+            waiting = self.key_waiting[job.key] = deque()
+        waiting.append(job)
+        self.held += 1
+
+    def _saturated(self, job: Job[Any]) -> bool:
+        """Whether ``job`` has a key at its limit (in a pool with keys)."""
+        key = job.key
+        return key is not None and self.key_active.get(key, 0) >= self.per_key_limit  # type: ignore[operator]
+
+    def _place(self, job: Job[Any]) -> None:
+        """Put an accepted job in the queue, or aside if its key is saturated."""
+        if self.per_key_limit is not None:
+            if self._saturated(job):
+                self._hold(job)
+                return
+            key = job.key
+            if key is not None:
+                self.key_active[key] = self.key_active.get(key, 0) + 1
+        self._enqueue(job)
+
+    def _key_done(self, key: Hashable) -> None:
+        """A job of ``key`` left the queue, a worker's hands or a worker: its
+        key's next job set aside takes its place at the back of the queue."""
+        waiting = self.key_waiting.get(key)
+        if waiting is not None:
+            job = waiting.popleft()
+            if not waiting:
+                del self.key_waiting[key]
+            self.held -= 1
+            self._enqueue(job)  # the key's count stays: one out, one in
+            if self.idle and not self.waking:
+                self._spread_work()
+            return
+        active = self.key_active[key] - 1
+        if active:
+            self.key_active[key] = active
+        else:
+            del self.key_active[key]  # an idle key leaves nothing behind
 
     async def wait_for_room(self, job: Job[Any]) -> None:
         """Park until ``job`` is accepted (or `PoolClosed` is delivered)."""
@@ -404,13 +522,26 @@ class PoolCore:
         """How many jobs the queue may hold now.
 
         ``capacity``, plus one for each worker being started that will take
-        a job when it runs (after a `resize` down, a surplus one takes none).
+        a job when it runs (after a `resize` down, a surplus one takes none;
+        with a rate limit, one may find no token).
         """
         starting = self.starting
+        if self.rate is not None:  # a new worker may find no token
+            return self.capacity
         if starting:
             fits = self.max_workers - len(self.workers) + starting
             starting = max(0, min(starting, fits))
         return self.capacity + starting
+
+    def _over_capacity(self, more_aside: int = 0) -> bool:
+        """More jobs wait than the queue may hold (after a `resize` down).
+
+        Workers being started (the room beyond ``capacity``) take jobs from
+        the queue, never those set aside for their key.
+        """
+        queued = self.backlog
+        starting_room = min(self.room() - self.capacity, queued)
+        return queued + self.held + more_aside > self.capacity + starting_room
 
     def _enqueue(self, job: Job[Any]) -> None:
         job.holder = None
@@ -429,11 +560,15 @@ class PoolCore:
         """Accept blocked submitters' jobs while the queue has room."""
         waiters = self.room_waiters
         admitted = 0
-        while waiters and self.backlog < (
+        while waiters and self.backlog + self.held < (
             self.room() if self.starting else self.capacity
         ):
+            if self.per_key_limit is not None:
+                job = next(iter(waiters.values()))
+                if self._saturated(job) and not self._room_aside():
+                    break  # its place aside must wait for the queue to empty
             task, job = waiters.popitem(last=False)
-            self._enqueue(job)
+            self._place(job)
             self.submitted += 1
             admitted += 1
             reschedule(task)
@@ -467,9 +602,14 @@ class PoolCore:
         self.token = current_trio_token()
         self.thread = get_ident()
         self.nursery = nursery
+        self.clock = trio.lowlevel.current_clock()
         self.all_started = trio.Event()
         for _ in range(self.min_workers):
             self._grow(None)
+        if self.rate is not None:
+            nursery.start_soon(
+                self._run_pacer, self, name=f"trio_pool pacer of {self.name!r}"
+            )
         return self.all_started
 
     @enable_ki_protection
@@ -490,28 +630,96 @@ class PoolCore:
         """
         if worker.retired or len(self.workers) > self.max_workers:
             return None
+        if (
+            self.rate is not None
+            and (self.backlog or self.room_waiters)
+            and not self._take_token()
+        ):
+            return None
+        job = self._take_waiting()
+        if job is not None:
+            self._start(worker, job, scope)
+        return job
+
+    def _take_waiting(self) -> Job[Any] | None:
+        """Take the next job waiting to start: the queue's first, or (with
+        capacity 0) a blocked submitter's, which is accepted as it is taken."""
         queue = self.queue
         while queue:
             job = queue.popleft()
             if job.state is QUEUED:
                 self.backlog -= 1
                 if self.over_capacity_allowed:
-                    self.over_capacity_allowed = self.backlog > self.room()
+                    self.over_capacity_allowed = self._over_capacity()
                 if self.room_waiters:
                     self._admit_waiters()
-                break
-        else:
-            waiters = self.room_waiters
-            if not waiters:
-                return None
-            # capacity 0: take a blocked submitter's job directly
+                return job
+        waiters = self.room_waiters
+        if not waiters:
+            return None
+        if self.per_key_limit is None:
             task, job = waiters.popitem(last=False)
-            self.submitted += 1
-            reschedule(task)
-            if self.telemetry is not None:
-                self.telemetry.accepted()
-        self._start(worker, job, scope)
+        else:  # the first whose key may run
+            for task, job in waiters.items():  # noqa: B007 (task: used below)
+                key = job.key
+                if key is None or self.key_active.get(key, 0) < self.per_key_limit:
+                    break
+            else:
+                return None
+            del waiters[task]
+            if key is not None:
+                self.key_active[key] = self.key_active.get(key, 0) + 1
+        self.submitted += 1
+        reschedule(task)
+        if self.telemetry is not None:
+            self.telemetry.accepted()
         return job
+
+    def _paced_start(self) -> bool:
+        """With a rate limit, may a new job go straight to an idle worker?
+        Not before the jobs that already wait for a token."""
+        return not self.backlog and not self.room_waiters and self._take_token()
+
+    def _take_token(self) -> bool:
+        """Spend a start token of the rate limit; if there is none, make sure
+        the pacer wakes when the next one is due."""
+        assert self.rate is not None
+        if self.rate.take(trio.current_time()):
+            return True
+        self._wake_pacer()
+        return False
+
+    def _wake_pacer(self) -> None:
+        if self.pacer:
+            self.pacer.unpark_all()
+
+    @enable_ki_protection
+    def pace(self) -> float | None:
+        """The pacer's step: hand waiting jobs to idle workers as tokens allow.
+
+        Returns:
+            When to look again (``math.inf``: when woken), or None once the
+            pool is closed and its last worker has stopped (workers stop only
+            when nothing is left to start): the pacer stops too.
+        """
+        rate = self.rate
+        assert rate is not None
+        if self.closed and not self.workers:
+            return None
+        idle = self.idle
+        while self.backlog or self.room_waiters:
+            if not idle:  # busy workers take jobs as they finish, or a new one
+                if len(self.workers) < self.max_workers and not self.starting:
+                    self._grow("for a waiting job")
+                return math.inf
+            if not rate.take(trio.current_time()):
+                return rate.next_at()
+            job = self._take_waiting()
+            if job is None:  # only submitters whose keys are saturated wait
+                rate.give_back()
+                break
+            self._hand_over(idle.pop(), job)
+        return math.inf
 
     @enable_ki_protection
     def idle_or_stop(self, worker: Worker) -> bool:
@@ -578,8 +786,10 @@ class PoolCore:
             job.holder = None
             self.queue.appendleft(job)
             self.backlog += 1
-            if self.backlog > self.room():
+            if self._over_capacity():
                 self.over_capacity_allowed = True
+            if self.rate is not None:
+                self.rate.give_back()  # it did not start
             self._remove(worker)
             return None
         self._start(worker, job, scope)
@@ -605,6 +815,8 @@ class PoolCore:
         """Jobs still wait: wake an idle worker, or start one if the pool scales."""
         idle = self.idle
         if idle:
+            if self.rate is not None and not self._take_token():
+                return
             queue = self.queue
             while queue:
                 job = queue.popleft()
@@ -668,6 +880,10 @@ class PoolCore:
         error: BaseException | None = None,
     ) -> None:
         """Move a job to a terminal state and wake every task waiting on it."""
+        if self.per_key_limit is not None:
+            key = job.key
+            if key is not None and job.holder is not WAITING_FOR_KEY:
+                self._key_done(key)
         job.state = state
         job.holder = None
         job.scope = None
@@ -739,6 +955,8 @@ class PoolCore:
     def _remove(self, worker: Worker) -> None:
         self.workers.discard(worker)
         worker.retired = True
+        if self.closed and not self.workers:
+            self._wake_pacer()  # to stop as well
 
     def _release_idle(self) -> None:
         """Wake every idle worker with nothing to do, so that it stops."""
@@ -767,16 +985,33 @@ class PoolCore:
                 # room): the pool has nothing to cancel. The feeder's own
                 # cancellation withdraws it.
                 return
+            if holder is WAITING_FOR_KEY:
+                waiting = self.key_waiting[job.key]
+                waiting.remove(job)
+                if not waiting:
+                    del self.key_waiting[job.key]
+                self.held -= 1
+                self._resolve_unstarted(job)
+                if self.room_waiters:
+                    self._admit_waiters()
+                return
             if holder is None:  # in the queue
                 self.backlog -= 1
                 queue = self.queue
                 if len(queue) > 2 * self.backlog + 32:  # drop the tombstones
                     self.queue = deque(e for e in queue if e.state is QUEUED)
             else:  # handed over: the worker finds nothing when it runs
+                assert isinstance(holder, Worker)
                 holder.job = None
+                if self.rate is not None:
+                    self.rate.give_back()  # it will not start
             self._resolve_unstarted(job)
-            if holder is None and self.room_waiters:
-                self._admit_waiters()
+            if holder is None:
+                if self.room_waiters:
+                    self._admit_waiters()
+                elif self.closed and not self.backlog:
+                    # (with a rate, idle workers wait beside queued jobs)
+                    self._release_idle()
         elif state is RUNNING:
             self._cancel_running(job)
 
@@ -825,7 +1060,7 @@ class PoolCore:
             # idle timer: wake them to park again with one.
             while idle:
                 reschedule(idle.pop().task)  # type: ignore[arg-type]
-        if self.backlog > self.room():  # accepted before; they stay
+        if self._over_capacity():  # accepted before; they stay
             self.over_capacity_allowed = True
         waiting = self.backlog + len(self.room_waiters)
         while len(self.workers) < workers or (
@@ -861,6 +1096,11 @@ class PoolCore:
     def cancel_everything(self) -> None:
         """Close, resolve every job not started, cancel every running one."""
         self.close()
+        set_aside = [job for waiting in self.key_waiting.values() for job in waiting]
+        self.key_waiting.clear()
+        self.held = 0
+        for job in set_aside:  # first, so that none takes a freed key's place
+            self._resolve_unstarted(job)
         queue = self.queue
         while queue:
             job = queue.popleft()
@@ -929,6 +1169,31 @@ class PoolCore:
             exc_info=error,
         )
 
+    def _check_keys(self, live: list[Job[Any]], handed_jobs: list[Job[Any]]) -> None:
+        """The per-key books agree with the jobs (part of `check_invariants`)."""
+        limit = self.per_key_limit
+        if limit is None:
+            assert not self.key_active, self.key_active
+            assert not self.key_waiting, self.key_waiting
+            assert not self.held, self.held
+            return
+        counts: dict[Hashable, int] = {}
+        for job in (*live, *handed_jobs):
+            if job.key is not None:
+                counts[job.key] = counts.get(job.key, 0) + 1
+        assert counts == self.key_active, (counts, self.key_active)
+        assert all(0 < n <= limit for n in counts.values()), counts
+        held = 0
+        for key, waiting in self.key_waiting.items():
+            assert waiting, f"an empty list of jobs waiting for key {key!r}"
+            assert self.key_active.get(key) == limit, f"key {key!r} is not saturated"
+            for job in waiting:
+                assert job.state is QUEUED, job.state
+                assert job.holder is WAITING_FOR_KEY, job.holder
+                assert job.key == key, (job.key, key)
+            held += len(waiting)
+        assert held == self.held, (held, self.held)
+
     def statistics(self) -> PoolStatistics:
         """A snapshot of the books (read-only: safe from a metric reader's thread)."""
         finished = self.finished()
@@ -949,7 +1214,19 @@ class PoolCore:
             cancelled=self.cancelled,
             rejected=self.rejected,
             closed=self.closed,
+            rate_tokens=self._rate_tokens(),
+            waiting_for_key=None if self.per_key_limit is None else self.held,
+            active_keys=None if self.per_key_limit is None else len(self.key_active),
         )
+
+    def _rate_tokens(self) -> float | None:
+        rate = self.rate
+        if rate is None:
+            return None
+        clock = self.clock
+        if clock is None:  # not opened yet: a full bucket
+            return float(rate.burst)
+        return rate.tokens(clock.current_time())
 
     # ---------------------------------------------------------- the invariant
 
@@ -981,6 +1258,9 @@ class PoolCore:
                 assert job.state is RUNNING, job.state
                 running += 1
         assert woken == self.waking, (woken, self.waking)
+        self._check_keys(
+            live, handed_jobs=[w.job for w in self.workers if w.job is not None]
+        )
         assert running == self.running, (running, self.running)
         for task, job in self.room_waiters.items():
             assert job.state is QUEUED, (task, job.state)
@@ -999,11 +1279,16 @@ class PoolCore:
         )
         assert min(counts) >= 0, f"a negative count: {counts}"
         queued = self.submitted - self.running - self.finished()
-        assert queued == self.backlog + handed, (queued, self.backlog, handed)
+        assert queued == self.backlog + handed + self.held, (
+            queued,
+            self.backlog,
+            handed,
+            self.held,
+        )
         if not self.over_capacity_allowed:
-            assert self.backlog <= self.room(), (
-                f"{self.backlog} queued > capacity {self.capacity} + "
-                f"{self.starting} starting"
+            assert not self._over_capacity(), (
+                f"{self.backlog} queued and {self.held} waiting for their key > "
+                f"capacity {self.capacity} + {self.starting} starting"
             )
         assert self.min_workers <= self.max_workers
         parked = self.drain_waiters.statistics().tasks_waiting

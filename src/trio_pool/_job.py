@@ -18,7 +18,7 @@ from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 from ._errors import JobCancelled, JobTimeout
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Hashable
     from types import TracebackType
 
     import trio
@@ -52,9 +52,12 @@ class Pending(enum.Enum):
 
     NOT_ACCEPTED = "not accepted"
     """Its submitter still holds it (waiting for room, or about to offer it)."""
+    WAITING_FOR_KEY = "waiting for its key"
+    """Accepted, set aside until a job of its key ends (``per_key_limit``)."""
 
 
 NOT_ACCEPTED = Pending.NOT_ACCEPTED
+WAITING_FOR_KEY = Pending.WAITING_FOR_KEY
 
 QUEUED = JobState.QUEUED
 RUNNING = JobState.RUNNING
@@ -95,6 +98,7 @@ class Job(Generic[T]):
         "error",
         "fn",
         "holder",
+        "key",
         "label",
         "lot",
         "on_done",
@@ -120,6 +124,7 @@ class Job(Generic[T]):
     state: JobState
     """The job's current `JobState`. Read it; only the pool changes it."""
     holder: Worker | Pending | None
+    key: Hashable
     cancel_requested: bool
     retrieved: bool
     scope: trio.CancelScope | None
@@ -146,7 +151,9 @@ class Job(Generic[T]):
     ) -> None:
         # Where the job is, at every instant, follows from ``state`` and
         # ``holder``: QUEUED and NOT_ACCEPTED is still its submitter's
-        # (waiting for room, perhaps); QUEUED with no holder is in the queue;
+        # (waiting for room, perhaps); QUEUED and WAITING_FOR_KEY waits for
+        # its key in the core's ``key_waiting``; QUEUED with no holder is in
+        # the queue;
         # QUEUED with a worker was handed to that worker, which has not
         # started it; RUNNING runs in ``holder``; any other state is resolved.
         self.core = core
@@ -163,7 +170,8 @@ class Job(Generic[T]):
         self.lot = None  # created when someone waits
         # Set when the job resolves: value, error, traceback, context, cause,
         # suppress_context. Set by a pool that records timings: t_submitted,
-        # t_started, t_finished; by telemetry: span_context. (Fewer stores.)
+        # t_started, t_finished; by telemetry: span_context; by a pool with
+        # per_key_limit: key. (Fewer stores per job.)
 
     def __repr__(self) -> str:
         return f"<trio_pool.Job {self.name!r} {self.state.value}>"
@@ -208,8 +216,8 @@ class Job(Generic[T]):
     def wait_duration(self) -> float | None:
         """Seconds from submission to start; for a job cancelled before it
         started, to its cancellation. ``None`` until known."""
-        submitted = getattr(self, "t_submitted", None)
-        ended = getattr(self, "t_started", None)
+        submitted: float | None = getattr(self, "t_submitted", None)
+        ended: float | None = getattr(self, "t_started", None)
         if ended is None:  # (0.0 is a time: MockClock starts there)
             ended = getattr(self, "t_finished", None)
         if submitted is None or ended is None:
@@ -220,8 +228,8 @@ class Job(Generic[T]):
     def run_duration(self) -> float | None:
         """Seconds from start to finish; ``None`` until the job is done, and
         for a job that never started."""
-        started = getattr(self, "t_started", None)
-        finished = getattr(self, "t_finished", None)
+        started: float | None = getattr(self, "t_started", None)
+        finished: float | None = getattr(self, "t_finished", None)
         if started is None or finished is None:
             return None
         return finished - started

@@ -24,6 +24,7 @@ from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from ._checks import (
     DEFAULT_IDLE_TIMEOUT,
+    MAX_BURST,
     MAX_CAPACITY,
     MAX_WORKERS,
     USE_DEFAULT,
@@ -33,6 +34,7 @@ from ._checks import (
     check_iterable,
     check_max_workers,
     check_name,
+    check_rate,
     check_seconds,
     default_capacity,
 )
@@ -40,6 +42,7 @@ from ._core import PoolCore
 from ._errors import leaves
 from ._log import INFO, log
 from ._map import MapResults
+from ._rate import run_pacer
 from ._worker import run_worker
 
 if TYPE_CHECKING:
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
         AsyncIterable,
         Awaitable,
         Callable,
+        Hashable,
         Iterable,
     )
     from contextlib import AbstractAsyncContextManager
@@ -145,6 +149,7 @@ class Pool:
         *args: Unpack[PosArgT],
         name: str | None = None,
         timeout: float | None = USE_DEFAULT,
+        key: Hashable = None,
     ) -> Job[T]:
         """Queue ``fn(*args)`` and return its `Job`.
 
@@ -161,6 +166,11 @@ class Pool:
                 name by default.
             timeout: seconds the job may run (queue time does not count);
                 ``None`` for no limit; the pool's ``job_timeout`` by default.
+            key: in a pool opened with ``per_key_limit=N``, at most N jobs
+                of one key (any hashable, e.g. a host name) are queued or
+                running at once; the others wait aside, in order, without
+                holding up other keys' jobs, and count against ``capacity``.
+                ``None``: no key.
 
         Returns:
             The job's handle.
@@ -172,9 +182,9 @@ class Pool:
             RuntimeError: called from another thread or another Trio run.
         """
         core = self._core
-        job = core.new_job("submit", fn, args, name, timeout)
+        job = core.new_job("submit", fn, args, name, timeout, key)
         await checkpoint_if_cancelled()
-        if core.offer(job):  # core.accept(), inlined: one coroutine less
+        if core.offer(job) if key is None else core.offer_keyed(job):
             if core.yield_due():
                 await cancel_shielded_checkpoint()
         else:
@@ -187,6 +197,7 @@ class Pool:
         *args: Unpack[PosArgT],
         name: str | None = None,
         timeout: float | None = USE_DEFAULT,
+        key: Hashable = None,
     ) -> Job[T]:
         """Queue ``fn(*args)`` if there is room right now, and return its `Job`.
 
@@ -199,8 +210,8 @@ class Pool:
             RuntimeError: called from another thread or another Trio run.
         """
         core = self._core
-        job = core.new_job("submit_nowait", fn, args, name, timeout)
-        if core.offer(job):
+        job = core.new_job("submit_nowait", fn, args, name, timeout, key)
+        if core.offer(job) if key is None else core.offer_keyed(job):
             return job
         raise core.overloaded("right now")
 
@@ -210,6 +221,7 @@ class Pool:
         *args: Unpack[PosArgT],
         name: str | None = None,
         timeout: float | None = USE_DEFAULT,
+        key: Hashable = None,
     ) -> T:
         """Submit ``fn(*args)``, wait for it, and return its value.
 
@@ -220,7 +232,7 @@ class Pool:
             Exception: whatever the job raised, `JobTimeout`, `JobCancelled`,
                 or what `submit` raises.
         """
-        job = await self.submit(fn, *args, name=name, timeout=timeout)
+        job = await self.submit(fn, *args, name=name, timeout=timeout, key=key)
         try:
             return await job.result()
         except trio.Cancelled:
@@ -461,6 +473,9 @@ def open_pool(
     meter_provider: MeterProvider | None = None,
     telemetry: bool = True,
     timings: bool = False,
+    rate: float | None = None,
+    burst: int = 1,
+    per_key_limit: int | None = None,
 ) -> AbstractAsyncContextManager[Pool]:
     """Open a pool of ``workers`` worker tasks.
 
@@ -495,6 +510,17 @@ def open_pool(
         timings: record when each job was submitted, started and finished
             (`Job.submitted_at` and the rest). A pool with active telemetry
             records them anyway, since it reads the clock for its metrics.
+        rate: at most this many job starts per second (a float > 0), by a
+            token bucket; ``None`` (the default) for no limit. Jobs wait in
+            the queue for their turn, so ``capacity`` and backpressure apply
+            as before.
+        burst: how many starts may happen at once after a quiet spell (the
+            bucket's size); an int from 1 to 1,000,000, default 1. Needs
+            ``rate``.
+        per_key_limit: with an int >= 1, at most this many jobs of one
+            ``key`` (see `Pool.submit`) are queued or running at once; keys
+            are served in turn, and a saturated key's jobs wait aside.
+            ``None`` (the default): submit takes no key.
 
     Raises:
         TypeError, ValueError: a bad argument, at once.
@@ -509,6 +535,12 @@ def open_pool(
     job_limit = check_seconds("job_timeout", job_timeout)
     submit_limit = check_seconds("submit_timeout", submit_timeout)
     name = check_name("name", name) or f"pool-{next(_pool_numbers)}"
+    rate = check_rate("rate", rate)
+    check_int("burst", burst, 1, MAX_BURST)
+    if per_key_limit is not None:
+        check_int("per_key_limit", per_key_limit, 1, MAX_WORKERS)
+    if rate is None and burst != 1:
+        raise ValueError(f"burst={burst!r} needs a rate (rate=None: no limit)")
     core = PoolCore(
         name=name,
         workers=workers,
@@ -519,8 +551,12 @@ def open_pool(
         submit_timeout=submit_limit,
         telemetry=check_bool("telemetry", telemetry),
         timings=check_bool("timings", timings),
+        rate=rate,
+        burst=burst,
+        per_key_limit=per_key_limit,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         run_worker=run_worker,
+        run_pacer=run_pacer,
     )
     return _opened(Pool(core), core)

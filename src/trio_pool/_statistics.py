@@ -26,9 +26,10 @@ class PoolStatistics:
     capacity: int
     """How many jobs may wait in the queue."""
     queued: int
-    """Accepted jobs that have not started yet: in the queue, or handed to a
-    worker that has not run since. The queue holds at most ``capacity`` jobs
-    plus one for each worker being started for them."""
+    """Accepted jobs that have not started yet: in the queue, set aside for
+    their key, or handed to a worker that has not run since. The queue holds
+    at most ``capacity`` jobs plus one for each worker being started for
+    them."""
     running: int
     """Jobs executing now."""
     waiting_submitters: int
@@ -48,3 +49,12 @@ class PoolStatistics:
     """Submissions refused with `PoolOverloaded` or `PoolClosed`."""
     closed: bool
     """Whether the pool has stopped taking work."""
+    rate_tokens: float | None
+    """Job starts the rate limit allows at once now, from 0 to ``burst``
+    (fractions: part of the next token); ``None`` in a pool without ``rate``."""
+    waiting_for_key: int | None
+    """Accepted jobs set aside because their key is at ``per_key_limit``
+    (counted in ``queued`` too); ``None`` in a pool without ``per_key_limit``."""
+    active_keys: int | None
+    """Keys with jobs queued, handed over or running now (an idle key leaves
+    nothing behind); ``None`` in a pool without ``per_key_limit``."""

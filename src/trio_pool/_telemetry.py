@@ -57,6 +57,24 @@ GAUGES: Final = (
         "{worker}",
         "The most workers the pool may run.",
     ),
+    (
+        "trio_pool.rate.tokens",
+        "rate_tokens",
+        "{token}",
+        "Job starts the rate limit allows at once now (pools with a rate).",
+    ),
+    (
+        "trio_pool.key.waiting_jobs",
+        "waiting_for_key",
+        "{job}",
+        "Jobs set aside until a job of their key ends (pools with per_key_limit).",
+    ),
+    (
+        "trio_pool.key.active",
+        "active_keys",
+        "{key}",
+        "Keys with jobs queued or running (pools with per_key_limit).",
+    ),
 )
 """The asynchronous gauges that report one `PoolStatistics` field each."""
 
@@ -133,12 +151,14 @@ class _Instruments:
         """A gauge callback reporting one statistics field of every live pool."""
 
         def observe(_: CallbackOptions) -> Iterable[Observation]:
-            return [
-                metrics.Observation(
-                    getattr(pool.statistics(), field), {POOL_NAME: pool.name}
-                )
-                for pool in self._live()
-            ]
+            observations: list[Observation] = []
+            for pool in self._live():
+                value = getattr(pool.statistics(), field)
+                if value is not None:  # None: the pool has no such limit
+                    observations.append(
+                        metrics.Observation(value, {POOL_NAME: pool.name})
+                    )
+            return observations
 
         return observe
 
