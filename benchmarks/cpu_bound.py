@@ -42,9 +42,10 @@ from pathlib import Path
 import trio
 import trio_parallel
 
+import trio_pool
+
 sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
 
-import trio_pool
 from cpu_work import JOB_LIMIT, count_primes
 
 RESULTS = Path(__file__).parent / "results"
