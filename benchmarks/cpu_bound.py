@@ -149,18 +149,57 @@ def process_start(samples: int) -> tuple[float, float]:
     )
 
 
-def run(jobs: int, limit: int, workers: int, rounds: int) -> dict[str, list[float]]:
-    """Seconds per round of each implementation (after a warm-up round)."""
+def cpu_seconds() -> tuple[float, float, float]:
+    """CPU seconds used so far: by the machine, by this process and its children,
+    and stolen by the hypervisor (Linux; zeros elsewhere).
+
+    Children are the live ones (trio-parallel's workers), read from /proc.
+    """
+    try:
+        with open("/proc/stat", encoding="ascii") as file:
+            fields = [int(x) for x in file.readline().split()[1:9]]
+    except OSError:
+        return 0.0, 0.0, 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    machine = (user + nice + system + irq + softirq) / ticks
+    me = os.getpid()
+    own = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            rest = stat.read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(stat.parent.name) == me or int(rest[1]) == me:
+            own += int(rest[11]) + int(rest[12])  # utime, stime
+    return machine, own / ticks, steal / ticks
+
+
+def run(
+    jobs: int, limit: int, workers: int, rounds: int
+) -> tuple[dict[str, list[float]], tuple[float, float, float]]:
+    """Seconds per round of each implementation (after a warm-up round), and
+    the CPUs used on average meanwhile: by the benchmark (its worker
+    processes included), by other processes, stolen by the hypervisor."""
     names = list(IMPLEMENTATIONS)
     for name in names:  # warm-up: processes and threads start here
         IMPLEMENTATIONS[name](max(workers, jobs // 4), limit, workers)
     seconds: dict[str, list[float]] = {name: [] for name in names}
+    start, (machine, own, steal) = time.perf_counter(), cpu_seconds()
     for index in range(rounds):
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
             seconds[name].append(IMPLEMENTATIONS[name](jobs, limit, workers))
         print(f"round {index + 1}/{rounds} done", file=sys.stderr, flush=True)
-    return seconds
+    elapsed = time.perf_counter() - start
+    machine_after, own_after, steal_after = cpu_seconds()
+    used = own_after - own
+    usage = (
+        used / elapsed,
+        max(0.0, machine_after - machine - used) / elapsed,
+        (steal_after - steal) / elapsed,
+    )
+    return seconds, usage
 
 
 def table(
@@ -170,6 +209,7 @@ def table(
     workers: int,
     starts: tuple[float, float],
     load: tuple[tuple[float, ...], tuple[float, ...]],
+    usage: tuple[float, float, float],
 ) -> str:
     """The results as Markdown."""
     rates = {name: [jobs / s for s in samples] for name, samples in seconds.items()}
@@ -189,7 +229,10 @@ def table(
         f"Python {platform.python_version()}, trio-parallel "
         f"{_version('trio-parallel')}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs (shared); load average "
-        f"{before[0]:.2f} before the run, {after[0]:.2f} after.",
+        f"{before[0]:.2f} before the run, {after[0]:.2f} after. During the "
+        f"measured rounds the benchmark used {usage[0]:.2f} CPUs on average, "
+        f"other processes {usage[1]:.2f}, and the hypervisor stole "
+        f"{usage[2]:.2f}.",
         "",
         "| implementation | jobs/s | range over rounds | × in-thread |",
         "| --- | ---: | ---: | ---: |",
@@ -228,11 +271,10 @@ def main() -> None:
     rounds = args.rounds or (3 if args.quick else 5)
     jobs = args.jobs or (20 if args.quick else 40)
     before = os.getloadavg()
-    seconds = run(jobs, args.limit, args.workers, rounds)
+    seconds, usage = run(jobs, args.limit, args.workers, rounds)
     starts = process_start(5)
-    text = table(
-        seconds, jobs, args.limit, args.workers, starts, (before, os.getloadavg())
-    )
+    load = (before, os.getloadavg())
+    text = table(seconds, jobs, args.limit, args.workers, starts, load, usage)
     print(text)
     if not args.quick:
         RESULTS.mkdir(exist_ok=True)
