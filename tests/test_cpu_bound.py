@@ -9,7 +9,7 @@ Processes take real time, so the tests wait for what the parent can see (a
 check-in, a job's end, `trio.testing.wait_all_tasks_blocked`), never for
 wall-clock sleeps. Under the autojump clock a task waiting for a process
 counts as blocked: a time limit expires as soon as every task waits, so the
-time-limit test moves a `trio.testing.MockClock` by hand instead.
+time-limit tests move a `trio.testing.MockClock` by hand instead.
 """
 
 from __future__ import annotations
@@ -174,20 +174,29 @@ async def test_a_time_limit_kills_the_process_call(
 
 
 async def test_without_kill_on_cancel_a_timed_out_job_waits_for_its_process(
-    autojump_clock: trio.abc.Clock,
+    mock_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     """The contrast: the process call shields its job from the time limit."""
+    async with (
+        open_check_ins(tmp_path) as check_ins,
+        trio_parallel.open_worker_context() as context,
+        trio_pool.open_pool(1) as pool,
+    ):
 
-    async def patient(limit: int) -> int:
-        return await trio_parallel.run_sync(count_primes, limit)
+        async def patient() -> tuple[int, int]:
+            return await context.run_sync(hold, check_ins.address, 7)
 
-    async with trio_pool.open_pool(1) as pool:
         start = trio.current_time()
-        # About 0.1 s of CPU: far longer than the autojump clock takes to jump.
-        job = await pool.submit(patient, 100_000, timeout=1)
-        assert await job.result() == 9592  # late, but it succeeded
+        job = await pool.submit(patient, timeout=1)
+        conn, _, pid = await check_ins.next()
+        mock_clock.jump(2)  # past the limit
+        await trio.testing.wait_all_tasks_blocked()
+        assert not job.done  # the call goes on, and the job waits for it
+        await conn.send(b"x")
+        conn.close()
+        assert await job.result() == (7, pid)  # late, but it succeeded
         assert job.state is trio_pool.JobState.SUCCEEDED
-        assert trio.current_time() - start == 1  # the deadline did pass
+        assert trio.current_time() - start == 2
 
 
 async def test_a_failing_process_call_stays_in_its_job() -> None:
