@@ -39,7 +39,7 @@ def count_primes(limit: int) -> int:
     """Count the primes below ``limit`` by trial division, in pure Python.
 
     Slow on purpose: it holds the GIL for its whole run, about 30 ms for
-    ``limit=50_000``, and days for ``limit=10**12``.
+    ``limit=50_000``, and decades for ``limit=10**12``.
 
     Args:
         limit: count the primes ``p`` with ``2 <= p < limit``.
