@@ -122,6 +122,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run.py", *(session.posargs or ["--quick"]))
     session.run("python", "benchmarks/scaling.py")
     session.run("python", "benchmarks/queue_choice.py", "--quick")
+    session.run("python", "benchmarks/cpu_bound.py", "--quick")
 
 
 @nox.session

@@ -21,6 +21,7 @@ intersphinx_mapping = (
         "python": ("https://docs.python.org/3", None),
         "trio": ("https://trio.readthedocs.io/en/stable", None),
         "outcome": ("https://outcome.readthedocs.io/en/latest", None),
+        "trio_parallel": ("https://trio-parallel.readthedocs.io/en/latest", None),
     }
 )
 default_role = "py:obj"
@@ -31,7 +32,11 @@ autodoc_class_signature = "separated"
 napoleon_google_docstring = True
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(trio|outcome|opentelemetry|typing_extensions|PosArgT|T)(\..*)?"),
+    (
+        r"py:.*",
+        r"(trio|trio_parallel|outcome|opentelemetry|typing_extensions|PosArgT|T)"
+        r"(\..*)?",
+    ),
     (
         r"py:.*",
         r"(Exception|ExceptionGroup|TypeError|ValueError|Any|Awaitable|Callable)",
