@@ -21,6 +21,7 @@ dead-lettered or released.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import inspect
 import math
@@ -30,7 +31,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, final
 
 import trio
-from coredis.exceptions import ResponseError
+from coredis.exceptions import StreamDuplicateConsumerGroupError
 
 import trio_pool
 
@@ -179,6 +180,7 @@ class ConsumerCore:
         self._group = group
         self._name = consumer
         self._handler = handler
+        self._job_name = getattr(handler, "__qualname__", None) or repr(handler)
         self._idle_ms = max(1, round(idle_time * 1000))
         self._idle_time = idle_time
         self._max_deliveries = max_deliveries
@@ -279,7 +281,8 @@ class ConsumerCore:
         ]
         async with trio_pool.as_completed(jobs) as finished:
             async for job in finished:
-                held = self._held.get(self._job_ids[job])
+                identifier = self._job_ids.get(job)
+                held = None if identifier is None else self._held.get(identifier)
                 if held is not None and held.verdict is None:
                     # It never ran (cancelled while queued): its wrapper
                     # never called _job_ended.
@@ -455,9 +458,9 @@ class ConsumerCore:
         pool = self._pool
         try:
             try:
-                job = pool.submit_nowait(self._run_job, held)
+                job = pool.submit_nowait(self._run_job, held, name=self._job_name)
             except trio_pool.PoolOverloaded:  # others took the room meanwhile
-                job = await pool.submit(self._run_job, held)
+                job = await pool.submit(self._run_job, held, name=self._job_name)
         except trio_pool.PoolClosed:
             return False
         held.job = job
@@ -663,14 +666,16 @@ class ConsumerCore:
             self._pending = _as_int(info.get("pending"))
             self._lag = _as_int(info.get("lag"))
 
-    async def create_group(self) -> None:
-        try:
+    async def prepare(self, create_group: bool) -> None:
+        """Load the scripts (no retry noise on first use); create the group."""
+        for script in (CLAIM, RENEW, DEAD_LETTER):
+            await self._client.script_load(script)
+        if not create_group:
+            return
+        with contextlib.suppress(StreamDuplicateConsumerGroupError):
             await self._client.xgroup_create(
                 self._stream, self._group, "0", mkstream=True
             )
-        except ResponseError as exc:
-            if not str(exc).startswith("BUSYGROUP"):
-                raise
 
 
 def _as_text(value: object) -> str | None:
@@ -786,8 +791,7 @@ async def _opened(
     create_group: bool,
 ) -> AsyncGenerator[StreamConsumer, None]:
     """Run ``core``'s tasks in a nursery around the ``async with`` body."""
-    if create_group:
-        await core.create_group()
+    await core.prepare(create_group)
     telemetry = core.telemetry
     log(INFO, "stream consumer %r started on %r, group %r", core.name, core.stream, core.group)
     if telemetry is not None:
