@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import functools
 import shutil
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
 import trio.testing
 from sybil import Sybil
-from sybil.sybil import SybilCollection
 from sybil.parsers import markdown, rest
-
+from sybil.sybil import SybilCollection
 from tests.redis_server import MISSING, RedisServer
 from tests.redis_server import redis_server as start_redis_server
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 _real_run = trio.run
 REDIS_PAGES = ["howto/redis-stream.rst"]
@@ -63,27 +64,27 @@ def redis_server() -> Iterator[RedisServer]:
 pytest_collect_file = SybilCollection(
     [
         Sybil(
-        parsers=[markdown.PythonCodeBlockParser(), markdown.SkipParser()],
-        patterns=["README.md"],
-        setup=_setup,
-        teardown=_teardown,
-    ),
-    Sybil(
-        parsers=[rest.PythonCodeBlockParser(), rest.SkipParser()],
-        patterns=["*.rst"],
-        excludes=REDIS_PAGES,
-        path="docs",
-        setup=_setup,
-        teardown=_teardown,
-    ),
-    Sybil(
-        parsers=[rest.PythonCodeBlockParser(), rest.SkipParser()],
-        patterns=REDIS_PAGES,
-        path="docs",
-        setup=_setup_redis,
-        teardown=_teardown,
-        fixtures=["redis_server"],
-        name="redis",
-    ),
+            parsers=[markdown.PythonCodeBlockParser(), markdown.SkipParser()],
+            patterns=["README.md"],
+            setup=_setup,
+            teardown=_teardown,
+        ),
+        Sybil(
+            parsers=[rest.PythonCodeBlockParser(), rest.SkipParser()],
+            patterns=["*.rst"],
+            excludes=REDIS_PAGES,
+            path="docs",
+            setup=_setup,
+            teardown=_teardown,
+        ),
+        Sybil(
+            parsers=[rest.PythonCodeBlockParser(), rest.SkipParser()],
+            patterns=REDIS_PAGES,
+            path="docs",
+            setup=_setup_redis,
+            teardown=_teardown,
+            fixtures=["redis_server"],
+            name="redis",
+        ),
     ]
 ).pytest()

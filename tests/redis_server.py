@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import attrs
@@ -65,7 +65,7 @@ def _wait_until_listening(
 
 
 @contextlib.contextmanager
-def redis_server(timeout: float = 10.0) -> Iterator[RedisServer]:
+def redis_server(timeout: float = 10.0) -> Generator[RedisServer, None, None]:
     """Run a redis-server for the duration of the ``with``.
 
     Raises:

@@ -9,23 +9,27 @@ tens of milliseconds, so reclaims and retries come quickly.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import coredis
-from coredis.response.types import StreamPending
 import pytest
 import trio
 import trio.testing
+from coredis.exceptions import RedisError
+from coredis.response.types import StreamPending
 
 import trio_pool
 from trio_pool.redis import (
     Delivery,
+    PayloadError,
     StreamConsumer,
     add_jobs,
     decode_dead_letter,
@@ -62,7 +66,7 @@ def consume(
     handler: Callable[[Delivery], Awaitable[object]],
     name: str = "c1",
     **kwargs: Any,
-) -> Any:
+) -> AbstractAsyncContextManager[StreamConsumer]:
     kwargs.setdefault("idle_time", IDLE)
     return open_stream_consumer(pool, client, stream, "group", name, handler, **kwargs)
 
@@ -118,11 +122,10 @@ async def test_backpressure_never_more_in_hand_than_the_pool_has_room_for(
     room = workers + capacity
     gates = {n: trio.Event() for n in range(12)}
     started_send, started = trio.open_memory_channel[int](100)
-    consumer: StreamConsumer | None = None
+    consumers: list[StreamConsumer] = []
 
     def check(pool: trio_pool.Pool) -> None:
-        assert consumer is not None
-        s = consumer.statistics()
+        s = consumers[0].statistics()
         p = pool.statistics()
         assert s.in_hand <= room, s
         assert s.in_hand == p.queued + p.running, (s, p)  # the only submitter
@@ -137,6 +140,7 @@ async def test_backpressure_never_more_in_hand_than_the_pool_has_room_for(
     await add_jobs(client, stream, range(12))
     async with trio_pool.open_pool(workers, capacity=capacity) as pool:
         async with consume(pool, client, stream, handler) as consumer:
+            consumers.append(consumer)
             for step in range(12):
                 with trio.fail_after(LIMIT):
                     n = await started.receive()
@@ -241,7 +245,7 @@ async def test_undecodable_entries_are_dead_lettered_at_once(
     assert "version '2' is not supported" in letters[1].error
     assert "is not JSON" in letters[2].error
     assert dict(letters[0].fields) == {"foo": "bar"}
-    with pytest.raises(trio_pool.redis.PayloadError):
+    with pytest.raises(PayloadError):
         letters[0].payload  # noqa: B018
 
 
@@ -373,16 +377,18 @@ async def test_the_body_raising_cancels_the_jobs_and_acks_the_finished(
             await trio.sleep_forever()
 
     await add_jobs(client, stream, range(3))
+    consumers: list[StreamConsumer] = []
     async with trio_pool.open_pool(3, capacity=0) as pool:
         with pytest.raises(KeyError, match="body"):
             async with consume(pool, client, stream, handler) as consumer:
+                consumers.append(consumer)
                 with trio.fail_after(LIMIT):
                     for _ in range(3):
                         await started.receive()
                     while consumer.statistics().in_hand > 2:
                         await trio.testing.wait_all_tasks_blocked()
                 raise KeyError("body")
-    stats = consumer.statistics()
+    stats = consumers[0].statistics()
     assert (stats.acked, stats.released, stats.in_hand) == (1, 2, 0)
     assert await group_pending(client, stream) == 2
 
@@ -413,7 +419,7 @@ async def test_a_redis_error_while_running_comes_out_as_itself(
         await trio.lowlevel.checkpoint()
 
     async with trio_pool.open_pool(1) as pool:
-        with pytest.raises(coredis.exceptions.RedisError, match="consumer group"):
+        with pytest.raises(RedisError, match="consumer group"):
             async with consume(pool, client, stream, handler, name="x"):
                 await client.xgroup_destroy(stream, "group")
                 with trio.fail_after(LIMIT):
@@ -427,14 +433,8 @@ async def start_worker(
     nursery: trio.Nursery, url: str, stream: str, name: str, *args: str
 ) -> trio.Process:
     command = [sys.executable, str(WORKER), url, stream, "group", name, *args]
-    process: trio.Process = await nursery.start(
-        lambda task_status: trio.run_process(  # type: ignore[misc]
-            command,
-            cwd=ROOT,
-            check=False,
-            task_status=task_status,
-        )
-    )
+    run = functools.partial(trio.run_process, command, cwd=ROOT, check=False)
+    process: trio.Process = await nursery.start(run)
     return process
 
 
@@ -475,7 +475,7 @@ async def test_a_killed_consumer_process_entries_are_reclaimed(
                 await c.wait_drained()
     done_by_the_dead = {int(n) for n in await client.lrange(f"{stream}:done", 0, -1)}
     assert set(seen) | done_by_the_dead == set(range(30))
-    assert {n for n in range(10, 30)} <= set(seen)  # it never finished those
+    assert set(range(10, 30)) <= set(seen)  # it never finished those
     assert c.statistics().reclaimed >= held_by_the_dead
     assert await group_pending(client, stream) == 0
 
@@ -500,7 +500,9 @@ async def test_two_consumer_processes_share_one_stream(
             for name in ("p1", "p2"):
                 await client.rpush(f"{stream}:go:{name}", ["go"])
     assert [p.returncode for p in processes] == [0, 0]
-    stats = [json.loads(await client.get(f"{stream}:stats:{n}") or "") for n in ("p1", "p2")]
+    stats = [
+        json.loads(await client.get(f"{stream}:stats:{n}") or "") for n in ("p1", "p2")
+    ]
     runs = {int(n): int(c) for n, c in (await client.hgetall(f"{stream}:runs")).items()}
     assert set(runs) == set(range(total))  # every entry processed
     assert all(s["acked"] > 0 for s in stats), stats  # by both

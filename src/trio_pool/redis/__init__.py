@@ -1,4 +1,6 @@
-"""trio_pool.redis: a pool that consumes a Redis stream (``pip install trio-pool[redis]``).
+"""trio_pool.redis: a pool that consumes a Redis stream.
+
+Install it with ``pip install trio-pool[redis]``.
 
 A consumer in a Redis consumer group reads only as many entries as a
 `trio_pool.Pool` has room for, runs a handler on each in the pool,
@@ -9,12 +11,10 @@ Built on coredis; ``import trio_pool`` alone never imports it.
 
 from __future__ import annotations
 
-try:
-    import coredis as _coredis  # noqa: F401  (checked here, used by the modules)
-except ImportError as exc:  # pragma: no cover - the tests install the extra
-    raise ImportError(
-        "trio_pool.redis needs coredis: pip install 'trio-pool[redis]'"
-    ) from exc
+import importlib.util as _importlib_util
+
+if _importlib_util.find_spec("coredis") is None:  # pragma: no cover
+    raise ImportError("trio_pool.redis needs coredis: pip install 'trio-pool[redis]'")
 
 from ._consumer import StreamConsumer as StreamConsumer
 from ._consumer import open_stream_consumer as open_stream_consumer
@@ -48,4 +48,4 @@ def _fix_module_names() -> None:
 
 
 _fix_module_names()
-del _fix_module_names
+del _fix_module_names, _importlib_util

@@ -56,6 +56,9 @@ if sys.version_info < (3, 11):
 ROOM_POLL: Final = 0.05
 """Seconds between looks at a pool that other submitters keep full (the pool
 tells only its own submitters when room frees up)."""
+DRAIN_POLL: Final = 0.1
+"""Seconds between questions to Redis in `StreamConsumer.wait_drained` while
+other consumers hold entries (their acknowledgements tell this one nothing)."""
 EMERGENCY_FLUSH: Final = 5.0
 """Seconds a consumer leaving on an error or a cancellation may spend
 acknowledging the jobs that already succeeded."""
@@ -295,7 +298,7 @@ class ConsumerCore:
             if not self._held and await self._group_drained():
                 return
             if changes == self._changes:
-                with trio.move_on_after(self._idle_time / 2):
+                with trio.move_on_after(min(self._idle_time / 2, DRAIN_POLL)):
                     await self._settled.park()
             else:
                 await trio.lowlevel.checkpoint()
@@ -321,9 +324,12 @@ class ConsumerCore:
 
     # ------------------------------------------------------------- reading
 
+    def start(self) -> None:
+        """Mark the consumer reading (its tasks start right after)."""
+        self._reading = True
+
     async def run_reader(self) -> None:
         """The reader task: take entries while there is room, until stopped."""
-        self._reading = True
         next_scan = trio.current_time()
         cursor = FIRST_ID
         try:
@@ -396,7 +402,8 @@ class ConsumerCore:
         return await self._take(taken)
 
     async def _reclaim(self, cursor: str, room: int) -> str | None:
-        reply = await self._claim(
+        reply = await _run(
+            self._claim,
             [self._stream],
             [self._group, self._name, self._idle_ms, cursor, room],
         )
@@ -607,7 +614,8 @@ class ConsumerCore:
             error_type=held.error_type,
             error=held.error,
         )
-        moved = await self._dead_letter(
+        moved = await _run(
+            self._dead_letter,
             [self._stream, self._dead_letter_stream],
             [self._group, self._name, held.id, *flat],
         )
@@ -645,7 +653,9 @@ class ConsumerCore:
             for start in range(0, len(ids), RENEW_CHUNK):
                 chunk = ids[start : start + RENEW_CHUNK]
                 lost = parse_ids(
-                    await self._renew([self._stream], [self._group, self._name, *chunk])
+                    await _run(
+                        self._renew, [self._stream], [self._group, self._name, *chunk]
+                    )
                 )
                 for identifier in lost:
                     held = self._held.get(identifier)
@@ -671,11 +681,22 @@ class ConsumerCore:
         for script in (CLAIM, RENEW, DEAD_LETTER):
             await self._client.script_load(script)
         if not create_group:
+            if await self._group_info() is None:
+                raise LookupError(
+                    f"stream {self._stream!r} has no group {self._group!r} "
+                    "(and create_group is False)"
+                )
             return
         with contextlib.suppress(StreamDuplicateConsumerGroupError):
             await self._client.xgroup_create(
                 self._stream, self._group, "0", mkstream=True
             )
+
+
+async def _run(script: Script[Any], keys: list[str], args: list[str | int]) -> object:
+    """Run a Lua script (loaded again if Redis lost it); its raw reply."""
+    reply: object = await script(keys, args)  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
+    return reply  # pyright: ignore[reportUnknownVariableType]
 
 
 def _as_text(value: object) -> str | None:
@@ -774,8 +795,9 @@ class StreamConsumer:
         dead-lettered; failed ones waiting for a retry, and entries other
         consumers hold, count as pending) and no entry left to deliver. For
         batch jobs and tests: a live stream may never drain. It asks Redis
-        whenever this consumer settles an entry, and every ``idle_time / 2``
-        seconds. This is a checkpoint.
+        whenever this consumer settles an entry, and every 0.1 seconds (or
+        ``idle_time / 2``, if shorter) while others hold entries. This is a
+        checkpoint.
 
         Raises:
             coredis.exceptions.RedisError: Redis failed.
@@ -793,9 +815,16 @@ async def _opened(
     """Run ``core``'s tasks in a nursery around the ``async with`` body."""
     await core.prepare(create_group)
     telemetry = core.telemetry
-    log(INFO, "stream consumer %r started on %r, group %r", core.name, core.stream, core.group)
+    log(
+        INFO,
+        "stream consumer %r started on %r, group %r",
+        core.name,
+        core.stream,
+        core.group,
+    )
     if telemetry is not None:
         telemetry.opened()
+    core.start()
     body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
@@ -918,18 +947,20 @@ def open_stream_consumer(
 
     Raises:
         TypeError, ValueError: a bad argument, at once.
+        LookupError: on entering, with ``create_group=False``, when the
+            group does not exist.
         coredis.exceptions.RedisError: on entering (creating the group), or
             out of the ``async with`` when Redis fails while it runs (the
             entries not settled stay pending).
     """
-    if not isinstance(pool, trio_pool.Pool):
+    if not isinstance(pool, trio_pool.Pool):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError(f"pool must be a trio_pool.Pool, not {pool!r}")
     _check_name("stream", stream)
     _check_name("group", group)
     _check_name("consumer", consumer)
     _check_handler(handler)
     idle = _check_positive_seconds("idle_time", idle_time)
-    if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int):
+    if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError(f"max_deliveries must be an int, not {max_deliveries!r}")
     if max_deliveries < 1:
         raise ValueError(f"max_deliveries must be >= 1, not {max_deliveries!r}")
@@ -938,9 +969,9 @@ def open_stream_consumer(
     if dead == stream:
         raise ValueError("dead_letter_stream must not be the stream itself")
     grace = _check_grace("grace_period", grace_period)
-    if not isinstance(telemetry, bool):
+    if not isinstance(telemetry, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError(f"telemetry must be True or False, not {telemetry!r}")
-    if not isinstance(create_group, bool):
+    if not isinstance(create_group, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError(f"create_group must be True or False, not {create_group!r}")
     core: ConsumerCore
 

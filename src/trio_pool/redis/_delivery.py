@@ -84,7 +84,10 @@ class DeadLetter:
 
 
 def decode_dead_letter(
-    identifier: str | bytes, fields: Mapping[str, str] | Mapping[bytes, bytes]
+    identifier: str | bytes,
+    fields: Mapping[str, str]
+    | Mapping[bytes, bytes]
+    | Mapping[str | bytes, str | bytes],
 ) -> DeadLetter:
     """Decode an entry read from a dead-letter stream.
 

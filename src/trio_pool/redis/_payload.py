@@ -44,7 +44,9 @@ def encode_job(payload: Any) -> dict[str, str]:
         TypeError, ValueError: ``payload`` is not JSON-serialisable (NaN and
             infinities included).
     """
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    body = json.dumps(
+        payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
     return {VERSION_FIELD: VERSION, PAYLOAD_FIELD: body}
 
 

@@ -73,11 +73,23 @@ class Claimed:
     deliveries: int
 
 
+def _text(value: object) -> str:
+    if isinstance(value, (str, bytes)):
+        return text(value)
+    raise TypeError(f"unexpected value in a script's reply: {value!r}")
+
+
+def _items(value: object) -> list[object]:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"unexpected reply from a script: {value!r}")
+    items: list[object] = list(value)  # pyright: ignore[reportUnknownArgumentType]
+    return items
+
+
 def _pairs(flat: object) -> tuple[tuple[str, str], ...]:
-    items = list(flat) if isinstance(flat, (list, tuple)) else []  # pyright: ignore[reportUnknownArgumentType]
+    items = _items(flat)
     return tuple(
-        (text(items[i]), text(items[i + 1]))  # pyright: ignore[reportUnknownArgumentType]
-        for i in range(0, len(items) - 1, 2)
+        (_text(items[i]), _text(items[i + 1])) for i in range(0, len(items) - 1, 2)
     )
 
 
@@ -87,18 +99,19 @@ def parse_claim(reply: object) -> tuple[str, list[Claimed]]:
     Raises:
         TypeError: the reply is not of the expected shape.
     """
-    if not isinstance(reply, (list, tuple)) or len(reply) != 3:  # pyright: ignore[reportUnknownArgumentType]
+    parts = _items(reply)
+    if len(parts) != 3:
         raise TypeError(f"unexpected reply to the claim script: {reply!r}")
-    cursor, entries, counts = reply  # pyright: ignore[reportUnknownVariableType]
+    cursor, entries, counts = parts
     claimed: list[Claimed] = []
-    for entry, count in zip(entries, counts):  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
-        identifier, flat = entry  # pyright: ignore[reportUnknownVariableType]
-        claimed.append(Claimed(text(identifier), _pairs(flat), int(count)))  # pyright: ignore[reportUnknownArgumentType]
-    return text(cursor), claimed  # pyright: ignore[reportUnknownArgumentType]
+    for entry, count in zip(_items(entries), _items(counts), strict=True):
+        identifier, flat = _items(entry)
+        if not isinstance(count, int):
+            raise TypeError(f"unexpected delivery count: {count!r}")
+        claimed.append(Claimed(_text(identifier), _pairs(flat), count))
+    return _text(cursor), claimed
 
 
 def parse_ids(reply: object) -> list[str]:
     """A list of ids, from `RENEW`'s reply."""
-    if not isinstance(reply, (list, tuple)):
-        raise TypeError(f"unexpected reply to the renew script: {reply!r}")
-    return [text(item) for item in reply]  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
+    return [_text(item) for item in _items(reply)]

@@ -128,9 +128,7 @@ class _Instruments:
             for consumer in live:
                 value = getattr(consumer.statistics(), field)
                 if value is not None:
-                    observations.append(
-                        metrics.Observation(value, consumer.attributes)
-                    )
+                    observations.append(metrics.Observation(value, consumer.attributes))
             return observations
 
         return observe
