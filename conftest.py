@@ -42,12 +42,6 @@ def _setup(namespace: dict[str, Any]) -> None:
     monkeypatch.setattr(trio, "run", functools.wraps(_real_run)(_run_with_mock_clock))
 
 
-def _setup_redis(namespace: dict[str, Any]) -> None:
-    namespace["_monkeypatch"] = monkeypatch = pytest.MonkeyPatch()
-    server: RedisServer = namespace["redis_server"]
-    monkeypatch.setenv("REDIS_URL", server.url)
-
-
 def _teardown(namespace: dict[str, Any]) -> None:
     namespace["_monkeypatch"].undo()
 
@@ -59,6 +53,13 @@ def redis_server() -> Iterator[RedisServer]:
         pytest.fail(MISSING, pytrace=False)
     with start_redis_server() as server:
         yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``REDIS_URL`` names the session's redis-server (for the docs' examples)."""
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    return redis_server.url
 
 
 pytest_collect_file = SybilCollection(
@@ -81,9 +82,7 @@ pytest_collect_file = SybilCollection(
             parsers=[rest.PythonCodeBlockParser(), rest.SkipParser()],
             patterns=REDIS_PAGES,
             path="docs",
-            setup=_setup_redis,
-            teardown=_teardown,
-            fixtures=["redis_server"],
+            fixtures=["redis_url"],
             name="redis",
         ),
     ]
