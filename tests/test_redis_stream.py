@@ -300,14 +300,20 @@ async def test_a_long_job_keeps_its_entry_from_a_live_peer(
     """The lease is renewed while the job runs for many idle times."""
     runs: list[str] = []
 
+    idle = IDLE * 2
+
     async def handler(delivery: Delivery) -> None:
         runs.append(delivery.id)
-        await trio.sleep(IDLE * 8)  # the job's own work, longer than idle_time
+        await trio.sleep(idle * 6)  # the job's own work, longer than idle_time
 
     await add_jobs(client, stream, ["long"])
     async with trio_pool.open_pool(1) as pool:
-        async with consume(pool, client, stream, handler, name="a") as a:
-            async with consume(pool, client, stream, handler, name="b") as b:
+        async with consume(
+            pool, client, stream, handler, name="a", idle_time=idle
+        ) as a:
+            async with consume(
+                pool, client, stream, handler, name="b", idle_time=idle
+            ) as b:
                 with trio.fail_after(LIMIT):
                     await a.wait_drained()
     assert len(runs) == 1

@@ -646,9 +646,12 @@ class ConsumerCore:
 
     async def run_renewer(self) -> None:
         """The renewer task: keep the entries in hand ours; read pending and lag."""
+        interval = self._idle_time / 3
+        await self._refresh_group()
+        deadline = trio.current_time()
         while True:
-            await self._refresh_group()
-            await trio.sleep(self._idle_time / 3)
+            deadline = max(deadline + interval, trio.current_time())
+            await trio.sleep_until(deadline)
             ids = list(self._held)
             for start in range(0, len(ids), RENEW_CHUNK):
                 chunk = ids[start : start + RENEW_CHUNK]
@@ -669,6 +672,7 @@ class ConsumerCore:
                             identifier,
                             self._idle_time,
                         )
+            await self._refresh_group()
 
     async def _refresh_group(self) -> None:
         info = await self._group_info()
