@@ -46,12 +46,26 @@ def _installed_pythons() -> list[str]:
 PYTHONS = _installed_pythons()
 
 
-def _ensure_promtool(session: nox.Session) -> None:
-    """Install promtool (Debian's prometheus package) for the exposition test."""
-    if shutil.which("promtool"):
+DEBIAN_TOOLS = {"promtool": "prometheus", "redis-server": "redis-server"}
+"""The programs the tests run, and the Debian package of each."""
+
+
+def _ensure_debian_tools(session: nox.Session, *programs: str) -> None:
+    """Install the Debian packages of whichever ``programs`` are missing.
+
+    The tests need promtool (the exposition test) and redis-server (the Redis
+    stream consumer's tests and benchmark start their own). The tests fail,
+    never skip, without them.
+    """
+    missing = {p: DEBIAN_TOOLS[p] for p in programs if not shutil.which(p)}
+    if not missing:
         return
     if not shutil.which("apt-get") or os.geteuid() != 0:
-        session.error("the tests need promtool: install Debian's 'prometheus' package")
+        session.error(
+            "missing "
+            + ", ".join(f"{p} (Debian's {pkg!r} package)" for p, pkg in missing.items())
+            + ": install it as root"
+        )
     session.run("apt-get", "update", "-qq", external=True)
     session.run(
         "apt-get",
@@ -59,7 +73,7 @@ def _ensure_promtool(session: nox.Session) -> None:
         "-y",
         "-qq",
         "--no-install-recommends",
-        "prometheus",
+        *missing.values(),
         external=True,
         env={"DEBIAN_FRONTEND": "noninteractive"},
     )
@@ -68,7 +82,7 @@ def _ensure_promtool(session: nox.Session) -> None:
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite (and every example in the docs) with coverage."""
-    _ensure_promtool(session)
+    _ensure_debian_tools(session, *DEBIAN_TOOLS)
     session.install("-e", ".", *_group("tests"))
     env = {"COVERAGE_FILE": f".coverage.{session.name}"}
     session.run("coverage", "run", "-m", "pytest", *session.posargs, env=env)
@@ -123,6 +137,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/scaling.py")
     session.run("python", "benchmarks/queue_choice.py", "--quick")
     session.run("python", "benchmarks/cpu_bound.py", "--quick")
+    _ensure_debian_tools(session, "redis-server")
+    session.run("python", "benchmarks/redis_stream.py", "--quick")
 
 
 @nox.session

@@ -50,6 +50,7 @@ nitpick_ignore_regex = [
         r"(TracerProvider|MeterProvider|U|R|trio_pool\._\w+\.(T|U|R|PoolCore))",
     ),
     (r"py:.*", r"(concurrent\.futures\..*|Iterable|AsyncIterable|Self)"),
+    (r"py:.*", r"(coredis(\..*)?|Mapping|Delivery|trio_pool\.Pool|.*ConsumerCore)"),
 ]
 html_theme = "alabaster"
 exclude_patterns = ["_build"]

@@ -1,0 +1,117 @@
+"""The Lua scripts the consumer runs, and the parsing of their replies.
+
+Each script is one round trip and runs atomically in Redis:
+
+* `CLAIM`: ``XAUTOCLAIM`` plus each claimed entry's delivery count (which
+  ``XAUTOCLAIM`` increments but does not return);
+* `RENEW`: resets the idle time of the entries this consumer still owns
+  (``XCLAIM ... JUSTID`` does not count a delivery), and names those another
+  consumer took over meanwhile;
+* `DEAD_LETTER`: ``XADD`` to the dead-letter stream and ``XACK`` on the
+  source, together, if the entry is still this consumer's.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import attrs
+
+from ._payload import text
+
+CLAIM: Final = """
+local reply = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
+                         'COUNT', ARGV[5])
+local entries, counts = {}, {}
+for _, entry in ipairs(reply[2]) do
+  if entry then
+    local pending = redis.call('XPENDING', KEYS[1], ARGV[1], entry[1], entry[1], 1)
+    if pending[1] then
+      entries[#entries + 1] = entry
+      counts[#counts + 1] = pending[1][4]
+    end
+  end
+end
+return {reply[1], entries, counts}
+"""
+"""KEYS: stream. ARGV: group, consumer, min idle ms, start id, count.
+Returns {next start id, {{id, {field, value, ...}}, ...}, {deliveries, ...}}."""
+
+RENEW: Final = """
+local lost = {}
+for i = 3, #ARGV do
+  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if pending[1] and pending[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
+"""
+"""KEYS: stream. ARGV: group, consumer, ids... Returns the ids not ours any more."""
+
+DEAD_LETTER: Final = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if not pending[1] or pending[1][2] ~= ARGV[2] then
+  return 0
+end
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+"""KEYS: stream, dead-letter stream. ARGV: group, consumer, id, field, value...
+Returns 1 when moved, 0 when the entry is not this consumer's any more."""
+
+
+@attrs.frozen
+class Claimed:
+    """One entry taken over by `CLAIM`."""
+
+    id: str
+    fields: tuple[tuple[str, str], ...]
+    deliveries: int
+
+
+def _text(value: object) -> str:
+    if isinstance(value, (str, bytes)):
+        return text(value)
+    raise TypeError(f"unexpected value in a script's reply: {value!r}")
+
+
+def _items(value: object) -> list[object]:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"unexpected reply from a script: {value!r}")
+    items: list[object] = list(value)  # pyright: ignore[reportUnknownArgumentType]
+    return items
+
+
+def _pairs(flat: object) -> tuple[tuple[str, str], ...]:
+    items = _items(flat)
+    return tuple(
+        (_text(items[i]), _text(items[i + 1])) for i in range(0, len(items) - 1, 2)
+    )
+
+
+def parse_claim(reply: object) -> tuple[str, list[Claimed]]:
+    """The next start id and the claimed entries, from `CLAIM`'s reply.
+
+    Raises:
+        TypeError: the reply is not of the expected shape.
+    """
+    parts = _items(reply)
+    if len(parts) != 3:
+        raise TypeError(f"unexpected reply to the claim script: {reply!r}")
+    cursor, entries, counts = parts
+    claimed: list[Claimed] = []
+    for entry, count in zip(_items(entries), _items(counts), strict=True):
+        identifier, flat = _items(entry)
+        if not isinstance(count, int):
+            raise TypeError(f"unexpected delivery count: {count!r}")
+        claimed.append(Claimed(_text(identifier), _pairs(flat), count))
+    return _text(cursor), claimed
+
+
+def parse_ids(reply: object) -> list[str]:
+    """A list of ids, from `RENEW`'s reply."""
+    return [_text(item) for item in _items(reply)]

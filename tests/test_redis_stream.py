@@ -1,0 +1,516 @@
+"""The Redis stream consumer against a real redis-server (the session's own).
+
+Real network IO needs the real clock; nothing here waits for time to pass to
+synchronise: the tests wait on events, on Redis (``BLPOP``), or on
+`StreamConsumer.wait_drained`, each under `trio.fail_after`. Idle times are
+tens of milliseconds, so reclaims and retries come quickly.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import coredis
+import pytest
+import trio
+import trio.testing
+from coredis.exceptions import RedisError
+from coredis.response.types import StreamPending
+
+import trio_pool
+from trio_pool.redis import (
+    Delivery,
+    PayloadError,
+    StreamConsumer,
+    add_jobs,
+    decode_dead_letter,
+    open_stream_consumer,
+)
+
+from .redis_server import RedisServer
+
+IDLE = 0.05
+"""The idle time the tests use (seconds)."""
+LIMIT = 15
+"""Seconds any one wait may take before the test fails."""
+ROOT = Path(__file__).parent.parent
+WORKER = ROOT / "tests" / "stream_worker.py"
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[coredis.Redis[str]]:
+    async with coredis.Redis(
+        host=redis_server.host, port=redis_server.port, decode_responses=True
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def stream() -> str:
+    return f"jobs-{uuid.uuid4().hex[:12]}"
+
+
+def consume(
+    pool: trio_pool.Pool,
+    client: coredis.Redis[str],
+    stream: str,
+    handler: Callable[[Delivery], Awaitable[object]],
+    name: str = "c1",
+    **kwargs: Any,
+) -> AbstractAsyncContextManager[StreamConsumer]:
+    kwargs.setdefault("idle_time", IDLE)
+    return open_stream_consumer(pool, client, stream, "group", name, handler, **kwargs)
+
+
+def assert_balanced(consumer: StreamConsumer) -> None:
+    s = consumer.statistics()
+    assert s.read + s.reclaimed == (
+        s.in_hand + s.settling + s.acked + s.failed + s.dead_lettered + s.released
+    ), s
+
+
+async def pending_summary(client: coredis.Redis[str], stream: str) -> StreamPending:
+    summary = await client.xpending(stream, "group")
+    assert isinstance(summary, StreamPending)
+    return summary
+
+
+async def group_pending(client: coredis.Redis[str], stream: str) -> int:
+    return (await pending_summary(client, stream)).pending
+
+
+async def test_every_entry_is_processed_and_acknowledged(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    seen: collections.Counter[int] = collections.Counter()
+
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+        seen[delivery.payload["n"]] += 1
+        assert delivery.deliveries == 1
+        assert delivery.stream == stream
+
+    ids = await add_jobs(client, stream, ({"n": n} for n in range(300)))
+    async with trio_pool.open_pool(4, capacity=4) as pool:
+        async with consume(pool, client, stream, handler) as consumer:
+            with trio.fail_after(LIMIT):
+                await consumer.wait_drained()
+            assert_balanced(consumer)
+    assert seen == collections.Counter(range(300))  # each exactly once here
+    stats = consumer.statistics()
+    assert (stats.read, stats.acked, stats.in_hand, stats.settling) == (300, 300, 0, 0)
+    assert (stats.failed, stats.dead_lettered, stats.released) == (0, 0, 0)
+    assert not stats.reading
+    assert await group_pending(client, stream) == 0
+    assert len(ids) == len(set(ids)) == 300
+    assert pool.statistics().succeeded == 300
+
+
+async def test_backpressure_never_more_in_hand_than_the_pool_has_room_for(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    workers, capacity = 2, 1
+    room = workers + capacity
+    gates = {n: trio.Event() for n in range(12)}
+    started_send, started = trio.open_memory_channel[int](100)
+    consumers: list[StreamConsumer] = []
+
+    def check(pool: trio_pool.Pool) -> None:
+        s = consumers[0].statistics()
+        p = pool.statistics()
+        assert s.in_hand <= room, s
+        assert s.in_hand == p.queued + p.running, (s, p)  # the only submitter
+        assert s.read - s.acked - s.settling <= room, s
+
+    async def handler(delivery: Delivery) -> None:
+        n = delivery.payload
+        check(pool)
+        started_send.send_nowait(n)
+        await gates[n].wait()
+
+    await add_jobs(client, stream, range(12))
+    async with trio_pool.open_pool(workers, capacity=capacity) as pool:
+        async with consume(pool, client, stream, handler) as consumer:
+            consumers.append(consumer)
+            for step in range(12):
+                with trio.fail_after(LIMIT):
+                    n = await started.receive()
+                    await trio.testing.wait_all_tasks_blocked()
+                check(pool)
+                stats = consumer.statistics()
+                # Entries read: at most the room, plus one per job ended.
+                assert stats.read <= step + room, stats
+                summary = await pending_summary(client, stream)
+                # Redis agrees: delivered and not acknowledged, at most the
+                # room plus the acknowledgements on their way.
+                assert summary.pending <= room + stats.settling + 1
+                gates[n].set()
+            with trio.fail_after(LIMIT):
+                await consumer.wait_drained()
+    assert consumer.statistics().acked == 12
+
+
+async def test_a_pool_full_of_other_jobs_gets_no_entries(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    release = trio.Event()
+    done: list[int] = []
+
+    async def handler(delivery: Delivery) -> None:
+        done.append(delivery.payload)
+        await trio.lowlevel.checkpoint()
+
+    await add_jobs(client, stream, range(5))
+    async with trio_pool.open_pool(2, capacity=1) as pool:
+        for _ in range(3):
+            pool.submit_nowait(release.wait)
+        async with consume(pool, client, stream, handler) as consumer:
+            # Nothing to wait for: show that nothing happens for a while (the
+            # reader looks at the full pool every 50 ms meanwhile).
+            await trio.sleep(0.2)
+            assert consumer.statistics().read == 0
+            release.set()
+            with trio.fail_after(LIMIT):
+                await consumer.wait_drained()
+    assert sorted(done) == list(range(5))
+
+
+async def test_dead_letter_after_max_deliveries_failures(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    attempts: list[int] = []
+
+    async def handler(delivery: Delivery) -> str:
+        await trio.lowlevel.checkpoint()
+        if delivery.payload == "poison":
+            attempts.append(delivery.deliveries)
+            raise ValueError(f"cannot digest {delivery.payload}")
+        return "ok"
+
+    ids = await add_jobs(client, stream, ["fine", "poison", "fine too"])
+    async with trio_pool.open_pool(2) as pool:
+        async with consume(pool, client, stream, handler, max_deliveries=3) as c:
+            with trio.fail_after(LIMIT):
+                await c.wait_drained()
+            assert_balanced(c)
+    assert attempts == [1, 2, 3]  # retried after the idle time, then given up
+    stats = c.statistics()
+    assert (stats.acked, stats.failed, stats.dead_lettered) == (2, 2, 1)
+    assert stats.reclaimed == 2
+    assert await group_pending(client, stream) == 0
+    dead = await client.xrange(f"{stream}:dead", "-", "+")
+    assert len(dead) == 1
+    letter = decode_dead_letter(dead[0].identifier, dead[0].field_values)
+    assert (letter.source, letter.source_id, letter.group) == (stream, ids[1], "group")
+    assert (letter.consumer, letter.deliveries) == ("c1", 3)
+    assert (letter.error_type, letter.error) == ("ValueError", "cannot digest poison")
+    assert letter.payload == "poison"
+    assert dict(letter.fields) == {"v": "1", "job": '"poison"'}
+    assert pool.statistics().failed == 3
+
+
+async def test_undecodable_entries_are_dead_lettered_at_once(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    called: list[Any] = []
+
+    async def handler(delivery: Delivery) -> None:
+        called.append(delivery.payload)
+        await trio.lowlevel.checkpoint()
+
+    await client.xadd(stream, {"foo": "bar"})
+    await client.xadd(stream, {"v": "2", "job": "{}"})
+    await client.xadd(stream, {"v": "1", "job": "{not json"})
+    await add_jobs(client, stream, [1])
+    async with trio_pool.open_pool(2) as pool:
+        async with consume(pool, client, stream, handler) as consumer:
+            with trio.fail_after(LIMIT):
+                await consumer.wait_drained()
+    assert called == [1]
+    assert consumer.statistics().dead_lettered == 3
+    dead = await client.xrange(f"{stream}:dead", "-", "+")
+    letters = [decode_dead_letter(e.identifier, e.field_values) for e in dead]
+    assert {letter.error_type for letter in letters} == {"PayloadError"}
+    assert [letter.deliveries for letter in letters] == [1, 1, 1]
+    assert "has no 'v' field" in letters[0].error
+    assert "version '2' is not supported" in letters[1].error
+    assert "is not JSON" in letters[2].error
+    assert dict(letters[0].fields) == {"foo": "bar"}
+    with pytest.raises(PayloadError):
+        letters[0].payload  # noqa: B018
+
+
+async def test_an_entry_delivered_too_often_elsewhere_is_dead_lettered_unrun(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    """Consumers that crash on an entry never run it again past the limit."""
+    called: list[Any] = []
+
+    async def handler(delivery: Delivery) -> None:
+        called.append(delivery.payload)
+        await trio.lowlevel.checkpoint()
+
+    (identifier,) = await add_jobs(client, stream, ["crashes everyone"])
+    await client.xgroup_create(stream, "group", "0")
+    await client.xreadgroup("group", "ghost", {stream: ">"})
+    await client.xclaim(stream, "group", "ghost", 0, [identifier])  # delivery 2
+    async with trio_pool.open_pool(1) as pool:
+        async with consume(pool, client, stream, handler, max_deliveries=2) as c:
+            with trio.fail_after(LIMIT):
+                await c.wait_drained()
+    assert called == []
+    dead = await client.xrange(f"{stream}:dead", "-", "+")
+    letter = decode_dead_letter(dead[0].identifier, dead[0].field_values)
+    assert (letter.error_type, letter.deliveries) == ("delivery_limit", 3)
+    assert "max_deliveries=2" in letter.error
+    assert c.statistics().reclaimed == 1
+
+
+async def test_a_job_that_times_out_fails_and_is_dead_lettered_at_the_limit(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    async def handler(delivery: Delivery) -> None:
+        await trio.sleep_forever()
+
+    await add_jobs(client, stream, ["slow"])
+    async with trio_pool.open_pool(1, job_timeout=IDLE / 5) as pool:
+        async with consume(pool, client, stream, handler, max_deliveries=2) as c:
+            with trio.fail_after(LIMIT):
+                await c.wait_drained()
+    stats = c.statistics()
+    assert (stats.failed, stats.dead_lettered, stats.released) == (1, 1, 0)
+    dead = await client.xrange(f"{stream}:dead", "-", "+")
+    letter = decode_dead_letter(dead[0].identifier, dead[0].field_values)
+    assert (letter.error_type, letter.deliveries) == ("timeout", 2)
+    assert pool.statistics().timed_out == 2
+
+
+async def test_a_long_job_keeps_its_entry_from_a_live_peer(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    """The lease is renewed while the job runs for many idle times."""
+    runs: list[str] = []
+
+    idle = IDLE * 2
+
+    async def handler(delivery: Delivery) -> None:
+        runs.append(delivery.id)
+        await trio.sleep(idle * 6)  # the job's own work, longer than idle_time
+
+    await add_jobs(client, stream, ["long"])
+    async with trio_pool.open_pool(1) as pool:
+        async with consume(
+            pool, client, stream, handler, name="a", idle_time=idle
+        ) as a:
+            async with consume(
+                pool, client, stream, handler, name="b", idle_time=idle
+            ) as b:
+                with trio.fail_after(LIMIT):
+                    await a.wait_drained()
+    assert len(runs) == 1
+    assert a.statistics().reclaimed + b.statistics().reclaimed == 0
+
+
+async def test_graceful_stop_loses_nothing(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    """Stop with jobs in hand: the quick ones finish, the stuck ones stay
+    pending, and the unread ones stay in the stream; a later consumer
+    handles all of them."""
+    first_started_send, first_started = trio.open_memory_channel[int](100)
+    finish = trio.Event()
+    first: list[int] = []
+
+    async def first_handler(delivery: Delivery) -> None:
+        n = delivery.payload
+        first_started_send.send_nowait(n)
+        if n % 2:
+            await trio.sleep_forever()  # stuck: cancelled after the grace period
+        await finish.wait()
+        first.append(n)
+
+    await add_jobs(client, stream, range(20))
+    async with trio_pool.open_pool(4, capacity=0) as pool:
+        async with consume(pool, client, stream, first_handler, name="first") as c:
+            with trio.fail_after(LIMIT):
+                for _ in range(4):
+                    await first_started.receive()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(c.shutdown, IDLE * 4)
+                await trio.testing.wait_all_tasks_blocked()
+                assert not c.statistics().reading
+                finish.set()  # the quick jobs finish within the grace period
+        stats = c.statistics()
+        assert_balanced(c)
+        assert (stats.read, stats.acked, stats.released) == (4, 2, 2)
+        assert (stats.in_hand, stats.settling, stats.failed) == (0, 0, 0)
+        assert await group_pending(client, stream) == 2
+        assert pool.statistics().cancelled == 2
+
+        second: collections.Counter[int] = collections.Counter()
+
+        async def second_handler(delivery: Delivery) -> None:
+            await trio.lowlevel.checkpoint()
+            second[delivery.payload] += 1
+
+        async with consume(pool, client, stream, second_handler, name="second") as d:
+            with trio.fail_after(LIMIT):
+                await d.wait_drained()
+    assert sorted(first) == [0, 2]
+    assert set(second) | set(first) == set(range(20))
+    assert set(second) & set(first) == set()
+    assert d.statistics().reclaimed == 2
+    assert await group_pending(client, stream) == 0
+
+
+async def test_the_body_raising_cancels_the_jobs_and_acks_the_finished(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    started_send, started = trio.open_memory_channel[int](100)
+
+    async def handler(delivery: Delivery) -> None:
+        started_send.send_nowait(delivery.payload)
+        if delivery.payload:
+            await trio.sleep_forever()
+
+    await add_jobs(client, stream, range(3))
+    consumers: list[StreamConsumer] = []
+    async with trio_pool.open_pool(3, capacity=0) as pool:
+        with pytest.raises(KeyError, match="body"):
+            async with consume(pool, client, stream, handler) as consumer:
+                consumers.append(consumer)
+                with trio.fail_after(LIMIT):
+                    for _ in range(3):
+                        await started.receive()
+                    while consumer.statistics().in_hand > 2:
+                        await trio.testing.wait_all_tasks_blocked()
+                raise KeyError("body")
+    stats = consumers[0].statistics()
+    assert (stats.acked, stats.released, stats.in_hand) == (1, 2, 0)
+    assert await group_pending(client, stream) == 2
+
+
+async def test_the_consumer_stops_reading_when_the_pool_closes(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async with trio_pool.open_pool(1) as pool:
+        async with consume(pool, client, stream, handler) as consumer:
+            pool.close()
+            await add_jobs(client, stream, [1])
+            with trio.fail_after(LIMIT):
+                await consumer.shutdown()
+    stats = consumer.statistics()
+    # Read just before it saw the pool closed, or not at all: never run.
+    assert stats.read == stats.released <= 1
+    assert (stats.acked, stats.reading) == (0, False)
+    assert await group_pending(client, stream) == stats.released
+
+
+async def test_a_redis_error_while_running_comes_out_as_itself(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async with trio_pool.open_pool(1) as pool:
+        with pytest.raises(RedisError, match="consumer group"):
+            async with consume(pool, client, stream, handler, name="x"):
+                await client.xgroup_destroy(stream, "group")
+                with trio.fail_after(LIMIT):
+                    await trio.sleep_forever()
+
+
+# ------------------------------------------------------------ processes
+
+
+async def start_worker(
+    nursery: trio.Nursery, url: str, stream: str, name: str, *args: str
+) -> trio.Process:
+    command = [sys.executable, str(WORKER), url, stream, "group", name, *args]
+    run = functools.partial(trio.run_process, command, cwd=ROOT, check=False)
+    process: trio.Process = await nursery.start(run)
+    return process
+
+
+async def test_a_killed_consumer_process_entries_are_reclaimed(
+    client: coredis.Redis[str], stream: str, redis_server: RedisServer
+) -> None:
+    """SIGKILL a consumer process in the middle of its jobs; a live consumer
+    takes its entries over after the idle time and processes every entry."""
+    await add_jobs(client, stream, ({"n": n} for n in range(30)))
+    async with trio.open_nursery() as nursery:
+        process = await start_worker(
+            nursery,
+            redis_server.url,
+            stream,
+            "doomed",
+            "--workers=2",
+            "--capacity=2",
+            "--hang-from=10",
+        )
+        with trio.fail_after(LIMIT):
+            for _ in range(2):  # two jobs running, stuck
+                assert await client.blpop([f"{stream}:started"], timeout=LIMIT)
+        process.send_signal(signal.SIGKILL)
+    assert process.returncode == -signal.SIGKILL
+    summary = await pending_summary(client, stream)
+    held_by_the_dead = summary.consumers.get("doomed", 0)
+    assert held_by_the_dead >= 2  # at least the two stuck ones
+
+    seen: collections.Counter[int] = collections.Counter()
+
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+        seen[delivery.payload["n"]] += 1
+
+    async with trio_pool.open_pool(4) as pool:
+        async with consume(pool, client, stream, handler, name="survivor") as c:
+            with trio.fail_after(LIMIT):
+                await c.wait_drained()
+    done_by_the_dead = {int(n) for n in await client.lrange(f"{stream}:done", 0, -1)}
+    assert set(seen) | done_by_the_dead == set(range(30))
+    assert set(range(10, 30)) <= set(seen)  # it never finished those
+    assert c.statistics().reclaimed >= held_by_the_dead
+    assert await group_pending(client, stream) == 0
+
+
+async def test_two_consumer_processes_share_one_stream(
+    client: coredis.Redis[str], stream: str, redis_server: RedisServer
+) -> None:
+    total = 400
+    await add_jobs(client, stream, ({"n": n} for n in range(total)))
+    await client.xgroup_create(stream, "group", "0")
+    processes: list[trio.Process] = []
+    async with trio.open_nursery() as nursery:
+        for name in ("p1", "p2"):
+            processes.append(
+                await start_worker(
+                    nursery, redis_server.url, stream, name, "--go", "--work=0.002"
+                )
+            )
+        with trio.fail_after(LIMIT):
+            for _ in processes:  # both connected: start them together
+                assert await client.blpop([f"{stream}:ready"], timeout=LIMIT)
+            for name in ("p1", "p2"):
+                await client.rpush(f"{stream}:go:{name}", ["go"])
+    assert [p.returncode for p in processes] == [0, 0]
+    stats = [
+        json.loads(await client.get(f"{stream}:stats:{n}") or "") for n in ("p1", "p2")
+    ]
+    runs = {int(n): int(c) for n, c in (await client.hgetall(f"{stream}:runs")).items()}
+    assert set(runs) == set(range(total))  # every entry processed
+    assert all(s["acked"] > 0 for s in stats), stats  # by both
+    assert sum(s["acked"] for s in stats) == total
+    assert await group_pending(client, stream) == 0
