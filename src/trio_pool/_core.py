@@ -71,6 +71,7 @@ from ._job import (
 )
 from ._log import DEBUG, INFO, WARNING, log
 from ._rate import StartRate
+from ._shed import estimated_start
 from ._statistics import PoolStatistics
 from ._telemetry import PoolTelemetry
 
@@ -147,6 +148,8 @@ class PoolCore:
     rate: StartRate | None
     pacer: ParkingLot
     clock: trio.abc.Clock | None
+    shed: bool
+    shed_count: int
     per_key_limit: int | None
     key_active: dict[Hashable, int]
     key_waiting: dict[Hashable, deque[Job[Any]]]
@@ -192,6 +195,7 @@ class PoolCore:
         rate: float | None,
         burst: int,
         per_key_limit: int | None,
+        shed: bool,
         tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
         run_worker: Callable[[PoolCore, Worker], Coroutine[Any, Any, None]],
@@ -211,8 +215,10 @@ class PoolCore:
             )
             if recorder.active:
                 self.telemetry = recorder
-        # Record each job's times (telemetry reads them too).
-        self.timed = timings or self.telemetry is not None
+        # Record each job's times (telemetry and shedding read them too).
+        self.shed = shed  # the default of submit(shed=)
+        self.shed_count = 0
+        self.timed = timings or shed or self.telemetry is not None
         self.mean_run = None  # moving average of running times, once measured
         self.rate = None if rate is None else StartRate(rate, burst)
         self.pacer = ParkingLot()  # where the pacer task sleeps (rate limits)
@@ -382,6 +388,40 @@ class PoolCore:
             await self.wait_for_room(job)
             return
         raise self.overloaded(f"within submit_timeout={submit_timeout!r}s")
+
+    @enable_ki_protection
+    def shed_by_deadline(self, job: Job[Any]) -> None:
+        """Refuse ``job`` if it cannot finish before the caller's deadline.
+
+        Raises:
+            PoolOverloaded: with ``reason == "deadline"`` (counted as rejected).
+        """
+        deadline = trio.current_effective_deadline()
+        if deadline == math.inf:
+            return
+        if not self.timed:  # measure from now on; no estimate until then
+            self.timed = True
+            return
+        mean = self.mean_run
+        if mean is None:
+            return
+        now = trio.current_time()
+        start = estimated_start(self, job, now, mean)
+        if start + mean < deadline:  # (at the deadline itself it is cancelled)
+            return
+        self.rejected += 1
+        self.shed_count += 1
+        what = "start" if start > deadline else "finish"
+        error = PoolOverloaded(
+            f"pool {self.name!r} sheds job {job.name!r}: it would {what} at about "
+            f"{start - now if what == 'start' else start + mean - now:.3g}s from "
+            f"now, after the caller's deadline in {deadline - now:.3g}s "
+            f"(estimated from a mean running time of {mean:.3g}s)"
+        )
+        error.reason = "deadline"
+        if self.telemetry is not None:
+            self.telemetry.rejected("deadline")
+        raise error
 
     @enable_ki_protection
     def refuse_closed(self) -> NoReturn:
@@ -1217,6 +1257,7 @@ class PoolCore:
             rate_tokens=self._rate_tokens(),
             waiting_for_key=None if self.per_key_limit is None else self.held,
             active_keys=None if self.per_key_limit is None else len(self.key_active),
+            shed=self.shed_count,
         )
 
     def _rate_tokens(self) -> float | None:

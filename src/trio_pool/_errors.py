@@ -23,7 +23,14 @@ class PoolClosed(PoolError, trio.ClosedResourceError):
 
 
 class PoolOverloaded(PoolError, trio.WouldBlock):
-    """There was no room in the queue, now or within ``submit_timeout``."""
+    """There was no room in the queue, now or within ``submit_timeout``; or,
+    with ``shed=True``, the job could not finish before the caller's deadline.
+
+    Attributes:
+        reason: ``"overloaded"`` (no room) or ``"deadline"`` (shed).
+    """
+
+    reason: str = "overloaded"
 
 
 class JobTimeout(PoolError, trio.TooSlowError):

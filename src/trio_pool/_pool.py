@@ -150,6 +150,7 @@ class Pool:
         name: str | None = None,
         timeout: float | None = USE_DEFAULT,
         key: Hashable = None,
+        shed: bool | None = None,
     ) -> Job[T]:
         """Queue ``fn(*args)`` and return its `Job`.
 
@@ -171,12 +172,18 @@ class Pool:
                 running at once; the others wait aside, in order, without
                 holding up other keys' jobs, and count against ``capacity``.
                 ``None``: no key.
+            shed: refuse the job at once with `PoolOverloaded` (``reason``
+                ``"deadline"``) when, by the pool's estimate, it would not
+                finish before the caller's deadline
+                (`trio.current_effective_deadline`), rather than queue work
+                bound to be cancelled. ``None``: the pool's ``shed``.
 
         Returns:
             The job's handle.
 
         Raises:
-            PoolOverloaded: no room within the pool's ``submit_timeout``.
+            PoolOverloaded: no room within the pool's ``submit_timeout``, or
+                shed by the caller's deadline.
             PoolClosed: the pool no longer takes work.
             TypeError, ValueError: a bad argument.
             RuntimeError: called from another thread or another Trio run.
@@ -184,6 +191,8 @@ class Pool:
         core = self._core
         job = core.new_job("submit", fn, args, name, timeout, key)
         await checkpoint_if_cancelled()
+        if core.shed if shed is None else check_bool("shed", shed):
+            core.shed_by_deadline(job)
         if core.offer(job) if key is None else core.offer_keyed(job):
             if core.yield_due():
                 await cancel_shielded_checkpoint()
@@ -198,19 +207,23 @@ class Pool:
         name: str | None = None,
         timeout: float | None = USE_DEFAULT,
         key: Hashable = None,
+        shed: bool | None = None,
     ) -> Job[T]:
         """Queue ``fn(*args)`` if there is room right now, and return its `Job`.
 
         Takes the same arguments as `submit`; never blocks.
 
         Raises:
-            PoolOverloaded: no idle worker and the queue is full.
+            PoolOverloaded: no idle worker and the queue is full, or shed by
+                the caller's deadline.
             PoolClosed: the pool no longer takes work.
             TypeError, ValueError: a bad argument.
             RuntimeError: called from another thread or another Trio run.
         """
         core = self._core
         job = core.new_job("submit_nowait", fn, args, name, timeout, key)
+        if core.shed if shed is None else check_bool("shed", shed):
+            core.shed_by_deadline(job)
         if core.offer(job) if key is None else core.offer_keyed(job):
             return job
         raise core.overloaded("right now")
@@ -222,6 +235,7 @@ class Pool:
         name: str | None = None,
         timeout: float | None = USE_DEFAULT,
         key: Hashable = None,
+        shed: bool | None = None,
     ) -> T:
         """Submit ``fn(*args)``, wait for it, and return its value.
 
@@ -232,7 +246,9 @@ class Pool:
             Exception: whatever the job raised, `JobTimeout`, `JobCancelled`,
                 or what `submit` raises.
         """
-        job = await self.submit(fn, *args, name=name, timeout=timeout, key=key)
+        job = await self.submit(
+            fn, *args, name=name, timeout=timeout, key=key, shed=shed
+        )
         try:
             return await job.result()
         except trio.Cancelled:
@@ -476,6 +492,7 @@ def open_pool(
     rate: float | None = None,
     burst: int = 1,
     per_key_limit: int | None = None,
+    shed: bool = False,
 ) -> AbstractAsyncContextManager[Pool]:
     """Open a pool of ``workers`` worker tasks.
 
@@ -521,6 +538,9 @@ def open_pool(
             ``key`` (see `Pool.submit`) are queued or running at once; keys
             are served in turn, and a saturated key's jobs wait aside.
             ``None`` (the default): submit takes no key.
+        shed: the default of `Pool.submit`'s ``shed``: refuse jobs that, by
+            the pool's estimate, could not finish before the caller's
+            deadline. The pool then records timings (see ``timings``).
 
     Raises:
         TypeError, ValueError: a bad argument, at once.
@@ -554,6 +574,7 @@ def open_pool(
         rate=rate,
         burst=burst,
         per_key_limit=per_key_limit,
+        shed=check_bool("shed", shed),
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         run_worker=run_worker,

@@ -46,7 +46,8 @@ class PoolStatistics:
     cancelled: int
     """Jobs cancelled by `Job.cancel`, by shutdown or from outside the pool."""
     rejected: int
-    """Submissions refused with `PoolOverloaded` or `PoolClosed`."""
+    """Submissions refused with `PoolOverloaded` or `PoolClosed` (those
+    shed by the caller's deadline included)."""
     closed: bool
     """Whether the pool has stopped taking work."""
     rate_tokens: float | None
@@ -58,3 +59,6 @@ class PoolStatistics:
     active_keys: int | None
     """Keys with jobs queued, handed over or running now (an idle key leaves
     nothing behind); ``None`` in a pool without ``per_key_limit``."""
+    shed: int
+    """Submissions refused because the job could not finish before the
+    caller's deadline (``shed=True``; counted in ``rejected`` too)."""

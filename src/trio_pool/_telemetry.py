@@ -244,7 +244,7 @@ class PoolTelemetry:
         }
         self._rejected_attributes = {
             reason: {POOL_NAME: name, REJECTION_REASON: reason}
-            for reason in ("overloaded", "closed")
+            for reason in ("overloaded", "closed", "deadline")
         }
 
     @property
