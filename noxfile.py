@@ -136,6 +136,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run.py", *(session.posargs or ["--quick"]))
     session.run("python", "benchmarks/scaling.py")
     session.run("python", "benchmarks/queue_choice.py", "--quick")
+    session.run("python", "benchmarks/features.py", "--quick")
     session.run("python", "benchmarks/cpu_bound.py", "--quick")
     _ensure_debian_tools(session, "redis-server")
     session.run("python", "benchmarks/redis_stream.py", "--quick")

@@ -406,7 +406,7 @@ class PoolCore:
         if mean is None:
             return
         now = trio.current_time()
-        start = estimated_start(self, job, now, mean)
+        start = estimated_start(self, job, now, mean, deadline)
         if start + mean < deadline:  # (at the deadline itself it is cancelled)
             return
         self.rejected += 1

@@ -20,7 +20,6 @@ the deadline may fall on either side of it.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from ._job import RUNNING
@@ -30,9 +29,32 @@ if TYPE_CHECKING:
     from ._job import Job
 
 
-def estimated_start(core: PoolCore, job: Job[Any], now: float, mean: float) -> float:
-    """When ``job``, submitted at ``now``, would start (see the module)."""
+def estimated_start(
+    core: PoolCore, job: Job[Any], now: float, mean: float, deadline: float
+) -> float:
+    """When ``job``, submitted at ``now``, would start (see the module).
+
+    When even the latest start the bounds allow (every worker is free within
+    ``mean`` of now) finishes before ``deadline``, that bound is returned
+    without looking at each worker; the exact estimate, which a refusal
+    always gets, costs a pass over the workers.
+    """
     ahead = core.backlog + core.waking
+    width = max(core.max_workers, len(core.workers))
+    rounds, place = divmod(ahead, width)
+    earliest = now + rounds * mean
+    floor = now  # what the rate limit and the key impose
+    rate = core.rate
+    if rate is not None:
+        floor = max(floor, rate.next_at() + ahead * rate.interval)
+    limit = core.per_key_limit
+    key = job.key if limit is not None else None
+    if key is not None and core.key_active.get(key, 0) >= limit:  # type: ignore[operator]
+        waiting = core.key_waiting.get(key)
+        before = 0 if waiting is None else len(waiting)
+        floor = max(floor, now + (before // limit + 1) * mean)  # type: ignore[operator]
+    if max(earliest + mean, floor) + mean < deadline:
+        return max(earliest + mean, floor)  # in time even at the latest
     free: list[float] = []
     for worker in core.workers:
         running = worker.job
@@ -41,20 +63,6 @@ def estimated_start(core: PoolCore, job: Job[Any], now: float, mean: float) -> f
         else:  # (a job started before the pool measured has no start time)
             started: float = getattr(running, "t_started", now)
             free.append(max(now, started + mean))
-    free.extend([now] * max(0, core.max_workers - len(core.workers)))
-    width = len(free)
-    if not width:
-        return math.inf
+    free.extend([now] * (width - len(free)))
     free.sort()
-    rounds, place = divmod(ahead, width)
-    start = free[place] + rounds * mean
-    rate = core.rate
-    if rate is not None:
-        start = max(start, rate.next_at() + ahead * rate.interval)
-    limit = core.per_key_limit
-    key = job.key if limit is not None else None
-    if key is not None and core.key_active.get(key, 0) >= limit:  # type: ignore[operator]
-        waiting = core.key_waiting.get(key)
-        before = 0 if waiting is None else len(waiting)
-        start = max(start, now + (before // limit + 1) * mean)  # type: ignore[operator]
-    return max(start, now)
+    return max(free[place] + rounds * mean, floor)

@@ -1,0 +1,160 @@
+"""What each optional feature costs per job, side by side in one run.
+
+The same no-op jobs (submit from one task, then every result), 64 workers,
+through a plain pool and through pools with one feature on: timings, a rate
+limit that never binds (the cost of pacing, not the wait), per-key limits
+with 1,000 keys in turn and with a new key for every job, and shedding under
+a deadline. Each case runs in a fresh process; rounds are interleaved; the
+figures are medians, next to the nursery + CapacityLimiter idiom. Peak RSS
+shows that a million distinct keys leave nothing behind.
+
+Usage: ``python benchmarks/features.py [--quick] [--rounds N] [--jobs N]``;
+writes ``benchmarks/results/features.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import trio_pool
+
+sys.path.insert(0, str(Path(__file__).parent))
+from workloads import IMPLEMENTATIONS
+
+WORKERS = 64
+RESULTS = Path(__file__).parent / "results"
+
+
+async def _noop() -> None:
+    """A job that does nothing."""
+
+
+async def _submit_all(
+    pool: trio_pool.Pool, n: int, keys: int | None, shed: bool
+) -> None:
+    # Handles are dropped as they are made, so that peak RSS shows what the
+    # pool itself keeps; join() waits for every job.
+    if keys is None:
+        for _ in range(n):
+            await pool.submit(_noop)
+    elif keys == 0:  # a new key for every job
+        for i in range(n):
+            await pool.submit(_noop, key=i)
+    else:
+        for i in range(n):
+            await pool.submit(_noop, key=i % keys)
+    await pool.join()
+    if shed:
+        assert pool.statistics().shed == 0
+
+
+CASES: dict[str, dict[str, Any]] = {
+    "plain pool": {},
+    "timings=True": {"timings": True},
+    "rate=1e9, burst=64": {"rate": 1e9, "burst": WORKERS},
+    "per_key_limit=2, 1,000 keys": {"per_key_limit": 2, "_keys": 1000},
+    "per_key_limit=2, a key per job": {"per_key_limit": 2, "_keys": 0},
+    "shed=True, 1 h deadline": {"shed": True, "_deadline": 3600.0},
+}
+IDIOM = "trio nursery + CapacityLimiter (idiom)"
+
+
+def run_case(name: str, n: int) -> None:
+    """Run one case in this process (``--one``)."""
+    if name == IDIOM:  # as in run.py: the same code, timed the same way
+        gc.collect()
+        start = time.perf_counter()
+        IMPLEMENTATIONS[IDIOM](n, WORKERS, "noop")
+        report(start, n)
+        return
+    options = dict(CASES[name])
+    keys = options.pop("_keys", None)
+    deadline = options.pop("_deadline", None)
+
+    async def main() -> None:
+        async with trio_pool.open_pool(WORKERS, telemetry=False, **options) as pool:
+            if deadline is None:
+                await _submit_all(pool, n, keys, False)
+            else:
+                await pool.run(_noop)  # one measured run, for the estimate
+                with trio.fail_after(deadline):
+                    await _submit_all(pool, n, keys, True)
+
+    gc.collect()
+    start = time.perf_counter()
+    trio.run(main)
+    report(start, n)
+
+
+def report(start: float, n: int) -> None:
+    """Print µs per job since ``start`` and the peak RSS, as JSON."""
+    elapsed = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"us_per_job": elapsed / n * 1e6, "peak_rss_mib": rss}))
+
+
+def main() -> None:
+    """Run every case in fresh processes, interleaved; print and write a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="10^4 jobs, 2 rounds")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=100_000)
+    args = parser.parse_args()
+    if args.one:
+        run_case(args.one, args.jobs)
+        return
+    rounds, n = (2, 10_000) if args.quick else (args.rounds, args.jobs)
+    names = [IDIOM, *CASES]
+    times: dict[str, list[float]] = {name: [] for name in names}
+    rss: dict[str, float] = {}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", name, "--jobs", str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            result = json.loads(out.strip().splitlines()[-1])
+            times[name].append(result["us_per_job"])
+            rss[name] = max(rss.get(name, 0.0), result["peak_rss_mib"])
+    idiom = statistics.median(times[IDIOM])
+    plain = statistics.median(times["plain pool"])
+    lines = [
+        f"{n:,} no-op jobs, {WORKERS} workers, submit each then join(), "
+        f"{rounds} rounds (medians), fresh processes, telemetry off",
+        "",
+        "| pool | µs/job | × idiom | + µs vs plain | peak RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name in names:
+        median = statistics.median(times[name])
+        extra = "" if name == IDIOM else f"{median - plain:+.2f}"
+        lines.append(
+            f"| {name} | {median:.2f} | {median / idiom:.2f} | {extra} | "
+            f"{rss[name]:.0f} |"
+        )
+    text = "\n".join(lines)
+    print(text)
+    if not args.quick:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "features.md").write_text(text + "\n")
+    assert math.isfinite(idiom)
+
+
+if __name__ == "__main__":
+    main()
