@@ -54,3 +54,25 @@ nitpick_ignore_regex = [
 ]
 html_theme = "alabaster"
 exclude_patterns = ["_build"]
+
+
+def _source_modules_for_attribute_docs() -> None:
+    """Point autodoc at the modules that define the attrs classes.
+
+    ``trio_pool/__init__.py`` sets each public class's ``__module__`` to
+    ``trio_pool`` (for readable tracebacks), but autodoc reads attribute
+    docstrings from the source of ``__module__``: without this, the fields
+    of `PoolStatistics` and of the stream consumer's records show bare.
+    """
+    import trio_pool
+    import trio_pool.redis
+
+    for package in (trio_pool, trio_pool.redis):
+        for name in package.__all__:
+            obj = getattr(package, name)
+            defined_in = getattr(getattr(obj, "__init__", None), "__module__", None)
+            if isinstance(obj, type) and defined_in and defined_in != obj.__module__:
+                obj.__module__ = defined_in
+
+
+_source_modules_for_attribute_docs()

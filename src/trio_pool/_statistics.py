@@ -26,8 +26,8 @@ class PoolStatistics:
     capacity: int
     """How many jobs may wait in the queue."""
     queued: int
-    """Accepted jobs that have not started yet: in the queue, set aside for
-    their key, or handed to a worker that has not run since. The queue holds
+    """Accepted jobs that have not started yet (in the queue, set aside for
+    their key, or handed to a worker that has not run since). The queue holds
     at most ``capacity`` jobs plus one for each worker being started for
     them."""
     running: int

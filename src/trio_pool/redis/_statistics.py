@@ -26,8 +26,8 @@ class ConsumerStatistics:
     """Entries taken over with ``XAUTOCLAIM`` after their idle time: from a
     consumer that crashed or stopped, or a failed job waiting for a retry."""
     in_hand: int
-    """Entries taken whose job has not ended: not submitted yet, queued in
-    the pool or running. Never more than the pool had room for when they
+    """Entries taken whose job has not ended (not submitted yet, queued in
+    the pool, or running). Never more than the pool had room for when they
     were read."""
     settling: int
     """Entries whose job ended, while their acknowledgement or dead letter is
