@@ -208,6 +208,39 @@ async def test_with_shedding_no_accepted_job_misses_the_deadline(
             assert refused == 0
 
 
+async def test_measuring_begins_while_jobs_run(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Found by the state machine: a job started before a first shed=True
+    # submit had no start time, and its end crashed the worker.
+    async with trio_pool.open_pool(2, telemetry=False) as pool:
+        running = pool.submit_nowait(sleep_and_return, 1, "old")
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.move_on_after(10):
+            new = pool.submit_nowait(sleep_and_return, 1, "new", shed=True)
+        assert await running.result() == "old"
+        assert await new.result() == "new"
+        assert running.run_duration is None  # not measured
+        assert new.run_duration == 1
+        assert pool._core.mean_run == 1
+        assert_balanced(pool)
+
+
+async def test_a_closed_pool_says_closed_not_shed(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Found by the state machine: the shedding check came before the
+    # closed check.
+    async with trio_pool.open_pool(1, shed=True) as pool:
+        await pool.run(trio.sleep, 1)
+        pool.submit_nowait(trio.sleep, 1)
+        pool.close()
+        with trio.move_on_after(0.5):
+            with pytest.raises(trio_pool.PoolClosed):
+                pool.submit_nowait(trio.sleep, 1)
+        assert pool.statistics().shed == 0
+
+
 def test_shed_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="shed must be True or False, not 1"):
         trio_pool.open_pool(1, shed=1)  # type: ignore[arg-type]

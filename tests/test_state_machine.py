@@ -356,7 +356,7 @@ class World:
         )
         self.expect(spec.terminal is None, f"{spec} started after it was resolved")
         self.expect(
-            spec.submit not in ("overloaded", "closed", "cancelled"),
+            spec.submit not in ("overloaded", "closed", "cancelled", "shed"),
             f"{spec} started, but its submit was refused ({spec.submit})",
         )
         if spec.handle is not None:
@@ -391,6 +391,41 @@ class World:
         spec = self.new_spec(plan, "nowait")
         assert self.pool is not None
         self.accept_or_refuse(spec, lambda: self.call_nowait(spec))
+
+    def submit_shedding(self, plan: JobPlan, budget: float) -> None:
+        """`submit_nowait(shed=True)` under a deadline: shed (nothing changes
+        but the counts of refusals), or judged as any other submission."""
+        spec = self.new_spec(plan, "nowait")
+        assert self.pool is not None
+        pool = self.pool
+        core = self.core
+        closed = core.closed
+        must, may = room(core, spec.plan.key)
+        before = (core.submitted, core.shed_count, core.rejected)
+        timeout: Any = {} if plan.default_timeout else {"timeout": plan.timeout}
+        with trio.move_on_after(budget):
+            result = outcome.capture(
+                lambda: pool.submit_nowait(
+                    job_body, spec, self, key=spec.plan.key, shed=True, **timeout
+                )
+            )
+        if (
+            isinstance(result, outcome.Error)
+            and isinstance(result.error, trio_pool.PoolOverloaded)
+            and result.error.reason == "deadline"
+        ):
+            spec.submit = "shed"
+            self.rejected_seen += 1
+            submitted, shed, rejected = before
+            self.expect(
+                (core.submitted, core.shed_count, core.rejected)
+                == (submitted, shed + 1, rejected + 1),
+                f"{spec} shed, but the counts went {before} -> "
+                f"{(core.submitted, core.shed_count, core.rejected)}",
+            )
+            self.expect(not closed, f"{spec} shed by a closed pool")
+            return
+        self.judge(spec, result, closed, must, may)
 
     def call_nowait(self, spec: Spec) -> trio_pool.Job[int]:
         assert self.pool is not None
@@ -776,7 +811,7 @@ class World:
     def check_spec(self, spec: Spec, now: float, settled: bool) -> None:
         handle = spec.handle
         if handle is None:
-            if spec.submit in ("overloaded", "closed", "cancelled"):
+            if spec.submit in ("overloaded", "closed", "cancelled", "shed"):
                 assert spec.started_at is None, f"refused {spec} ran"
             return
         state = handle.state
@@ -1063,6 +1098,10 @@ class PoolMachine(RuleBasedStateMachine):
     @rule(plan=job_plans)
     def submit_nowait(self, plan: JobPlan) -> None:
         self.act(lambda world: world.submit_nowait(plan))
+
+    @rule(plan=job_plans, budget=st.sampled_from([0.25, 1.0, 4.0]))
+    def submit_with_a_deadline_and_shed(self, plan: JobPlan, budget: float) -> None:
+        self.act(lambda world: world.submit_shedding(plan, budget))
 
     @rule(plan=job_plans, patience=st.sampled_from([None, 0.5, 2.0]))
     def submit_in_a_task(self, plan: JobPlan, patience: float | None) -> None:

@@ -397,7 +397,7 @@ class PoolCore:
             PoolOverloaded: with ``reason == "deadline"`` (counted as rejected).
         """
         deadline = trio.current_effective_deadline()
-        if deadline == math.inf:
+        if deadline == math.inf or self.closed:  # (closed: PoolClosed instead)
             return
         if not self.timed:  # measure from now on; no estimate until then
             self.timed = True
@@ -900,7 +900,12 @@ class PoolCore:
                 self.unretrieved[weakref.ref(job, self._dropped)] = (job.name, error)
         if self.timed:
             if state is not CANCELLED:  # a cancelled run says nothing of length
-                self._measured(job.t_finished - job.t_started)
+                try:
+                    run = job.t_finished - job.t_started
+                except AttributeError:  # started before shedding began to measure
+                    pass
+                else:
+                    self._measured(run)
             if self.telemetry is not None:
                 span = worker.span
                 worker.span = None
