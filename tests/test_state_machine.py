@@ -403,6 +403,7 @@ class World:
         must, may = room(core, spec.plan.key)
         before = (core.submitted, core.shed_count, core.rejected)
         timeout: Any = {} if plan.default_timeout else {"timeout": plan.timeout}
+        result: outcome.Outcome[trio_pool.Job[int]]
         with trio.move_on_after(budget):
             result = outcome.capture(
                 lambda: pool.submit_nowait(
