@@ -403,13 +403,15 @@ class World:
         must, may = room(core, spec.plan.key)
         before = (core.submitted, core.shed_count, core.rejected)
         timeout: Any = {} if plan.default_timeout else {"timeout": plan.timeout}
-        result: outcome.Outcome[trio_pool.Job[int]]
-        with trio.move_on_after(budget):
-            result = outcome.capture(
-                lambda: pool.submit_nowait(
+
+        def shedding_submit() -> trio_pool.Job[int]:
+            with trio.move_on_after(budget):
+                return pool.submit_nowait(
                     job_body, spec, self, key=spec.plan.key, shed=True, **timeout
                 )
-            )
+            raise AssertionError("a synchronous call was cancelled")
+
+        result = outcome.capture(shedding_submit)
         if (
             isinstance(result, outcome.Error)
             and isinstance(result.error, trio_pool.PoolOverloaded)
