@@ -167,6 +167,28 @@ async def test_an_error_in_the_body_cancels_jobs_waiting_for_their_key(
     assert_no_bookkeeping(pool)
 
 
+async def test_cancelling_a_queued_job_never_hands_it_to_a_worker(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    # Found by the state machine: the key's next job joined the queue while
+    # the cancelled one was not yet marked done, and an idle worker was
+    # handed the cancelled job from the queue's head.
+    async with trio_pool.open_pool(2, rate=1, per_key_limit=1) as pool:
+        running = pool.submit_nowait(trio.sleep, 10)
+        await trio.testing.wait_all_tasks_blocked()  # one worker busy, one idle
+        queued = pool.submit_nowait(trio.sleep, 1, key="k")  # waits for a token
+        aside = pool.submit_nowait(sleep_and_return, 1, "aside", key="k")
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(1)  # a token is due, and the pacer has not run yet
+        queued.cancel()  # the key's next job joins the queue and may start
+        assert_balanced(pool)
+        assert queued.state is trio_pool.JobState.CANCELLED
+        mock_clock.autojump_threshold = 0
+        assert await aside.result() == "aside"
+        running.cancel()
+        assert_balanced(pool)
+
+
 async def test_keys_with_a_rate_limit(autojump_clock: trio.abc.Clock) -> None:
     async with trio_pool.open_pool(
         4, per_key_limit=1, rate=2, burst=2, timings=True

@@ -925,10 +925,9 @@ class PoolCore:
         error: BaseException | None = None,
     ) -> None:
         """Move a job to a terminal state and wake every task waiting on it."""
-        if self.per_key_limit is not None:
-            key = job.key
-            if key is not None and job.holder is not WAITING_FOR_KEY:
-                self._key_done(key)
+        freed_key = None  # a key whose count this job held
+        if self.per_key_limit is not None and job.holder is not WAITING_FOR_KEY:
+            freed_key = job.key
         job.state = state
         job.holder = None
         job.scope = None
@@ -948,6 +947,8 @@ class PoolCore:
         if on_done is not None:
             job.on_done = None  # called once; its references go with it
             on_done(job)
+        if freed_key is not None:  # once the job is done: its next may start
+            self._key_done(freed_key)
         if self.draining and self.submitted == self.finished():
             self.drain_waiters.unpark_all()  # `Pool.join`, `Pool.shutdown`
 
