@@ -1,5 +1,7 @@
 """Dynamic scaling: growing on demand, retiring idle workers, resize."""
 
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import logging
@@ -7,6 +9,7 @@ import logging
 import pytest
 import trio
 import trio.testing
+from trio._core import _run as trio_run
 
 import trio_pool
 
@@ -160,3 +163,36 @@ async def test_bad_resize_arguments() -> None:
         assert pool.statistics().max_workers == 2
     with pytest.raises(trio_pool.PoolClosed):
         pool.resize(3)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_worker_does_not_retire_while_a_submitter_waits(seed: int) -> None:
+    # Found by the state machine: with capacity 0, two idle timers expired as
+    # a submitter arrived (no idle worker, no room to grow: it waited); one
+    # worker retired, and a later submitter grew the pool and got in first.
+    # The scheduler's order decides the race: every seed must keep the order.
+    trio_run._r.seed(seed)
+
+    async def main() -> None:
+        async with trio_pool.open_pool(
+            1, max_workers=2, capacity=0, idle_timeout=1
+        ) as pool:
+            pool.submit_nowait(trio.sleep, 0)
+            pool.submit_nowait(trio.sleep, 0)  # grows the second worker
+            await trio.testing.wait_all_tasks_blocked()  # both idle from t=0
+
+            arrived: list[int] = []
+
+            async def submit(me: int) -> None:
+                await trio.sleep_until(1)  # as the idle timers expire
+                arrived.append(me)  # its offer comes next, in this same step
+                await pool.submit(trio.sleep, 0)
+                later = len(arrived) - 1 - arrived.index(me)
+                waiting = pool.statistics().waiting_submitters
+                assert waiting <= later, f"submitter {me} got in before another"
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(submit, 1)
+                nursery.start_soon(submit, 2)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -795,10 +795,16 @@ class PoolCore:
     def retire_idle(self, worker: Worker) -> bool:
         """An idle worker timed out: retire it if the pool is above its minimum.
 
-        Not while jobs are queued: one may have arrived as its timer expired,
-        when it was no longer idle to be handed the job.
+        Not while jobs are queued, nor while submitters wait (with capacity
+        0): one may have arrived as its timer expired, when it was no longer
+        idle to be handed the job; and a worker retired while a submitter
+        waits would let a later submitter grow the pool and get in first.
         """
-        if len(self.workers) > self.min_workers and not self.backlog:
+        if (
+            len(self.workers) > self.min_workers
+            and not self.backlog
+            and not self.room_waiters
+        ):
             self._remove(worker)
             log(
                 DEBUG,
