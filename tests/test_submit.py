@@ -11,6 +11,7 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
+from trio._core import _run as trio_run
 
 import trio_pool
 from trio_pool import _core
@@ -297,3 +298,47 @@ async def test_workers_running_non_blocking_jobs_let_others_run(
             nursery.cancel_scope.cancel()
     gaps = [b - a for a, b in itertools.pairwise(ran_between)]
     assert max(gaps) <= 2 * _core.YIELD_EVERY  # see the test above
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_no_submitter_gets_in_before_one_that_waits(seed: int) -> None:
+    # Found by the state machine: the pool was cancelled from outside, its
+    # workers ended, and a submitter arriving then could grow the pool and
+    # get in while an earlier one still waited for room.
+    trio_run._r.seed(seed)
+
+    async def main() -> None:
+        pool_scope = trio.CancelScope()
+        opened: list[trio_pool.Pool] = []
+
+        async def run_pool(task_status: trio.TaskStatus[None]) -> None:
+            with pool_scope:
+                async with trio_pool.open_pool(1, max_workers=2, capacity=0) as pool:
+                    opened.append(pool)
+                    task_status.started()
+                    await trio.sleep_forever()
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_pool)
+            pool = opened[0]
+            pool.submit_nowait(trio.sleep_forever)
+            pool.submit_nowait(trio.sleep_forever)  # both workers busy
+            await trio.testing.wait_all_tasks_blocked()
+            arrived: list[str] = []
+
+            async def submit(me: str) -> None:
+                arrived.append(me)
+                try:
+                    await pool.submit(trio.sleep, 0)
+                except trio_pool.PoolClosed:
+                    return
+                later = len(arrived) - 1 - arrived.index(me)
+                waiting = pool.statistics().waiting_submitters
+                assert waiting <= later, f"{me} got in before another"
+
+            nursery.start_soon(submit, "first")
+            await trio.testing.wait_all_tasks_blocked()  # it waits for room
+            pool_scope.cancel()  # the workers end
+            nursery.start_soon(submit, "second")
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

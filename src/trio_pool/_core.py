@@ -458,8 +458,11 @@ class PoolCore:
         else:
             can_grow = not idle and len(self.workers) < self.max_workers
             room = self.room() if self.starting else self.capacity
-            # (with a rate, a new worker may have no token to start a job)
-            if (can_grow and self.rate is None) or self.backlog + self.held < room:
+            # (with a rate, a new worker may have no token to start a job;
+            # blocked submitters go first, whatever room appeared meanwhile)
+            if not self.room_waiters and (
+                (can_grow and self.rate is None) or self.backlog + self.held < room
+            ):
                 self._enqueue(job)
                 if can_grow and self.backlog > self.starting:
                     self._grow("for a waiting job")
@@ -489,7 +492,7 @@ class PoolCore:
                 return False
             self.key_active[key] = active + 1
             return True
-        if not self._room_aside():
+        if self.room_waiters or not self._room_aside():  # (first come, first served)
             return False
         self._hold(job)
         self.submitted += 1
