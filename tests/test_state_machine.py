@@ -188,21 +188,26 @@ def room(core: PoolCore, key: str | None = None) -> tuple[bool, bool]:
 
     Room is an idle worker (with a rate limit, one that may start a job now),
     a free place in the queue (``capacity``; workers that are starting count
-    as room too), or a worker the pool may still add.
+    as room too), or a worker the pool may still add; only the idle worker
+    serves a new submitter while earlier ones wait.
     """
     paced = core.rate is not None
     starting = 0 if paced else core.starting
     waiting = core.backlog + core.held
+    first = not core.room_waiters  # blocked submitters go first
     limit = core.per_key_limit
     if key is not None and limit is not None and core.key_active.get(key, 0) >= limit:
         # its key is saturated: only a place aside, within capacity
-        return waiting < core.capacity, waiting < core.capacity + starting
+        return (
+            first and waiting < core.capacity,
+            first and waiting < core.capacity + starting,
+        )
     idle = bool(core.idle) and not (
         paced and (token_pending(core) or core.backlog or core.room_waiters)
     )
-    grow = len(core.workers) < core.max_workers and not paced
-    must = idle or grow or waiting < core.capacity
-    may = idle or grow or waiting < core.capacity + starting
+    grow = len(core.workers) < core.max_workers and not paced and first
+    must = idle or grow or (first and waiting < core.capacity)
+    may = idle or grow or (first and waiting < core.capacity + starting)
     return must, may
 
 
