@@ -246,3 +246,58 @@ def test_bad_rate_arguments_are_refused(
 ) -> None:
     with pytest.raises(error, match=message):
         trio_pool.open_pool(1, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_submitter_waiting_for_its_key_does_not_hold_up_others(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Found by review: with a rate, capacity 0 and keys, a submitter blocked
+    # on a saturated key kept another key's job from an idle worker.
+    async with trio_pool.open_pool(
+        2, capacity=0, rate=1, burst=2, per_key_limit=1, timings=True
+    ) as pool:
+        long = pool.submit_nowait(trio.sleep, 100, key="a")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(submit_blocking, pool, "a")
+            await trio.sleep(5)  # the bucket is full again, a worker idle
+            other = await pool.submit(sleep_and_return, 1, key="b")
+            assert trio.current_time() == 5
+            assert pool.statistics().rate_tokens == 1
+            await other.wait()
+            assert other.started_at == 5
+            long.cancel()
+
+
+async def test_no_token_is_spent_when_only_saturated_keys_wait(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Found by review: a worker finishing while only a submitter of a
+    # saturated key waited spent a token and started nothing.
+    async with trio_pool.open_pool(
+        2, capacity=0, rate=1, burst=2, per_key_limit=1
+    ) as pool:
+        long = pool.submit_nowait(trio.sleep, 100, key="a")
+        short = pool.submit_nowait(trio.sleep, 3)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(submit_blocking, pool, "a")
+            await short.wait()
+            await trio.testing.wait_all_tasks_blocked()
+            assert pool.statistics().rate_tokens == 2
+            long.cancel()
+
+
+async def test_a_burst_starts_at_one_instant_despite_float_rounding(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Found by review: 1.3 - 1.0 != 0.3 put a burst's second start one ulp
+    # after the first.
+    async with trio_pool.open_pool(2, rate=1, burst=2, timings=True) as pool:
+        await trio.sleep(0.3)
+        jobs = [pool.submit_nowait(sleep_and_return, 0) for _ in range(2)]
+        await pool.join()
+        assert [job.started_at for job in jobs] == [0.3, 0.3]
+
+
+async def submit_blocking(pool: trio_pool.Pool, key: str | None) -> None:
+    """Submit a 1 s job, waiting for room as long as it takes."""
+    await pool.submit(trio.sleep, 1, key=key)

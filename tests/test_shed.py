@@ -251,3 +251,27 @@ async def test_shed_per_submit_must_be_a_bool_or_none() -> None:
         with pytest.raises(TypeError, match="shed must be True or False, not 'y'"):
             pool.submit_nowait(trio.sleep, 0, shed="y")  # type: ignore[arg-type]
         assert pool.statistics().submitted == 0
+
+
+async def test_submitters_waiting_for_room_are_ahead_in_the_estimate(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Found by review: the estimate counted queued jobs but not submitters
+    # blocked for room, who get in first.
+    async with trio_pool.open_pool(1, capacity=0, shed=True) as pool:
+        await pool.run(trio.sleep, 1)  # mean 1 s
+        pool.submit_nowait(trio.sleep, 1)  # runs 1..2
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):  # blocked for room: they run 2..5
+                nursery.start_soon(submit_blocking, pool, None)
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.move_on_after(4.5):  # it would run 5..6
+                with pytest.raises(
+                    trio_pool.PoolOverloaded, match="finish at about 5s"
+                ):
+                    await pool.submit(trio.sleep, 1)
+
+
+async def submit_blocking(pool: trio_pool.Pool, key: str | None) -> None:
+    """Submit a 1 s job, waiting for room as long as it takes."""
+    await pool.submit(trio.sleep, 1, key=key)

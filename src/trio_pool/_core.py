@@ -460,7 +460,7 @@ class PoolCore:
             room = self.room() if self.starting else self.capacity
             # (with a rate, a new worker may have no token to start a job;
             # blocked submitters go first, whatever room appeared meanwhile)
-            if not self.room_waiters and (
+            if not (self.room_waiters and self._blocked_ahead()) and (
                 (can_grow and self.rate is None) or self.backlog + self.held < room
             ):
                 self._enqueue(job)
@@ -492,7 +492,7 @@ class PoolCore:
                 return False
             self.key_active[key] = active + 1
             return True
-        if self.room_waiters or not self._room_aside():  # (first come, first served)
+        if (self.room_waiters and self._blocked_ahead()) or not self._room_aside():
             return False
         self._hold(job)
         self.submitted += 1
@@ -682,6 +682,8 @@ class PoolCore:
         job = self._take_waiting()
         if job is not None:
             self._start(worker, job, scope)
+        elif self.rate is not None and self.room_waiters:
+            self.rate.give_back()  # only submitters of saturated keys wait
         return job
 
     def _take_waiting(self) -> Job[Any] | None:
@@ -721,7 +723,18 @@ class PoolCore:
     def _paced_start(self) -> bool:
         """With a rate limit, may a new job go straight to an idle worker?
         Not before the jobs that already wait for a token."""
-        return not self.backlog and not self.room_waiters and self._take_token()
+        if self.backlog or (self.room_waiters and self._blocked_ahead()):
+            return False
+        return self._take_token()
+
+    def _blocked_ahead(self) -> bool:
+        """Whether a blocked submitter must be served before a new job (first
+        come, first served), given that submitters wait. One whose key is
+        saturated waits for a place aside, and lets others by."""
+        if self.per_key_limit is None:
+            return True
+        first = next(iter(self.room_waiters.values()))
+        return not self._saturated(first)
 
     def _take_token(self) -> bool:
         """Spend a start token of the rate limit; if there is none, make sure

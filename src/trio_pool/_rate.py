@@ -6,7 +6,7 @@ of a token count refilled as time passes. A start is allowed when
 ``now >= empty_at - (burst - 1) * interval``; it moves ``empty_at`` one
 interval on. Every comparison is between times computed the same way, so
 under `trio.testing.MockClock` starts happen at exactly the instants the
-rate allows.
+rate allows (to within a nanosecond of float rounding).
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ import trio
 
 if TYPE_CHECKING:
     from ._core import PoolCore
+
+
+ROUNDING = 1e-9
+"""Seconds of slack in comparing times that float rounding may have moved."""
 
 
 @final
@@ -44,9 +48,13 @@ class StartRate:
         return self.empty_at - self.tolerance
 
     def take(self, now: float) -> bool:
-        """Spend a token if one is there at ``now``."""
+        """Spend a token if one is there at ``now``.
+
+        A nanosecond of slack absorbs float rounding (``0.3 + 1.0 - 1.0`` is
+        not ``0.3``), so that a burst's starts happen at one instant.
+        """
         empty_at = self.empty_at
-        if now < empty_at - self.tolerance:
+        if now < empty_at - self.tolerance - ROUNDING:
             return False
         self.empty_at = max(empty_at, now) + self.interval
         return True

@@ -13,9 +13,13 @@ see `PoolCore.mean_run`) and what is in the pool now:
 * with a saturated key, no earlier than the key's turn: ``mean`` per round
   of ``per_key_limit`` jobs of that key set aside before it.
 
-It is exact when every job takes the same time. Otherwise its error is that
-of using the mean for every job: for jobs that vary, a finish estimated near
-the deadline may fall on either side of it.
+It is exact when every job takes the same time, in a pool without a rate
+limit and for a job without a key. Otherwise it is an approximation: jobs
+that vary make a finish estimated near the deadline fall on either side of
+it; a rate limit is taken as a separate bound on the start (a start delayed
+by a token also delays the worker's next job, which the estimate misses);
+for a saturated key, the key's running jobs are assumed to have just
+started and the time its queued job waits in the queue is not counted.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def estimated_start(
     without looking at each worker; the exact estimate, which a refusal
     always gets, costs a pass over the workers.
     """
-    ahead = core.backlog + core.waking
+    ahead = core.backlog + core.waking + len(core.room_waiters)
     width = max(core.max_workers, len(core.workers))
     rounds, place = divmod(ahead, width)
     earliest = now + rounds * mean
