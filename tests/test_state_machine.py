@@ -194,7 +194,7 @@ def room(core: PoolCore, key: str | None = None) -> tuple[bool, bool]:
     paced = core.rate is not None
     starting = 0 if paced else core.starting
     waiting = core.backlog + core.held
-    first = not core.room_waiters  # blocked submitters go first
+    first = not blocked_ahead(core)  # blocked submitters go first
     limit = core.per_key_limit
     if key is not None and limit is not None and core.key_active.get(key, 0) >= limit:
         # its key is saturated: only a place aside, within capacity
@@ -203,7 +203,7 @@ def room(core: PoolCore, key: str | None = None) -> tuple[bool, bool]:
             first and waiting < core.capacity + starting,
         )
     idle = bool(core.idle) and not (
-        paced and (token_pending(core) or core.backlog or core.room_waiters)
+        paced and (token_pending(core) or core.backlog or not first)
     )
     grow = len(core.workers) < core.max_workers and not paced and first
     must = idle or grow or (first and waiting < core.capacity)
@@ -217,6 +217,12 @@ def first_waits_for_its_key(core: PoolCore) -> bool:
         return False
     key = next(iter(core.room_waiters.values())).key
     return key is not None and core.key_active.get(key, 0) >= core.per_key_limit
+
+
+def blocked_ahead(core: PoolCore) -> bool:
+    """Whether a blocked submitter goes before a new one (one whose key is
+    saturated lets others by)."""
+    return bool(core.room_waiters) and not first_waits_for_its_key(core)
 
 
 def token_pending(core: PoolCore) -> bool:
@@ -807,7 +813,9 @@ class World:
                 f"{core.capacity} (+{core.starting} starting)"
             )
             first = min(seqs)
-            for spec in self.specs:
+            # (one with a key may have let others by while its key was full)
+            keyed = core.per_key_limit is not None and waiting[0].plan.key is not None
+            for spec in [] if keyed else self.specs:
                 if spec.via == "submit" and spec.seq > first:
                     assert spec.submit != "accepted", (
                         f"{spec} got in before {waiting[0]}, which still waits"
