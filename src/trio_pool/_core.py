@@ -520,14 +520,14 @@ class PoolCore:
         return key is not None and self.key_active.get(key, 0) >= self.per_key_limit  # type: ignore[operator]
 
     def _place(self, job: Job[Any]) -> None:
-        """Put an accepted job in the queue, or aside if its key is saturated."""
-        if self.per_key_limit is not None:
-            if self._saturated(job):
-                self._hold(job)
-                return
-            key = job.key
-            if key is not None:
-                self.key_active[key] = self.key_active.get(key, 0) + 1
+        """In a pool with keys: put an accepted job in the queue, or aside if
+        its key is saturated."""
+        if self._saturated(job):
+            self._hold(job)
+            return
+        key = job.key
+        if key is not None:
+            self.key_active[key] = self.key_active.get(key, 0) + 1
         self._enqueue(job)
 
     def _key_done(self, key: Hashable) -> None:
@@ -606,12 +606,15 @@ class PoolCore:
         while waiters and self.backlog + self.held < (
             self.room() if self.starting else self.capacity
         ):
-            if self.per_key_limit is not None:
+            if self.per_key_limit is None:
+                task, job = waiters.popitem(last=False)
+                self._enqueue(job)
+            else:
                 job = next(iter(waiters.values()))
                 if self._saturated(job) and not self._room_aside():
                     break  # its place aside must wait for the queue to empty
-            task, job = waiters.popitem(last=False)
-            self._place(job)
+                task, job = waiters.popitem(last=False)
+                self._place(job)
             self.submitted += 1
             admitted += 1
             reschedule(task)
@@ -679,16 +682,31 @@ class PoolCore:
             and not self._take_token()
         ):
             return None
-        job = self._take_waiting()
-        if job is not None:
-            self._start(worker, job, scope)
-        elif self.rate is not None and self.room_waiters:
-            self.rate.give_back()  # only submitters of saturated keys wait
+        queue = self.queue
+        while queue:  # (`_take_queued`, inlined: this is the hot path)
+            job = queue.popleft()
+            if job.state is QUEUED:
+                self.backlog -= 1
+                if self.over_capacity_allowed:
+                    self.over_capacity_allowed = self._over_capacity()
+                if self.room_waiters:
+                    self._admit_waiters()
+                break
+        else:
+            job = self._take_waiter()
+            if job is None:
+                if self.rate is not None and self.room_waiters:
+                    self.rate.give_back()  # only submitters of saturated keys wait
+                return None
+        self._start(worker, job, scope)
         return job
 
     def _take_waiting(self) -> Job[Any] | None:
         """Take the next job waiting to start: the queue's first, or (with
         capacity 0) a blocked submitter's, which is accepted as it is taken."""
+        return self._take_queued() or self._take_waiter()
+
+    def _take_queued(self) -> Job[Any] | None:
         queue = self.queue
         while queue:
             job = queue.popleft()
@@ -699,6 +717,10 @@ class PoolCore:
                 if self.room_waiters:
                     self._admit_waiters()
                 return job
+        return None
+
+    def _take_waiter(self) -> Job[Any] | None:
+        """With capacity 0: accept and take a blocked submitter's job."""
         waiters = self.room_waiters
         if not waiters:
             return None
