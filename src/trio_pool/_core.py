@@ -693,11 +693,12 @@ class PoolCore:
                     self._admit_waiters()
                 break
         else:
-            job = self._take_waiter()
-            if job is None:
+            waiter = self._take_waiter()
+            if waiter is None:
                 if self.rate is not None and self.room_waiters:
                     self.rate.give_back()  # only submitters of saturated keys wait
                 return None
+            job = waiter
         self._start(worker, job, scope)
         return job
 
