@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -79,13 +79,45 @@ GAUGES: Final = (
 """The asynchronous gauges that report one `PoolStatistics` field each."""
 
 
-def _package_version() -> str:
+T = TypeVar("T")
+
+
+def package_version() -> str:
+    """trio_pool's version, as the instrumentation scope's version."""
     from . import __version__
 
     return __version__
 
 
-def _is_api_default(provider: object) -> bool:
+def get_meter(provider: MeterProvider) -> metrics.Meter:
+    """trio_pool's meter from ``provider`` (pools and stream consumers share it)."""
+    return provider.get_meter(SCOPE_NAME, package_version(), schema_url=SCHEMA_URL)
+
+
+@final
+class PerProvider(Generic[T]):
+    """One ``T`` per meter provider, made on first use, dropped with it.
+
+    Instruments are created once per provider and shared by every pool (or
+    stream consumer) that reports to it; readers may collect from another
+    thread, hence the lock.
+    """
+
+    def __init__(self, make: Callable[[MeterProvider], T]) -> None:
+        self._make = make
+        self._made: weakref.WeakKeyDictionary[object, T] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def get(self, provider: MeterProvider) -> T:
+        """The ``T`` of ``provider``, made now if it is the first call."""
+        with self._lock:
+            made = self._made.get(provider)
+            if made is None:
+                made = self._made[provider] = self._make(provider)
+            return made
+
+
+def is_api_default(provider: object) -> bool:
     """Whether ``provider`` is the API's own no-op or not-yet-set proxy."""
     return (
         isinstance(
@@ -105,9 +137,7 @@ class _Instruments:
     """The instruments of one meter provider, shared by every pool using it."""
 
     def __init__(self, provider: MeterProvider) -> None:
-        meter = provider.get_meter(
-            SCOPE_NAME, _package_version(), schema_url=SCHEMA_URL
-        )
+        meter = get_meter(provider)
         self.pools: dict[int, PoolTelemetry] = {}
         self.lock = threading.Lock()  # readers may collect from another thread
         self.submitted = meter.create_counter(
@@ -173,18 +203,7 @@ class _Instruments:
         return observations
 
 
-_instruments_by_provider: weakref.WeakKeyDictionary[object, _Instruments] = (
-    weakref.WeakKeyDictionary()
-)
-_instruments_lock = threading.Lock()
-
-
-def _instruments_for(provider: MeterProvider) -> _Instruments:
-    with _instruments_lock:
-        instruments = _instruments_by_provider.get(provider)
-        if instruments is None:
-            instruments = _instruments_by_provider[provider] = _Instruments(provider)
-        return instruments
+_instruments_per_provider = PerProvider(_Instruments)
 
 
 @final
@@ -222,17 +241,17 @@ class PoolTelemetry:
         self._failed = False
         tracer_provider = tracer_provider or trace.get_tracer_provider()
         meter_provider = meter_provider or metrics.get_meter_provider()
-        self.tracing = not _is_api_default(tracer_provider)
-        self.metering = not _is_api_default(meter_provider)
+        self.tracing = not is_api_default(tracer_provider)
+        self.metering = not is_api_default(meter_provider)
         self._tracer: trace.Tracer | None = None
         self._instruments: _Instruments | None = None
         try:
             if self.tracing:
                 self._tracer = tracer_provider.get_tracer(
-                    SCOPE_NAME, _package_version(), schema_url=SCHEMA_URL
+                    SCOPE_NAME, package_version(), schema_url=SCHEMA_URL
                 )
             if self.metering:
-                self._instruments = _instruments_for(meter_provider)
+                self._instruments = _instruments_per_provider.get(meter_provider)
         except Exception as exc:
             self._provider_failed(exc)
             self.tracing = self._tracer is not None

@@ -11,13 +11,12 @@ change what the consumer does.
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import TYPE_CHECKING, Final, final
 
 from opentelemetry import metrics
 
 from .._log import WARNING, log
-from .._telemetry import SCHEMA_URL, SCOPE_NAME
+from .._telemetry import POOL_NAME, PerProvider, get_meter, is_api_default
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 
     from ._statistics import ConsumerStatistics
 
-POOL_NAME: Final = "trio_pool.name"
 STREAM_NAME: Final = "trio_pool.stream.name"
 STREAM_GROUP: Final = "trio_pool.stream.group"
 STREAM_CONSUMER: Final = "trio_pool.stream.consumer"
@@ -83,28 +81,12 @@ GAUGES: Final = (
 UNIT: Final = "{entry}"
 
 
-def _package_version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
-def _is_api_default(provider: object) -> bool:
-    """Whether ``provider`` is the API's own no-op or not-yet-set proxy."""
-    return (
-        isinstance(provider, metrics.NoOpMeterProvider)
-        or type(provider).__name__ == "_ProxyMeterProvider"
-    )
-
-
 @final
 class _Instruments:
     """The instruments of one meter provider, shared by every consumer on it."""
 
     def __init__(self, provider: MeterProvider) -> None:
-        meter = provider.get_meter(
-            SCOPE_NAME, _package_version(), schema_url=SCHEMA_URL
-        )
+        meter = get_meter(provider)
         self.consumers: dict[int, ConsumerTelemetry] = {}
         self.lock = threading.Lock()  # readers may collect from another thread
         for name, field, description in COUNTERS:
@@ -134,18 +116,7 @@ class _Instruments:
         return observe
 
 
-_instruments_by_provider: weakref.WeakKeyDictionary[object, _Instruments] = (
-    weakref.WeakKeyDictionary()
-)
-_instruments_lock = threading.Lock()
-
-
-def _instruments_for(provider: MeterProvider) -> _Instruments:
-    with _instruments_lock:
-        instruments = _instruments_by_provider.get(provider)
-        if instruments is None:
-            instruments = _instruments_by_provider[provider] = _Instruments(provider)
-        return instruments
+_instruments_per_provider = PerProvider(_Instruments)
 
 
 @final
@@ -177,8 +148,8 @@ class ConsumerTelemetry:
         self._instruments: _Instruments | None = None
         try:
             provider = meter_provider or metrics.get_meter_provider()
-            if not _is_api_default(provider):
-                self._instruments = _instruments_for(provider)
+            if not is_api_default(provider):
+                self._instruments = _instruments_per_provider.get(provider)
         except Exception as exc:
             self._provider_failed(exc)
 
