@@ -120,17 +120,14 @@ def test_bad_open_pool_arguments_fail_at_once(
 
 
 async def test_bad_submit_arguments_fail_at_once_and_lose_nothing() -> None:
-    def sync_function() -> int:
-        return 1
-
     async with trio_pool.open_pool(1) as pool:
         accepted = await pool.submit(sleep_and_return, 0, "kept")
         coroutine = sleep_and_return(1)
         with pytest.raises(TypeError, match="got a coroutine object") as info:
             await pool.submit(coroutine)  # type: ignore[arg-type]
         assert "pool.submit(sleep_and_return, ...)  # correct!" in str(info.value)
-        with pytest.raises(TypeError, match="is not one"):
-            await pool.submit(sync_function)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="is a sync builtin"):
+            pool.submit_nowait(len, [])  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="expected an async function, not 3"):
             pool.submit_nowait(3)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="expected an async function"):
@@ -142,3 +139,21 @@ async def test_bad_submit_arguments_fail_at_once_and_lose_nothing() -> None:
         assert await accepted.result() == "kept"
         stats = pool.statistics()
         assert (stats.submitted, stats.rejected) == (1, 0)
+
+
+async def test_open_pool_without_async_with_shows_the_right_form() -> None:
+    opener = trio_pool.open_pool(2)
+    with pytest.raises(AttributeError) as info:
+        opener.submit_nowait  # type: ignore[attr-defined]  # noqa: B018
+    assert str(info.value) == (
+        "trio_pool.open_pool(...) returns an async context manager, not the "
+        "pool itself: write 'async with trio_pool.open_pool(...) as pool:', "
+        "then use pool.submit_nowait inside the block"
+    )
+    with pytest.raises(TypeError, match=r"cannot be awaited: write 'async with"):
+        await opener  # type: ignore[misc]
+    with pytest.raises(TypeError, match=r"not 'with trio_pool\.open_pool\(\.\.\.\)'"):
+        with opener:  # type: ignore[attr-defined]
+            pass  # pragma: no cover
+    async with opener as pool:  # still usable the right way
+        assert await pool.run(sleep_and_return, 0, 4) == 4

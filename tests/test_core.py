@@ -514,8 +514,11 @@ async def test_the_map_hint_for_a_sync_function_works() -> None:
         return 2 * n
 
     async with trio_pool.open_pool(2) as pool:
+        sync: Any = double
         with pytest.raises(TypeError) as info:
-            pool.map(double, [1])  # type: ignore[arg-type]
+            async with pool.map(sync, [1]) as results:
+                async for _ in results:
+                    pass  # pragma: no cover
         hint = "pool.map(functools.partial(trio.to_thread.run_sync, fn), items)"
         assert hint in str(info.value)
         wrapped: Any = functools.partial(trio.to_thread.run_sync, double)  # type: ignore[arg-type]

@@ -8,7 +8,10 @@ import inspect
 import math
 import sys
 from types import FunctionType
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine
 
 _CO_COROUTINE = inspect.CO_COROUTINE
 
@@ -124,7 +127,8 @@ def check_name(name: str, value: object) -> str | None:
     return value
 
 
-def _is_async_callable(given: object) -> bool:
+def _unwrap(given: object) -> Any:
+    """The function under partials, bound methods and keeping decorators."""
     fn: Any = given
     while True:
         if isinstance(fn, functools.partial):
@@ -134,7 +138,11 @@ def _is_async_callable(given: object) -> bool:
         elif hasattr(fn, "__wrapped__") and not inspect.iscoroutinefunction(fn):
             fn = fn.__wrapped__  # a decorator that kept the async function
         else:
-            break
+            return fn
+
+
+def _is_async_callable(fn: object) -> bool:
+    """Whether calling ``fn`` surely returns a coroutine (``fn`` unwrapped)."""
     if inspect.iscoroutinefunction(fn):
         return True
     if inspect.isfunction(fn) or inspect.isbuiltin(fn) or isinstance(fn, type):
@@ -156,14 +164,64 @@ def _sync_hint(method: str) -> str:
     )
 
 
-def check_async_fn(method: str, fn: Any) -> None:
-    """Check that ``fn`` is an async function, as `Pool.submit` needs.
+def _async_gen_hint(method: str, fn: object) -> str:
+    """Why an async generator function cannot be a job, and what to write."""
+    return (
+        f"{method}() expected an async function, but {fn!r} is an async "
+        "generator function: a job runs to one result. Collect its items in "
+        "an async function (async def job(): return [x async for x in gen()]), "
+        "or give the generator to pool.map as its items"
+    )
+
+
+@final
+class CoroutineChecked:
+    """A callable that is not surely async, checked when the job calls it.
+
+    As `trio.Nursery.start_soon` does, a lambda or a `functools.partial` that
+    returns a coroutine is accepted; whatever else the call returns fails the
+    job with a `TypeError` that says what it got and what to write instead.
+    """
+
+    __slots__ = ("func", "method")
+
+    def __init__(self, method: str, func: Callable[..., Any]) -> None:
+        self.method = method
+        self.func = func  # the name `describe` looks under, as in a partial
+
+    def __call__(self, *args: Any) -> Coroutine[Any, Any, Any]:
+        result = self.func(*args)
+        if isinstance(result, collections.abc.Coroutine):
+            return result  # pyright: ignore[reportUnknownVariableType]
+        method, fn = self.method, self.func
+        if inspect.isasyncgen(result):
+            loop = result.aclose()  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+            loop.close()  # pyright: ignore[reportUnknownMemberType]
+            raise TypeError(_async_gen_hint(method, fn))
+        raise TypeError(
+            f"{method}() expected an async function, but {fn!r} is a sync "
+            f"function: it returned {result!r}, not a coroutine; "
+            f"{_sync_hint(method)}, or define it with 'async def'"
+        )
+
+    def __repr__(self) -> str:
+        return repr(self.func)
+
+
+def check_async_fn(method: str, fn: Any) -> Callable[..., Awaitable[Any]]:
+    """Check ``fn`` as `Pool.submit` needs it; return the callable to run.
+
+    An async function (also under partials, bound methods and decorators
+    that keep ``__wrapped__``) is returned as it is: the common case costs a
+    few attribute loads. Another callable that may return a coroutine (a
+    lambda, a partial of one) is returned wrapped in `CoroutineChecked`.
 
     Raises:
-        TypeError: ``fn`` is a coroutine object, a sync function, or not callable.
+        TypeError: ``fn`` is a coroutine object, an async generator function,
+            a builtin or a class (surely sync), or not callable.
     """
     if type(fn) is FunctionType and fn.__code__.co_flags & _CO_COROUTINE:
-        return  # the common case, checked in a few attribute loads
+        return fn
     if inspect.iscoroutine(fn):
         fn.close()  # no "coroutine was never awaited" warning on top of the error
         fn_name = getattr(fn, "__name__", "fn")
@@ -177,11 +235,18 @@ def check_async_fn(method: str, fn: Any) -> None:
         )
     if not callable(fn):
         raise TypeError(f"{method}() expected an async function, not {fn!r}")
-    if not _is_async_callable(fn):
+    inner = _unwrap(fn)
+    if _is_async_callable(inner):
+        return fn  # type: ignore[no-any-return]
+    if inspect.isasyncgenfunction(inner):
+        raise TypeError(_async_gen_hint(method, fn))
+    if inspect.isbuiltin(inner) or isinstance(inner, type):
+        what = "a class" if isinstance(inner, type) else "a sync builtin"
         raise TypeError(
-            f"{method}() expected an async function, but {fn!r} is not one; "
-            f"{_sync_hint(method)}, or define it with 'async def'",
+            f"{method}() expected an async function, but {fn!r} is {what}; "
+            f"{_sync_hint(method)}"
         )
+    return CoroutineChecked(method, fn)
 
 
 DEFAULT_IDLE_TIMEOUT: Final = 30.0

@@ -324,7 +324,7 @@ class PoolCore:
 
         Nothing changes in the pool: the job is not accepted yet.
         """
-        check_async_fn(method, fn)
+        fn = check_async_fn(method, fn)
         if name is not None:
             check_name("name", name)
         limit = self.job_timeout if timeout is USE_DEFAULT else self.time_limit(timeout)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar, final, overload
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
+from ._async_with import AsyncWithOnly
 from ._checks import (
     DEFAULT_IDLE_TIMEOUT,
     MAX_BURST,
@@ -322,7 +323,7 @@ class Pool:
         Raises:
             TypeError, ValueError: a bad argument, at once.
         """
-        check_async_fn("map", fn)
+        fn = check_async_fn("map", fn)
         check_name("name", name)
         core = self._core
         limit = core.time_limit(timeout)
@@ -580,4 +581,4 @@ def open_pool(
         run_worker=run_worker,
         run_pacer=run_pacer,
     )
-    return _opened(Pool(core), core)
+    return AsyncWithOnly(_opened(Pool(core), core), "trio_pool.open_pool(...)", "pool")
