@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -162,3 +164,20 @@ async def test_a_job_listed_twice_comes_once_and_closing_leaves_no_listener(
         assert later.on_done is not None  # `one` still listens
         one.close()
         assert later.on_done is None
+
+
+async def test_a_yielded_job_is_not_kept_alive_by_the_iterator(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Found by review: the iterator held every job until it was closed, and
+    # with it each job's value (CPython treats the same in asyncio as a bug).
+    async with trio_pool.open_pool(2) as pool:
+        jobs = [await pool.submit(sleep_and_return, n, n) for n in (1, 2)]
+        refs = [weakref.ref(job) for job in jobs]
+        async with trio_pool.as_completed(jobs) as finished:
+            del jobs
+            async for job in finished:
+                assert await job.result() in (1, 2)
+                del job
+                gc.collect()
+                assert refs[0]() is None  # the first one, finished and yielded

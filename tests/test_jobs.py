@@ -184,6 +184,29 @@ async def test_keyboard_interrupt_is_not_swallowed(
     assert trio.current_time() == 1
 
 
+@pytest.mark.parametrize("body", ["nursery", "map"])
+async def test_keyboard_interrupt_comes_out_as_itself_past_the_body_s_nursery(
+    autojump_clock: trio.abc.Clock, body: str
+) -> None:
+    # Found by review: with a nursery in the body (a map has one), the job's
+    # KeyboardInterrupt came out in a BaseExceptionGroup with a stray Cancelled.
+    async def interrupt(_: object = None) -> None:
+        await trio.sleep(1)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # as itself, not in a group
+        async with trio_pool.open_pool(2) as pool:
+            if body == "nursery":
+                async with trio.open_nursery() as nursery:
+                    pool.submit_nowait(interrupt)
+                    nursery.start_soon(trio.sleep_forever)
+            else:
+                async with pool.map(interrupt, [None]) as results:
+                    async for _ in results:
+                        pass  # pragma: no cover
+    assert trio.current_time() == 1
+
+
 async def test_job_timeout_default_and_per_job_override(
     autojump_clock: trio.abc.Clock,
 ) -> None:

@@ -234,6 +234,8 @@ async def test_a_pool_without_a_rate_reports_no_tokens() -> None:
         ({"rate": math.nan}, ValueError, "rate must be > 0 and finite .* not nan"),
         ({"rate": math.inf}, ValueError, "rate must be > 0 and finite .* not inf"),
         ({"rate": 10**400}, ValueError, "rate must be > 0 and finite"),
+        ({"rate": 1e-310}, ValueError, r"rate must be >= 1e-09 per .* not 1e-310"),
+        ({"rate": 5e-10}, ValueError, r"rate must be >= 1e-09 per .* not 5e-10"),
         ({"rate": "5"}, TypeError, "rate must be a number .* or None, not '5'"),
         ({"rate": True}, TypeError, "rate must be a number .* or None, not True"),
         ({"rate": 1, "burst": 0}, ValueError, "burst must be >= 1, not 0"),
@@ -246,6 +248,23 @@ def test_bad_rate_arguments_are_refused(
 ) -> None:
     with pytest.raises(error, match=message):
         trio_pool.open_pool(1, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_the_smallest_rate_still_limits() -> None:
+    # Found by review: rate=1e-310 passed the check, 1/rate overflowed and
+    # every start was allowed. The smallest rate accepted keeps its limit,
+    # with the largest burst too.
+    async with trio_pool.open_pool(3, rate=trio_pool._checks.MIN_RATE, burst=2) as pool:
+        jobs = [pool.submit_nowait(trio.sleep_forever) for _ in range(3)]
+        await trio.testing.wait_all_tasks_blocked()
+        assert (pool.statistics().running, pool.statistics().queued) == (2, 1)
+        for job in jobs:
+            job.cancel()
+    open_pool_at_extremes = trio_pool.open_pool(
+        1, rate=trio_pool._checks.MIN_RATE, burst=trio_pool._checks.MAX_BURST
+    )
+    async with open_pool_at_extremes as pool:
+        assert pool.statistics().rate_tokens == trio_pool._checks.MAX_BURST
 
 
 async def test_a_submitter_waiting_for_its_key_does_not_hold_up_others(

@@ -24,6 +24,10 @@ MAX_CAPACITY: Final = sys.maxsize
 MAX_BURST: Final = 1_000_000
 """The largest ``burst`` of a rate limit."""
 
+MIN_RATE: Final = 1e-9
+"""The smallest ``rate`` (one start in about 32 years): below it the bucket's
+interval times ``burst`` would overflow a float and lift the limit."""
+
 
 def _show(value: object) -> str:
     """``repr(value)``, shortened for ints too long to read."""
@@ -76,7 +80,7 @@ def check_rate(name: str, value: object) -> float | None:
 
     Raises:
         TypeError: it is not a number.
-        ValueError: it is not > 0, or not finite.
+        ValueError: it is not > 0, not finite, or below `MIN_RATE`.
     """
     if value is None:
         return None
@@ -89,6 +93,11 @@ def check_rate(name: str, value: object) -> float | None:
     if not (0 < per_second < math.inf):
         raise ValueError(
             f"{name} must be > 0 and finite (None for no limit), not {_show(value)}"
+        )
+    if per_second < MIN_RATE:
+        raise ValueError(
+            f"{name} must be >= {MIN_RATE} per second (one start in about 32 "
+            f"years), not {_show(value)}"
         )
     return per_second
 

@@ -36,11 +36,10 @@ class AsCompleted(Generic[T]):
 
     def __init__(self, jobs: Iterable[Job[T]]) -> None:
         self._ready: deque[Job[T]] = deque()
-        self._pending: list[Job[T]] = []
+        self._pending: set[Job[T]] = set()  # not finished: never a yielded one
         self._lot = ParkingLot()
         self._closed = False
         self._busy = False
-        self._left = 0
         self._listener = self._finished
         # Check everything first: a refused call registers nothing.
         distinct = list(dict.fromkeys(jobs))  # each job once, first order
@@ -57,15 +56,14 @@ class AsCompleted(Generic[T]):
             if job.done:
                 self._ready.append(job)
             else:
-                self._pending.append(job)
-        self._left = len(self._pending)
+                self._pending.add(job)
         for job in self._pending:
             job.core.listen(job, self._listener)
 
     def _finished(self, job: Job[Any]) -> None:
         """Called by the core as one of the jobs resolves."""
+        self._pending.discard(job)
         self._ready.append(job)
-        self._left -= 1
         self._lot.unpark()
 
     def __aiter__(self) -> Self:
@@ -84,10 +82,10 @@ class AsCompleted(Generic[T]):
         self._busy = True
         try:
             ready = self._ready
-            if ready or self._closed or not self._left:
+            if ready or self._closed or not self._pending:
                 await cancel_shielded_checkpoint()  # a full checkpoint, always
             while not ready:
-                if self._closed or not self._left:
+                if self._closed or not self._pending:
                     raise StopAsyncIteration
                 await self._lot.park()
             if self._closed:
@@ -135,7 +133,8 @@ def as_completed(jobs: Iterable[Job[T]]) -> AsCompleted[T]:
                 print(job.name, await job.wait())
 
     Jobs already done come first, in the order given. A job listed twice is
-    yielded once. No task is started, and memory is one entry per job.
+    yielded once. No task is started, and memory is one entry per job not
+    yielded yet: a yielded job is not kept alive by the iterator.
     Leaving the ``async with`` (or calling `AsCompleted.close`) stops
     listening; the jobs go on. Used without ``async with``, the listening
     stops as each job finishes.

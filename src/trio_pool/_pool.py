@@ -468,13 +468,23 @@ async def _opened(pool: Pool, core: PoolCore) -> AsyncGenerator[Pool, None]:
             core.telemetry.closed()
         log(INFO, "pool %r stopped: %s", core.name, core.statistics())
     if worker_errors:
-        if body_error is not None and not isinstance(body_error, trio.Cancelled):
-            worker_errors.insert(0, body_error)
+        body_own = _without_cancelled(body_error)  # the pool's own: no news
+        if body_own is not None and all(body_own is not e for e in worker_errors):
+            worker_errors.insert(0, body_own)  # not a job's error read in the body
         if len(worker_errors) == 1:
             raise worker_errors[0]
         raise BaseExceptionGroup("errors in trio_pool", worker_errors)
     if body_error is not None:
         raise body_error
+
+
+def _without_cancelled(error: BaseException | None) -> BaseException | None:
+    """``error`` without its `trio.Cancelled` (also inside groups), or None."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.split(trio.Cancelled)[1]  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    if isinstance(error, trio.Cancelled):
+        return None
+    return error
 
 
 def open_pool(
