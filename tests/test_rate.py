@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 import trio_pool
+from trio_pool._checks import MAX_BURST, MIN_RATE
 
 from .helpers import assert_balanced, assert_no_bookkeeping, sleep_and_return
 
@@ -254,17 +255,14 @@ async def test_the_smallest_rate_still_limits() -> None:
     # Found by review: rate=1e-310 passed the check, 1/rate overflowed and
     # every start was allowed. The smallest rate accepted keeps its limit,
     # with the largest burst too.
-    async with trio_pool.open_pool(3, rate=trio_pool._checks.MIN_RATE, burst=2) as pool:
+    async with trio_pool.open_pool(3, rate=MIN_RATE, burst=2) as pool:
         jobs = [pool.submit_nowait(trio.sleep_forever) for _ in range(3)]
         await trio.testing.wait_all_tasks_blocked()
         assert (pool.statistics().running, pool.statistics().queued) == (2, 1)
         for job in jobs:
             job.cancel()
-    open_pool_at_extremes = trio_pool.open_pool(
-        1, rate=trio_pool._checks.MIN_RATE, burst=trio_pool._checks.MAX_BURST
-    )
-    async with open_pool_at_extremes as pool:
-        assert pool.statistics().rate_tokens == trio_pool._checks.MAX_BURST
+    async with trio_pool.open_pool(1, rate=MIN_RATE, burst=MAX_BURST) as pool:
+        assert pool.statistics().rate_tokens == MAX_BURST
 
 
 async def test_a_submitter_waiting_for_its_key_does_not_hold_up_others(
