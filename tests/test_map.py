@@ -25,6 +25,11 @@ async def square(n: int) -> int:
     return n * n
 
 
+async def square_after(n: int) -> int:
+    await trio.sleep(n)  # item n takes n seconds
+    return n * n
+
+
 async def fail_on_three(n: int) -> int:
     await trio.sleep(1)
     if n == 3:
@@ -233,3 +238,45 @@ async def test_map_shares_the_pool_fairly_with_submitters(
         async with pool.map(square, range(6)) as results:
             assert [r async for r in results] == [n * n for n in range(6)]
         assert await other.result() == 49
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_a_failing_source_comes_after_the_results_before_it(
+    autojump_clock: trio.abc.Clock, ordered: bool
+) -> None:
+    # Found by review: unordered, the source's error came at once and the
+    # accepted jobs still running were cancelled.
+    def source() -> Iterator[int]:
+        yield from (3, 1, 2)
+        raise KeyError("the source's own")
+
+    async with trio_pool.open_pool(3) as pool:
+        got: list[int] = []
+        with pytest.raises(KeyError, match="the source's own"):
+            async with pool.map(square_after, source(), ordered=ordered) as results:
+                async for value in results:
+                    got.append(value)
+        assert got == ([9, 1, 4] if ordered else [1, 4, 9])
+        assert pool.statistics().cancelled == 0
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_closing_the_pool_mid_map_delivers_what_it_accepted(
+    autojump_clock: trio.abc.Clock, ordered: bool
+) -> None:
+    async def endless() -> AsyncIterator[int]:
+        for n in itertools.count(1):
+            yield n
+            await trio.sleep(0.4)
+
+    async with trio_pool.open_pool(2) as pool:
+        got: list[int] = []
+        with pytest.raises(trio_pool.PoolClosed):
+            async with pool.map(square_after, endless(), ordered=ordered) as results:
+                async for value in results:
+                    got.append(value)
+                    if value == 1:
+                        pool.close()
+        # items 1 to 3 were accepted by the close (at 1 s), item 4 refused
+        assert sorted(got) == [1, 4, 9]
+        assert pool.statistics().cancelled == 0

@@ -242,11 +242,11 @@ class MapResults(AsyncIterator[R]):
             if ready and ready[0].done:
                 job = ready.popleft()
                 break
-            if not ready:
+            if not ready and not self._in_flight:  # every accepted job delivered
                 if self._stop is not None:
                     self._end()
                     raise self._stop
-                if self._fed and not self._in_flight:
+                if self._fed:
                     raise StopAsyncIteration
             if self._feeder_parked:  # never park while the feeder waits for room
                 self._feeder_lot.unpark()
