@@ -6,8 +6,9 @@ workers, 3 rounds (a couple of minutes), for ``nox -s bench``.
 8, 64 and 1000 workers, plus the checkpoint and ~20 µs CPU jobs at 10^5 x 64;
 writes ``benchmarks/results/results.{md,json,png}``.
 ``python benchmarks/run.py --compare``: every implementation on 10^5 no-op
-jobs through 64 workers, 5 rounds; writes ``benchmarks/results/compare.md``
-(the README's "compared with" figures).
+jobs and 10^5 jobs that pass one checkpoint, through 64 workers, 5 rounds;
+writes ``benchmarks/results/compare.md`` (the README's "compared with"
+figures).
 
 Each round runs every implementation once per case, in a new process each
 time, in an order that rotates from round to round; the reported figure is
@@ -68,7 +69,10 @@ def cases(
 ) -> list[tuple[int, int, str, list[str], int]]:
     """(jobs, workers, job kind, implementations, rounds) to run."""
     if compare:
-        return [(10**5, 64, "noop", list(IMPLEMENTATIONS), rounds)]
+        return [
+            (10**5, 64, job, list(IMPLEMENTATIONS), rounds)
+            for job in ("noop", "checkpoint")
+        ]
     if not full:
         return [(n, 64, "noop", MAIN_PEERS, rounds) for n in (10**4, 10**5)]
     everything = list(IMPLEMENTATIONS)
@@ -125,22 +129,33 @@ def run(
 
 
 def write_comparison(rows: list[dict[str, Any]], path: Path, rounds: int) -> None:
-    """The --compare run as a Markdown table, cheapest first."""
+    """The --compare run as Markdown tables (one per job kind), cheapest first."""
     lines = [
         "# Every implementation, one run",
         "",
-        f"10^5 no-op jobs through 64 workers; Python {sys.version.split()[0]}; "
+        f"10^5 jobs through 64 workers; Python {sys.version.split()[0]}; "
         f"medians of {rounds} rounds, each implementation in a fresh process, "
         "the order rotating per round (`python benchmarks/run.py --compare`).",
-        "",
-        "| implementation | µs/job | × idiom | peak RSS (MiB) |",
-        "| --- | ---: | ---: | ---: |",
     ]
-    for row in sorted(rows, key=lambda row: row["us_per_job"]):
-        lines.append(
-            f"| {row['implementation']} | {row['us_per_job']:.2f} "
-            f"| {row['ratio_to_idiom']:.2f} | {row['peak_rss_mib']:.1f} |"
-        )
+    titles = {
+        "noop": "No-op jobs",
+        "checkpoint": "Jobs that pass one checkpoint (`trio.lowlevel.checkpoint()`, "
+        "`asyncio.sleep(0)`)",
+    }
+    for job, title in titles.items():
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            "| implementation | µs/job | × idiom | peak RSS (MiB) |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        of_job = [row for row in rows if row["job"] == job]
+        for row in sorted(of_job, key=lambda row: row["us_per_job"]):
+            lines.append(
+                f"| {row['implementation']} | {row['us_per_job']:.2f} "
+                f"| {row['ratio_to_idiom']:.2f} | {row['peak_rss_mib']:.1f} |"
+            )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -151,7 +166,9 @@ def main() -> None:
     mode.add_argument("--quick", action="store_true", help="the nox -s bench run")
     mode.add_argument("--full", action="store_true", help="the whole matrix")
     mode.add_argument(
-        "--compare", action="store_true", help="every peer at 10^5 x 64, 5 rounds"
+        "--compare",
+        action="store_true",
+        help="every peer at 10^5 x 64, no-op and checkpoint jobs",,
     )
     parser.add_argument("--rounds", type=int, help="rounds (quick: 3, compare: 5)")
     args = parser.parse_args()

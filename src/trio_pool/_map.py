@@ -11,10 +11,15 @@ item, and the source's pace never holds back a finished result.
   callback is part of the job before the pool accepts it, so no completion
   can be missed).
 
-Never more than the pool's size (``max_workers + capacity``) items are
-pulled and not yet delivered (``free`` counts the rest of that window). The
-feeder, once out of room, is woken when half the window is free again, so
-feeder and consumer do not switch for every item. Leaving the ``async with``
+Never more than twice the pool's size (``2 * (max_workers + capacity)``)
+items are pulled and not yet delivered (``free`` counts the rest of that
+window): as many as the pool holds running or queued, and as many again
+finished and waiting for the loop. With one pool's size only, the queue ran
+dry at every refill while finished results waited for the consumer's turn,
+and the workers went idle (one extra task switch per job, measured with
+jobs that pass a checkpoint). The feeder, once out of room, is woken when
+half the window is free again, so feeder and consumer do not switch for
+every item. Leaving the ``async with``
 (by ``break``, an exception or cancellation) stops the feeder, cancels the
 jobs not delivered yet and waits until they are done.
 """
@@ -76,7 +81,7 @@ class MapResults(AsyncIterator[R]):
         self._outcomes = outcomes
         self._name = name
         self._limit = limit
-        self._window = max(1, core.max_workers + core.capacity)
+        self._window = 2 * max(1, core.max_workers + core.capacity)
         self._free = self._window  # items that may still be pulled
         self._ready: deque[Job[Any]] = deque()  # see the module docstring
         self._in_flight: set[Job[Any]] = set()  # unordered: accepted, not done

@@ -298,11 +298,13 @@ class Pool:
                 async for page in results:
                     ...
 
-        ``items`` may be a sync or an async iterable, finite or endless. Items
-        are pulled in the consumer's task as it iterates, never more than the
-        pool's size (``max_workers + capacity``) ahead of it, so memory stays
-        bounded whatever the input. There is no background task: leaving the
-        ``async with`` (by ``break``, an exception or cancellation) cancels
+        ``items`` may be a sync or an async iterable, finite or endless. A
+        feeder task, inside the ``async with``, pulls items as the loop takes
+        results, never more than twice the pool's size
+        (``2 * (max_workers + capacity)``) ahead of it, so memory stays
+        bounded whatever the input, and results come also while a live
+        source waits for its next item. Leaving the ``async with`` (by
+        ``break``, an exception or cancellation) stops the feeder, cancels
         the jobs not delivered yet and waits until they are done.
 
         Args:
