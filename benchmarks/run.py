@@ -168,7 +168,7 @@ def main() -> None:
     mode.add_argument(
         "--compare",
         action="store_true",
-        help="every peer at 10^5 x 64, no-op and checkpoint jobs",,
+        help="every peer at 10^5 x 64, no-op and checkpoint jobs",
     )
     parser.add_argument("--rounds", type=int, help="rounds (quick: 3, compare: 5)")
     args = parser.parse_args()
