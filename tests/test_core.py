@@ -135,7 +135,7 @@ async def test_cancel_a_job_handed_to_a_woken_worker(
     async with trio_pool.open_pool(2, capacity=1) as pool:
         await trio.testing.wait_all_tasks_blocked()
         job = pool.submit_nowait(nap, 1)  # handed to an idle worker, not run
-        assert pool._core.waking == 1
+        assert pool._core.books().waking == 1
         job.cancel()
         assert job.state is trio_pool.JobState.CANCELLED
         assert_balanced(pool)
@@ -663,7 +663,7 @@ async def test_reading_a_done_job_from_another_run_is_refused(
         ]
         await trio.sleep(2)
         core = pool._core
-        before = (core.since_yield, dict(core.unretrieved))
+        before = (core.books().since_yield, core.books().unretrieved)
 
         def in_another_run(job: trio_pool.Job[Any], method: str) -> None:
             async def main() -> None:
@@ -676,7 +676,7 @@ async def test_reading_a_done_job_from_another_run_is_refused(
             for method in ("wait", "result"):
                 with pytest.raises(RuntimeError, match="another Trio run"):
                     await trio.to_thread.run_sync(in_another_run, job, method)
-        assert (core.since_yield, dict(core.unretrieved)) == before
+        assert (core.books().since_yield, core.books().unretrieved) == before
         await done[1].wait()
 
 

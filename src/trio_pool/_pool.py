@@ -406,14 +406,15 @@ class Pool:
         with trio.move_on_after(math.inf if grace is None else grace):
             await core.wait_drained()
             return
+        left = core.statistics()
         log(
             INFO,
             "pool %r: grace period of %ss over, cancelling %d running and %d "
             "queued jobs",
             core.name,
             grace,
-            core.running,
-            core.backlog,
+            left.running,
+            left.queued,
         )
         core.cancel_everything()
         await core.wait_drained()
@@ -442,8 +443,6 @@ async def _opened(pool: Pool, core: PoolCore) -> AsyncGenerator[Pool, None]:
         core.capacity,
     )
     try:
-        if core.telemetry is not None:
-            core.telemetry.opened()
         async with trio.open_nursery() as nursery:
             await core.open(nursery).wait()  # every worker started and idle
             try:
@@ -463,8 +462,6 @@ async def _opened(pool: Pool, core: PoolCore) -> AsyncGenerator[Pool, None]:
     finally:
         core.cancel_everything()  # resolve anything an outer cancel left
         core.exited()
-        if core.telemetry is not None:
-            core.telemetry.closed()
         log(INFO, "pool %r stopped: %s", core.name, core.statistics())
     if worker_errors:
         if body_error is not None and not isinstance(body_error, trio.Cancelled):

@@ -20,7 +20,8 @@ from ._core import current_core
 from ._job import CANCELLED, FAILED, SUCCEEDED, Job, JobState
 
 if TYPE_CHECKING:
-    from ._core import PoolCore, Worker
+    from ._core import PoolCore
+    from ._crew import Worker
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -30,20 +31,24 @@ async def run_worker(core: PoolCore, worker: Worker) -> None:
     """A worker task: take jobs and run them until the pool lets it go."""
     core.worker_began(worker)
     current_core.set(core)
+    yield_every = core.yield_every
+    streak = 0  # jobs run since the last schedule point
     try:
         while True:
             job: Job[Any] | None = None
             try:
                 with trio.CancelScope() as scope:
                     while True:
-                        if worker.streak >= core.yield_every:
-                            worker.streak = 0
+                        if streak >= yield_every:
+                            streak = 0
                             await checkpoint()  # holding no job
                         job = core.start_next(worker, scope)
                         if job is None:
                             job = await _wait_for_job(core, worker, scope)
                             if job is None:
                                 return
+                            streak = 0  # it parked: a schedule point
+                        streak += 1
                         try:
                             value = await job.fn(*job.args)
                         except Exception as exc:
