@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import outcome
@@ -27,7 +28,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 import trio_pool
-from trio_pool import _checks, _core
+from trio_pool import _checks, _core, _waiters
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -774,3 +775,85 @@ async def test_a_job_failing_as_the_pool_is_cancelled_from_outside_stays_isolate
     own: Any = error.split(ValueError)[0]  # pyright: ignore[reportUnknownMemberType]
     assert own is not None
     assert cancelled.state is trio_pool.JobState.CANCELLED
+
+
+# ------------------------------- issue 17: a KeyboardInterrupt at each instant
+#
+# The interrupt is a real SIGINT, raised at the chosen instant by a patched
+# step: Trio's handler raises KeyboardInterrupt there unless the frame (or a
+# caller's) is KI-protected, in which case Trio delivers it to the main task
+# at its next checkpoint. Either way the pool must resolve every job.
+
+
+def interrupt_at(
+    monkeypatch: pytest.MonkeyPatch, owner: object, name: str, *, after: bool
+) -> list[bool]:
+    """Patch ``owner.name`` to raise SIGINT once, right before or after the
+    real call."""
+    real = getattr(owner, name)
+    fired: list[bool] = []
+
+    def interrupt() -> None:
+        if not fired:
+            fired.append(True)
+            signal.raise_signal(signal.SIGINT)
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        if not after:
+            interrupt()
+        result = real(*args, **kwargs)
+        if after:
+            interrupt()
+        return result
+
+    monkeypatch.setattr(owner, name, interrupted)
+    return fired
+
+
+def run_interrupted(main: Callable[[], Awaitable[None]]) -> None:
+    """Run ``main`` under a MockClock; it must end with the KeyboardInterrupt."""
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    with pytest.raises(KeyboardInterrupt):
+        trio.run(main, clock=clock)
+
+
+def test_ctrl_c_as_an_idle_worker_starts_a_handed_over_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 17, finding 5: the job never stayed RUNNING after the pool exited."""
+    pools: list[trio_pool.Pool] = []
+    jobs: list[trio_pool.Job[Any]] = []
+
+    async def main() -> None:
+        async with trio_pool.open_pool(1) as pool:
+            pools.append(pool)
+            fired = interrupt_at(monkeypatch, _core.PoolCore, "take_handed", after=True)
+            jobs.append(await pool.submit(trio.sleep, 10))  # to the idle worker
+            await jobs[0].wait()
+            assert fired
+
+    run_interrupted(main)
+    stats = pools[0].statistics()
+    assert (stats.running, stats.queued) == (0, 0), stats
+    assert jobs[0].done, jobs[0]
+    assert_no_bookkeeping(pools[0])
+
+
+def test_ctrl_c_inside_a_blocked_submit_leaves_no_stale_waiter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 17, finding 6: close() woke a task that was not parked."""
+    pools: list[trio_pool.Pool] = []
+
+    async def main() -> None:
+        async with trio_pool.open_pool(1, capacity=0) as pool:
+            pools.append(pool)
+            await pool.submit(trio.sleep, 10)  # the only worker is busy
+            # registered as a waiter, not parked yet:
+            interrupt_at(monkeypatch, _waiters, "wait_task_rescheduled", after=False)
+            await pool.submit(trio.sleep, 10)
+
+    run_interrupted(main)
+    stats = pools[0].statistics()
+    assert (stats.waiting_submitters, stats.running, stats.queued) == (0, 0, 0)
+    assert_no_bookkeeping(pools[0])

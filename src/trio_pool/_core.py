@@ -954,6 +954,12 @@ class PoolCore:
         self._removed()
 
     @staticmethod
+    def running_job(worker: Worker) -> Job[Any] | None:
+        """The job running in ``worker``, if any (for the worker's error path)."""
+        job = worker.job
+        return job if job is not None and job.state is RUNNING else None
+
+    @staticmethod
     def outcome_of_cancel(job: Job[Any]) -> JobState:
         """The job's own scope caught its cancellation: timed out or cancelled?"""
         return CANCELLED if job.cancel_requested else TIMED_OUT
@@ -1097,6 +1103,11 @@ class PoolCore:
         if not self._counts.unfinished():
             await checkpoint()
             return
+        await self._park_draining()
+
+    @enable_ki_protection
+    async def _park_draining(self) -> None:
+        """Count the task as draining and park it: one KI-protected step."""
         self._draining += 1
         try:
             await self._drain_waiters.park()

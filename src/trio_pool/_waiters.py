@@ -3,6 +3,10 @@
 Each blocked `Pool.submit` (or map feeder) parks here with its job, which
 is not accepted yet. The core decides when one is admitted or refused; this
 record only keeps them in order and wakes the task it is told to wake.
+Registering and parking are one KI-protected step (as trio's
+``ParkingLot.park`` and ``MemorySendChannel.send`` are), so a
+KeyboardInterrupt never leaves a waiter recorded that is not parked: it is
+delivered once the task is parked, and the abort takes the waiter out.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from trio.lowlevel import (
     Abort,
     Task,
     current_task,
+    enable_ki_protection,
     reschedule,
     wait_task_rescheduled,
 )
@@ -77,6 +82,7 @@ class RoomWaiters:
         return count
 
 
+@enable_ki_protection
 async def _register_and_park(tasks: OrderedDict[Task, Job[Any]], job: Job[Any]) -> None:
     task = current_task()
     tasks[task] = job

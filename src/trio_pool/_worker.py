@@ -64,16 +64,18 @@ async def run_worker(core: PoolCore, worker: Worker) -> None:
                         job = None
                         if spent:
                             break  # a cancelled scope is never reused
-            # Below, a job already done was finished before the error (one
-            # never finishes twice).
             except Exception as exc:
                 # Escaped the job's scope: e.g. an ExceptionGroup from the
                 # job's own nursery, after its Cancelled were taken out.
-                if job is None or job.done:
+                job = core.running_job(worker)
+                if job is None:
                     raise
                 core.finish(worker, job, FAILED, error=exc)
             except BaseException as exc:
-                if job is None or job.done:
+                # (the core's record, not the local: a KeyboardInterrupt may
+                # land after the core started a job, before the local is set)
+                job = core.running_job(worker)
+                if job is None:
                     raise
                 own, escaping = split_escape(exc)
                 if own is None:
@@ -90,12 +92,18 @@ async def run_worker(core: PoolCore, worker: Worker) -> None:
         core.worker_exited(worker)
 
 
+@enable_ki_protection
 async def _wait_for_job(
     core: PoolCore, worker: Worker, scope: trio.CancelScope
 ) -> Job[Any] | None:
     """Park until a job is handed over, and start it; None: the worker stops.
 
     A worker above the minimum stops after ``idle_timeout`` without work.
+    Registering as idle, parking and starting the handed job are one
+    KI-protected step (as trio's ``ParkingLot.park``): a KeyboardInterrupt
+    never leaves an idle worker recorded that is not parked, nor a job
+    started that the loop does not know of; it comes when the worker parks,
+    or goes to the main task.
     """
 
     @enable_ki_protection
