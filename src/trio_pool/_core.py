@@ -33,7 +33,7 @@ import contextvars
 import math
 from collections.abc import Callable, Hashable
 from threading import get_ident
-from typing import TYPE_CHECKING, Any, NoReturn, cast, final
+from typing import TYPE_CHECKING, Any, NoReturn, final
 
 import trio
 from trio.lowlevel import (
@@ -68,7 +68,7 @@ from ._keys import KeyBooks
 from ._log import DEBUG, INFO, log
 from ._queue import JobQueue
 from ._rate import StartRate
-from ._shed import estimated_start, key_floor
+from ._shed import estimated_start
 from ._statistics import Counts, PoolStatistics
 from ._telemetry import PoolTelemetry
 from ._waiters import RoomWaiters
@@ -78,8 +78,6 @@ if TYPE_CHECKING:
 
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
-
-    from ._telemetry import JobSpan
 
 
 current_core: contextvars.ContextVar[PoolCore | None] = contextvars.ContextVar(
@@ -103,7 +101,6 @@ class Listeners(list[Callable[[Job[Any]], None]]):
             listener(job)
 
 
-@final
 class PoolCore:
     """All of one pool's state, and the transitions that change it.
 
@@ -111,6 +108,9 @@ class PoolCore:
     `statistics`, and the tests read `books` (a snapshot) and call
     `check_invariants`.
     """
+
+    _timed = False
+    """Whether the pool records each job's times (a class of `_variants`)."""
 
     def __init__(
         self,
@@ -123,7 +123,6 @@ class PoolCore:
         job_timeout: float | None,
         submit_timeout: float | None,
         telemetry: bool,
-        timings: bool,
         rate: float | None,
         burst: int,
         per_key_limit: int | None,
@@ -134,6 +133,7 @@ class PoolCore:
         run_pacer: Callable[
             [Callable[[], float | None], ParkingLot], Coroutine[Any, Any, None]
         ],
+        variant: Callable[[str | None], type[PoolCore]],
     ) -> None:
         self._name = name
         self._min_workers = workers
@@ -149,9 +149,10 @@ class PoolCore:
             )
             if recorder.active:
                 self._telemetry = recorder
+                self._become(variant("traced"))
         self._shed = shed  # the default of submit(shed=)
-        # Record each job's times (telemetry and shedding read them too).
-        self._timed = timings or shed or self._telemetry is not None
+        # This pool's class with a level of timing (see `_variants`).
+        self._variant = variant
         self._mean_run: float | None = None  # moving average of running times
         self._rate = None if rate is None else StartRate(rate, burst)
         self._pacer = ParkingLot()  # where the pacer task sleeps (rate limits)
@@ -309,14 +310,7 @@ class PoolCore:
         key: Hashable = None,
     ) -> Job[Any]:
         """Make the record of a job whose arguments were checked."""
-        job = Job(self, fn, args, name, limit, on_done)
-        if self._keys is not None:
-            job.key = key
-        if self._timed:
-            job.t_submitted = trio.current_time()
-            if self._telemetry is not None:
-                self._telemetry.created(job)
-        return job
+        return Job(self, fn, args, name, limit, on_done)
 
     def in_own_job(self) -> bool:
         """Whether the caller runs inside one of this pool's jobs (or a task
@@ -347,21 +341,14 @@ class PoolCore:
         if deadline == math.inf or self._closed:  # (closed: PoolClosed instead)
             return
         if not self._timed:  # measure from now on; no estimate until then
-            self._timed = True
+            self._begin_timing()
             return
         mean = self._mean_run
         if mean is None:
             return
         now = trio.current_time()
         ahead = self._queue.live + self._crew.waking + len(self._waiters)
-        floor = now  # what the rate limit and the key impose
-        rate = self._rate
-        if rate is not None:
-            floor = max(floor, rate.next_at() + ahead * rate.interval)
-        keys = self._keys
-        if keys is not None and keys.saturated(job.key):
-            before = keys.waiting_before(job.key)
-            floor = max(floor, key_floor(now, mean, before, keys.limit))
+        floor = self._shed_floor(job, now, mean, ahead)
         start = estimated_start(
             now,
             mean,
@@ -397,18 +384,26 @@ class PoolCore:
                 free.append(max(now, started + mean))
         return free
 
+    def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
+        """The earliest start of ``job`` that the pool's limits allow, with
+        ``ahead`` jobs before it (a pool with a rate or keys adds its own)."""
+        return now
+
+    def _begin_timing(self) -> None:
+        """Shedding needs timings: record them from now on (see `_variants`)."""
+        self._become(self._variant("timed"))
+
+    def _become(self, cls: type[PoolCore]) -> None:
+        """Run the transitions of ``cls`` (a variant of this pool) from now on."""
+        object.__setattr__(self, "__class__", cls)
+
     def _refused(self, reason: str, count: int = 1) -> None:
         """Count ``count`` refused submissions (the one refuse tail)."""
         self._counts.rejected += count
-        if self._telemetry is not None:
-            for _ in range(count):
-                self._telemetry.rejected(reason)
 
     def _accepted(self, count: int = 1) -> None:
         """Count ``count`` accepted jobs (the one accept tail)."""
         self._counts.submitted += count
-        if self._telemetry is not None:
-            self._telemetry.accepted(count)
 
     @enable_ki_protection
     def refuse_closed(self) -> NoReturn:
@@ -438,78 +433,43 @@ class PoolCore:
             self.refuse_closed()
         crew = self._crew
         idle = crew.idle
-        if idle and not crew.waking and (self._rate is None or self._paced_start()):
+        if idle and not crew.waking:
             self._hand_over(job)
         else:
             can_grow = not idle and len(crew.workers) < self._max_workers
-            # (with a rate, a new worker may have no token to start a job;
-            # blocked submitters go first, whatever room appeared meanwhile)
+            # (blocked submitters go first, whatever room appeared meanwhile)
             if not (self._waiters and self._blocked_ahead()) and (
-                (can_grow and self._rate is None) or self._room_for(aside=False)
+                can_grow or self._room_for(aside=False)
             ):
-                self._enqueue(job)
-                if can_grow and self._queue.live > crew.starting:
-                    self._grow("for a waiting job")
-            elif idle and (self._rate is None or self._paced_start()):
-                # a small or zero capacity: wake a second worker after all
+                self._enqueue_growing(job, can_grow)
+            elif idle:  # a small or zero capacity: wake a second worker after all
                 self._hand_over(job)
             else:
                 return False
         self._accepted()
         return True
 
-    @enable_ki_protection
     def offer_keyed(self, job: Job[Any]) -> bool:
-        """`offer` for a job with a key: one of a saturated key is set aside.
+        """`offer` for a job with a key (only a pool with keys takes one)."""
+        return self.offer(job)
 
-        Raises:
-            PoolClosed: the pool takes no more work (counted as rejected).
-        """
-        if self._closed:
-            self.refuse_closed()
-        keys = self._keys
-        assert keys is not None
-        if not keys.saturated(job.key):
-            if not self.offer(job):
-                return False
-            keys.claim(job.key)
-            return True
-        if (self._waiters and self._blocked_ahead()) or not self._room_for(aside=True):
-            return False
-        self._hold(job)
-        self._accepted()
+    def _blocked_ahead(self) -> bool:
+        """Whether a blocked submitter must be served before a new job (first
+        come, first served), given that submitters wait."""
         return True
 
-    def _hold(self, job: Job[Any]) -> None:
-        """Set a job of a saturated key aside until one of its key's ends."""
-        assert self._keys is not None
-        job.holder = WAITING_FOR_KEY
-        self._keys.hold(job)
-
-    def _place(self, job: Job[Any]) -> None:
-        """Put an accepted job in the queue, or aside if its key is saturated."""
-        keys = self._keys
-        if keys is not None and not keys.claim(job.key):
-            self._hold(job)
-        else:
-            self._enqueue(job)
-
-    def _key_done(self, key: Hashable) -> None:
-        """A job of ``key`` left the queue, a worker's hands or a worker: its
-        key's next job set aside takes its place at the back of the queue."""
-        assert self._keys is not None
-        job = self._keys.release(key)
-        if job is not None:
-            self._enqueue(job)  # the key's count stays: one out, one in
-            if self._crew.idle and not self._crew.waking:
-                self._spread_work()
+    def _enqueue_growing(self, job: Job[Any], can_grow: bool) -> None:
+        """Queue ``job``; start a worker for it if the pool may grow."""
+        self._enqueue(job)
+        if can_grow and self._queue.live > self._crew.starting:
+            self._grow("for a waiting job")
 
     def _starting_room(self) -> int:
         """Workers being started that will take a job from the queue when
         they run (after a `resize` down, a surplus one takes none; with a
         rate limit, one may find no token)."""
         starting = self._crew.starting
-        if not starting or self._rate is not None:
+        if not starting:
             return 0
         fits = self._max_workers - len(self._crew) + starting
         return max(0, min(starting, fits))
@@ -522,20 +482,20 @@ class PoolCore:
         return queued + aside <= self._capacity + min(self._starting_room(), queued)
 
     def _room_for(self, aside: bool) -> bool:
-        """Whether one more job fits, in the queue or (``aside``) set aside."""
+        """Whether one more job fits, in the queue or (``aside``, in a pool
+        with keys) set aside."""
         queued = self._queue.live
-        held = 0 if self._keys is None else self._keys.held
-        if aside:
-            return self._fits(queued, held + 1)
         if not self._crew.starting:  # (the common case, without the calls)
-            return queued + held < self._capacity
-        return self._fits(queued + 1, held)
+            return queued < self._capacity
+        return self._fits(queued + 1, 0)
+
+    def _aside(self) -> int:
+        """Jobs set aside for their key (only a pool with keys has any)."""
+        return 0
 
     def _over_capacity(self) -> bool:
         """More jobs wait than the room allows (after a `resize` down)."""
-        return not self._fits(
-            self._queue.live, 0 if self._keys is None else self._keys.held
-        )
+        return not self._fits(self._queue.live, self._aside())
 
     def _enqueue(self, job: Job[Any]) -> None:
         job.holder = None
@@ -548,15 +508,9 @@ class PoolCore:
     def _admit_waiters(self) -> None:
         """Accept blocked submitters' jobs while there is room for them."""
         waiters = self._waiters
-        keys = self._keys
         admitted = 0
-        while waiters:
-            job = waiters.first()
-            aside = keys is not None and keys.saturated(job.key)
-            if not self._room_for(aside):
-                break  # (one set aside waits for the queue to empty)
-            waiters.admit_first()
-            self._place(job)
+        while waiters and self._room_for(aside=False):
+            self._enqueue(waiters.admit_first())
             admitted += 1
         if admitted:
             self._accepted(admitted)
@@ -591,13 +545,6 @@ class PoolCore:
             self._telemetry.opened()
         for _ in range(self._min_workers):
             self._grow(None)
-        if self._rate is not None:
-            nursery.start_soon(
-                self._run_pacer,
-                self.pace,
-                self._pacer,
-                name=f"trio_pool pacer of {self._name!r}",
-            )
         return self._crew.watch_start()
 
     @enable_ki_protection
@@ -614,21 +561,9 @@ class PoolCore:
         """
         if worker.retired or len(self._crew) > self._max_workers:
             return None
-        rate = self._rate
-        if (
-            rate is not None
-            and (self._queue.live or self._waiters)
-            and not self._take_token()
-        ):
-            return None
-        job = self._take_queued()
-        if job is None:
-            job = self._take_waiter()
-            if job is None:
-                if rate is not None and self._waiters:
-                    rate.give_back()  # only submitters of saturated keys wait
-                return None
-        self._start(worker, job, scope)
+        job = self._take_queued() or self._take_waiter()
+        if job is not None:
+            self._start(worker, job, scope)
         return job
 
     def _take_queued(self) -> Job[Any] | None:
@@ -648,73 +583,9 @@ class PoolCore:
         waiters = self._waiters
         if not waiters:
             return None
-        keys = self._keys
-        if keys is None:
-            job = waiters.admit_first()
-        else:
-            for job in waiters.jobs():
-                if keys.claim(job.key):
-                    break
-            else:
-                return None
-            waiters.admit(job)
+        job = waiters.admit_first()
         self._accepted()
         return job
-
-    def _paced_start(self) -> bool:
-        """With a rate limit, may a new job go straight to an idle worker?
-        Not before the jobs that already wait for a token."""
-        if self._queue.live or (self._waiters and self._blocked_ahead()):
-            return False
-        return self._take_token()
-
-    def _blocked_ahead(self) -> bool:
-        """Whether a blocked submitter must be served before a new job (first
-        come, first served), given that submitters wait. One whose key is
-        saturated waits for a place aside, and lets others by."""
-        keys = self._keys
-        return keys is None or not keys.saturated(self._waiters.first().key)
-
-    def _take_token(self) -> bool:
-        """Spend a start token of the rate limit; if there is none, make sure
-        the pacer wakes when the next one is due."""
-        assert self._rate is not None
-        if self._rate.take(trio.current_time()):
-            return True
-        self._wake_pacer()
-        return False
-
-    def _wake_pacer(self) -> None:
-        if self._pacer:
-            self._pacer.unpark_all()
-
-    @enable_ki_protection
-    def pace(self) -> float | None:
-        """The pacer's step: hand waiting jobs to idle workers as tokens allow.
-
-        Returns:
-            When to look again (``math.inf``: when woken), or None once the
-            pool is closed and its last worker has stopped (workers stop only
-            when nothing is left to start): the pacer stops too.
-        """
-        rate = self._rate
-        assert rate is not None
-        crew = self._crew
-        if self._closed and not crew.workers:
-            return None
-        while self._queue.live or self._waiters:
-            if not crew.idle:  # busy workers take jobs as they finish, or a new one
-                if len(crew) < self._max_workers and not crew.starting:
-                    self._grow("for a waiting job")
-                return math.inf
-            if not rate.take(trio.current_time()):
-                return rate.next_at()
-            job = self._take_queued() or self._take_waiter()
-            if job is None:  # only submitters whose keys are saturated wait
-                rate.give_back()
-                break
-            self._hand_over(job)
-        return math.inf
 
     @enable_ki_protection
     def idle_or_stop(self, worker: Worker) -> bool:
@@ -784,8 +655,7 @@ class PoolCore:
             self._queue.push_front(job)
             if self._over_capacity():
                 self._over_capacity_allowed = True
-            if self._rate is not None:
-                self._rate.give_back()  # it did not start
+            self._unstarted_handed()
             self._remove(worker)
             return None
         self._start(worker, job, scope)
@@ -801,16 +671,10 @@ class PoolCore:
             scope.deadline = trio.current_time() + job.timeout
         if self._queue.live > self._crew.starting and not self._crew.waking:
             self._spread_work()
-        if self._timed:
-            job.t_started = trio.current_time()
-            if self._telemetry is not None:
-                self._crew.hold(worker, job, self._telemetry.started(job))
 
     def _spread_work(self) -> None:
         """Jobs still wait: wake an idle worker, or start one if the pool scales."""
         if self._crew.idle:
-            if self._rate is not None and not self._take_token():
-                return
             job = self._take_queued()
             if job is not None:
                 self._hand_over(job)
@@ -827,7 +691,6 @@ class PoolCore:
         error: BaseException | None = None,
     ) -> None:
         """Record how a running job ended and resolve its handle."""
-        span = worker.span
         self._crew.hold(worker, None)
         counts = self._counts
         counts.running -= 1
@@ -848,22 +711,6 @@ class PoolCore:
             log(DEBUG, "job %r in pool %r failed", job.name, self._name, exc_info=error)
             if isinstance(error, Exception):  # the others leave the pool anyway
                 self._unretrieved.add(job, error)
-        if self._timed:
-            if state is not CANCELLED:  # a cancelled run says nothing of length
-                try:
-                    run = job.t_finished - job.t_started
-                except AttributeError:  # started before shedding began to measure
-                    pass
-                else:
-                    self._measured(run)
-            if self._telemetry is not None:
-                self._telemetry.ended(job, cast("JobSpan | None", span))
-
-    def _measured(self, run: float) -> None:
-        """Fold one job's running time into the moving average (weight 1/8,
-        as TCP's smoothed round-trip time)."""
-        mean = self._mean_run
-        self._mean_run = run if mean is None else mean + (run - mean) / 8
 
     def _resolve(
         self,
@@ -873,14 +720,9 @@ class PoolCore:
         error: BaseException | None = None,
     ) -> None:
         """Move a job to a terminal state and wake every task waiting on it."""
-        freed_key = None  # a key whose count this job held
-        if self._keys is not None and job.holder is not WAITING_FOR_KEY:
-            freed_key = job.key
         job.state = state
         job.holder = None
         job.scope = None
-        if self._timed:
-            job.t_finished = trio.current_time()
         job.value = value
         job.error = error
         if error is not None:
@@ -895,8 +737,6 @@ class PoolCore:
         if on_done is not None:
             job.on_done = None  # called once; its references go with it
             on_done(job)
-        if freed_key is not None:  # once the job is done: its next may start
-            self._key_done(freed_key)
         if self._draining and not self._counts.unfinished():
             self._drain_waiters.unpark_all()  # `Pool.join`, `Pool.shutdown`
 
@@ -945,8 +785,11 @@ class PoolCore:
         self._removed()
 
     def _removed(self) -> None:
-        if self._closed and not self._crew.workers:
-            self._wake_pacer()  # to stop as well
+        """A worker was removed (a pool with a rate wakes its pacer)."""
+
+    def _unstarted_handed(self) -> None:
+        """A job handed over will not start (a pool with a rate gives its
+        token back)."""
 
     def _release_idle(self) -> None:
         """Wake every idle worker with nothing to do, so that it stops."""
@@ -990,8 +833,7 @@ class PoolCore:
         else:  # handed over: the worker finds nothing when it runs
             assert isinstance(holder, Worker)
             self._crew.hold(holder, None)
-            if self._rate is not None:
-                self._rate.give_back()  # it will not start
+            self._unstarted_handed()
         self._resolve_unstarted(job)
         if isinstance(holder, Worker):
             return
@@ -1152,13 +994,8 @@ class PoolCore:
         )
 
     def _rate_tokens(self) -> float | None:
-        rate = self._rate
-        if rate is None:
-            return None
-        clock = self._clock
-        if clock is None:  # not opened yet: a full bucket
-            return float(rate.burst)
-        return rate.tokens(clock.current_time())
+        """Starts the rate limit allows now (None: no rate)."""
+        return None
 
     def books(self) -> Books:
         """A copy of every book, for the tests and `check_invariants`."""
@@ -1190,11 +1027,11 @@ class PoolCore:
             per_key_limit=None if keys is None else keys.limit,
             key_active=key_active,
             key_waiting=key_waiting,
-            held=0 if keys is None else keys.held,
+            held=self._aside(),
             first_waits_for_key=bool(waiting) and not self._blocked_ahead(),
             room=self._capacity + self._starting_room(),
             over_capacity=self._over_capacity(),
-            over_capacity_aside=not self._room_for(aside=True),
+            over_capacity_aside=not self._fits(self._queue.live, self._aside() + 1),
             over_capacity_allowed=self._over_capacity_allowed,
             capacity=self._capacity,
             min_workers=self._min_workers,

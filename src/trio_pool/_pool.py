@@ -38,11 +38,11 @@ from ._checks import (
     check_seconds,
     default_capacity,
 )
-from ._core import PoolCore
 from ._errors import leaves
 from ._log import INFO, log
 from ._map import MapResults
 from ._rate import run_pacer
+from ._variants import open_core
 from ._worker import run_worker
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
     from typing_extensions import TypeVarTuple, Unpack
 
+    from ._core import PoolCore
     from ._job import Job
     from ._statistics import PoolStatistics
 
@@ -558,7 +559,7 @@ def open_pool(
         check_int("per_key_limit", per_key_limit, 1, MAX_WORKERS)
     if rate is None and burst != 1:
         raise ValueError(f"burst={burst!r} needs a rate (rate=None: no limit)")
-    core = PoolCore(
+    core = open_core(
         name=name,
         workers=workers,
         max_workers=max_workers,
