@@ -857,3 +857,16 @@ def test_ctrl_c_inside_a_blocked_submit_leaves_no_stale_waiter(
     stats = pools[0].statistics()
     assert (stats.waiting_submitters, stats.running, stats.queued) == (0, 0, 0)
     assert_no_bookkeeping(pools[0])
+
+
+async def test_dir_of_a_job_lists_only_the_documented_api() -> None:
+    """Issue 16, item 7: the core's bookkeeping is not offered as API."""
+    async with trio_pool.open_pool(1, timings=True) as pool:
+        job = await pool.submit(noop)
+        await job.wait()
+    documented = {
+        *("result", "wait", "cancel", "state", "done", "name"),
+        *("submitted_at", "started_at", "finished_at"),
+        *("wait_duration", "run_duration"),
+    }
+    assert [n for n in dir(job) if not n.startswith("_")] == sorted(documented)

@@ -97,6 +97,24 @@ TIMED_OUT = JobState.TIMED_OUT
 CANCELLED = JobState.CANCELLED
 
 
+API = frozenset(
+    {
+        "cancel",
+        "done",
+        "finished_at",
+        "name",
+        "result",
+        "run_duration",
+        "started_at",
+        "state",
+        "submitted_at",
+        "wait",
+        "wait_duration",
+    }
+)
+"""The documented members of a `Job` (what ``dir(job)`` lists, dunders aside)."""
+
+
 def describe(fn: object) -> str:
     """Return a readable name for a callable: its qualified name, or its repr."""
     name = getattr(fn, "__qualname__", None)
@@ -205,6 +223,11 @@ class Job(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<trio_pool.Job {self.name!r} {self.state.value}>"
+
+    def __dir__(self) -> list[str]:
+        """The documented API and the dunders: the bookkeeping attributes
+        are the core's, not the handle's."""
+        return sorted({*API, *(n for n in super().__dir__() if n.startswith("__"))})
 
     @property
     def name(self) -> str:
