@@ -354,7 +354,7 @@ class PoolCore:
             mean,
             deadline,
             ahead=ahead,
-            width=max(self._max_workers, len(self._crew)),
+            width=max(self._max_workers, len(self._crew.workers)),
             floor=floor,
             free_at=lambda: self._free_at(now, mean),
         )
@@ -415,7 +415,7 @@ class PoolCore:
     def overloaded(self, when: str) -> PoolOverloaded:
         """Count a refusal for want of room; return the error to raise."""
         error = PoolOverloaded(
-            f"pool {self._name!r} has no room {when}: all {len(self._crew)} "
+            f"pool {self._name!r} has no room {when}: all {len(self._crew.workers)} "
             f"workers busy and {self._queue.live} of capacity={self._capacity} "
             "queued",
         )
@@ -471,7 +471,7 @@ class PoolCore:
         starting = self._crew.starting
         if not starting:
             return 0
-        fits = self._max_workers - len(self._crew) + starting
+        fits = self._max_workers - len(self._crew.workers) + starting
         return max(0, min(starting, fits))
 
     def _fits(self, queued: int, aside: int) -> bool:
@@ -528,7 +528,7 @@ class PoolCore:
                 "pool %r: started a worker %s (%d of at most %d)",
                 self._name,
                 why,
-                len(self._crew),
+                len(self._crew.workers),
                 self._max_workers,
             )
 
@@ -559,7 +559,7 @@ class PoolCore:
         A retired worker, or one above ``max_workers`` (after `resize`),
         takes nothing.
         """
-        if worker.retired or len(self._crew) > self._max_workers:
+        if worker.retired or len(self._crew.workers) > self._max_workers:
             return None
         job = self._take_queued() or self._take_waiter()
         if job is not None:
@@ -601,7 +601,7 @@ class PoolCore:
             self._release_idle()
             self._remove(worker)
             return True
-        if len(self._crew) > self._max_workers:
+        if len(self._crew.workers) > self._max_workers:
             self._remove(worker)
             return True
         self._crew.rest(worker)
@@ -609,7 +609,7 @@ class PoolCore:
 
     def may_retire(self) -> bool:
         """Whether an idle worker may retire after ``idle_timeout``."""
-        return len(self._crew) > self._min_workers
+        return len(self._crew.workers) > self._min_workers
 
     @enable_ki_protection
     def abort_idle(self, worker: Worker) -> None:
@@ -626,7 +626,7 @@ class PoolCore:
         waits would let a later submitter grow the pool and get in first.
         """
         if (
-            len(self._crew) > self._min_workers
+            len(self._crew.workers) > self._min_workers
             and not self._queue.live
             and not self._waiters
         ):
@@ -636,7 +636,7 @@ class PoolCore:
                 "pool %r: a worker retired after %ss idle (%d left)",
                 self._name,
                 self._idle_timeout,
-                len(self._crew),
+                len(self._crew.workers),
             )
             return True
         return False
@@ -647,7 +647,7 @@ class PoolCore:
         job = self._crew.woke(worker)
         if job is None:  # cancelled while handed over, or woken to stop
             return None
-        if len(self._crew) > self._max_workers:
+        if len(self._crew.workers) > self._max_workers:
             # `resize` shrank the pool since the hand-over: the job goes back
             # to the head of the queue and this worker retires.
             self._crew.hold(worker, None)
@@ -665,7 +665,7 @@ class PoolCore:
         job.state = RUNNING
         job.holder = worker
         job.scope = scope
-        self._crew.hold(worker, job)
+        worker.job = job  # (the crew's record; written here on the hot path)
         self._counts.running += 1
         if job.timeout is not None:
             scope.deadline = trio.current_time() + job.timeout
@@ -678,7 +678,7 @@ class PoolCore:
             job = self._take_queued()
             if job is not None:
                 self._hand_over(job)
-        elif len(self._crew) < self._max_workers:
+        elif len(self._crew.workers) < self._max_workers:
             self._grow("for a waiting job")
 
     @enable_ki_protection
@@ -691,7 +691,8 @@ class PoolCore:
         error: BaseException | None = None,
     ) -> None:
         """Record how a running job ended and resolve its handle."""
-        self._crew.hold(worker, None)
+        worker.job = None  # (the crew's record; written here on the hot path)
+        worker.span = None
         counts = self._counts
         counts.running -= 1
         if job.timeout is not None and job.scope is not None:
@@ -972,7 +973,7 @@ class PoolCore:
         keys = self._keys
         return PoolStatistics(
             name=self._name,
-            workers=len(self._crew),
+            workers=len(self._crew.workers),
             idle_workers=len(self._crew.idle),
             min_workers=self._min_workers,
             max_workers=self._max_workers,

@@ -210,7 +210,7 @@ class PacedCore(PoolCore):
 
     @enable_ki_protection
     def start_next(self, worker: Worker, scope: trio.CancelScope) -> Job[Any] | None:
-        if worker.retired or len(self._crew) > self._max_workers:
+        if worker.retired or len(self._crew.workers) > self._max_workers:
             return None
         wanted = bool(self._queue.live or self._waiters)
         if wanted and not self._take_token():
@@ -266,7 +266,7 @@ class PacedCore(PoolCore):
             return None
         while self._queue.live or self._waiters:
             if not crew.idle:  # busy workers take jobs as they finish, or a new one
-                if len(crew) < self._max_workers and not crew.starting:
+                if len(crew.workers) < self._max_workers and not crew.starting:
                     self._grow("for a waiting job")
                 return math.inf
             if not rate.take(trio.current_time()):

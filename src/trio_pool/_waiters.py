@@ -31,64 +31,59 @@ if TYPE_CHECKING:
 
 
 @final
-class RoomWaiters:
-    """The blocked submitters and their jobs, in arrival order."""
+class RoomWaiters(OrderedDict[Task, "Job[Any]"]):
+    """The blocked submitters' tasks and their jobs, in arrival order.
 
-    __slots__ = ("_tasks",)
+    An `OrderedDict` itself, so that the core's "does anyone wait?" on its
+    hot paths is a plain truth test; only its own methods change it.
+    """
 
-    def __init__(self) -> None:
-        self._tasks: OrderedDict[Task, Job[Any]] = OrderedDict()
-
-    def __bool__(self) -> bool:
-        return bool(self._tasks)
-
-    def __len__(self) -> int:
-        return len(self._tasks)
+    __slots__ = ()
 
     def first(self) -> Job[Any]:
         """The job of the longest waiting submitter (there must be one)."""
-        return next(iter(self._tasks.values()))
+        return next(iter(self.values()))
 
     def jobs(self) -> list[Job[Any]]:
         """Every waiting job, in order."""
-        return list(self._tasks.values())
+        return list(self.values())
 
+    @enable_ki_protection
     async def wait(self, job: Job[Any]) -> None:
-        """Park the calling task with ``job`` until it is admitted or refused."""
-        await _register_and_park(self._tasks, job)
+        """Park the calling task with ``job`` until it is admitted or refused.
+
+        Registering and parking are one KI-protected step.
+        """
+        tasks = self
+        task = current_task()
+        tasks[task] = job
+
+        def abort(_: object) -> Abort:
+            del tasks[task]
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
 
     def admit_first(self) -> Job[Any]:
         """Wake the first submitter: its job was accepted."""
-        task, job = self._tasks.popitem(last=False)
+        task, job = self.popitem(last=False)
         reschedule(task)
         return job
 
     def admit(self, job: Job[Any]) -> None:
         """Wake the submitter of ``job`` (not necessarily the first)."""
-        for task, waiting in self._tasks.items():
+        for task, waiting in self.items():
             if waiting is job:
-                del self._tasks[task]
+                del self[task]
                 reschedule(task)
                 return
         raise AssertionError("no such waiter")  # pragma: no cover
 
     def refuse_all(self, error: Callable[[], BaseException]) -> int:
         """Wake every submitter with a new ``error()``; return how many."""
-        tasks = self._tasks
+        tasks = self
         count = len(tasks)
         while tasks:
             task, _ = tasks.popitem(last=False)
             reschedule(task, outcome.Error(error()))
         return count
-
-
-@enable_ki_protection
-async def _register_and_park(tasks: OrderedDict[Task, Job[Any]], job: Job[Any]) -> None:
-    task = current_task()
-    tasks[task] = job
-
-    def abort(_: object) -> Abort:
-        del tasks[task]
-        return Abort.SUCCEEDED
-
-    await wait_task_rescheduled(abort)
