@@ -21,17 +21,17 @@ def assert_balanced(pool: trio_pool.Pool) -> None:
 def assert_no_bookkeeping(pool: trio_pool.Pool) -> None:
     """Nothing is left in the pool's internal structures (after it stopped)."""
     assert_balanced(pool)
-    core = pool._core
+    books = pool._core.books()
     stats = pool.statistics()
     assert (stats.queued, stats.running) == (0, 0), stats
-    assert core.backlog == 0
-    assert not core.idle
-    assert not core.room_waiters
-    assert not core.drain_waiters
-    assert not core.workers
-    assert core.running == 0
-    assert core.waking == 0
-    assert core.starting == 0
+    assert books.backlog == 0
+    assert not books.idle
+    assert not books.waiting_jobs
+    assert not books.drain_parked
+    assert not books.workers
+    assert books.running == 0
+    assert books.waking == 0
+    assert books.starting == 0
 
 
 async def sleep_and_return(seconds: float, value: object = None) -> object:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import outcome
@@ -27,7 +28,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 import trio_pool
-from trio_pool import _checks, _core
+from trio_pool import _checks, _core, _waiters
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -135,7 +136,7 @@ async def test_cancel_a_job_handed_to_a_woken_worker(
     async with trio_pool.open_pool(2, capacity=1) as pool:
         await trio.testing.wait_all_tasks_blocked()
         job = pool.submit_nowait(nap, 1)  # handed to an idle worker, not run
-        assert pool._core.waking == 1
+        assert pool._core.books().waking == 1
         job.cancel()
         assert job.state is trio_pool.JobState.CANCELLED
         assert_balanced(pool)
@@ -666,7 +667,7 @@ async def test_reading_a_done_job_from_another_run_is_refused(
         ]
         await trio.sleep(2)
         core = pool._core
-        before = (core.since_yield, dict(core.unretrieved))
+        before = (core.books().since_yield, core.books().unretrieved)
 
         def in_another_run(job: trio_pool.Job[Any], method: str) -> None:
             async def main() -> None:
@@ -679,7 +680,7 @@ async def test_reading_a_done_job_from_another_run_is_refused(
             for method in ("wait", "result"):
                 with pytest.raises(RuntimeError, match="another Trio run"):
                     await trio.to_thread.run_sync(in_another_run, job, method)
-        assert (core.since_yield, dict(core.unretrieved)) == before
+        assert (core.books().since_yield, core.books().unretrieved) == before
         await done[1].wait()
 
 
@@ -777,3 +778,98 @@ async def test_a_job_failing_as_the_pool_is_cancelled_from_outside_stays_isolate
     own: Any = error.split(ValueError)[0]  # pyright: ignore[reportUnknownMemberType]
     assert own is not None
     assert cancelled.state is trio_pool.JobState.CANCELLED
+
+
+# ------------------------------- issue 17: a KeyboardInterrupt at each instant
+#
+# The interrupt is a real SIGINT, raised at the chosen instant by a patched
+# step: Trio's handler raises KeyboardInterrupt there unless the frame (or a
+# caller's) is KI-protected, in which case Trio delivers it to the main task
+# at its next checkpoint. Either way the pool must resolve every job.
+
+
+def interrupt_at(
+    monkeypatch: pytest.MonkeyPatch, owner: object, name: str, *, after: bool
+) -> list[bool]:
+    """Patch ``owner.name`` to raise SIGINT once, right before or after the
+    real call."""
+    real = getattr(owner, name)
+    fired: list[bool] = []
+
+    def interrupt() -> None:
+        if not fired:
+            fired.append(True)
+            signal.raise_signal(signal.SIGINT)
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        if not after:
+            interrupt()
+        result = real(*args, **kwargs)
+        if after:
+            interrupt()
+        return result
+
+    monkeypatch.setattr(owner, name, interrupted)
+    return fired
+
+
+def run_interrupted(main: Callable[[], Awaitable[None]]) -> None:
+    """Run ``main`` under a MockClock; it must end with the KeyboardInterrupt."""
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    with pytest.raises(KeyboardInterrupt):
+        trio.run(main, clock=clock)
+
+
+def test_ctrl_c_as_an_idle_worker_starts_a_handed_over_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 17, finding 5: the job never stayed RUNNING after the pool exited."""
+    pools: list[trio_pool.Pool] = []
+    jobs: list[trio_pool.Job[Any]] = []
+
+    async def main() -> None:
+        async with trio_pool.open_pool(1) as pool:
+            pools.append(pool)
+            fired = interrupt_at(monkeypatch, _core.PoolCore, "take_handed", after=True)
+            jobs.append(await pool.submit(trio.sleep, 10))  # to the idle worker
+            await jobs[0].wait()
+            assert fired
+
+    run_interrupted(main)
+    stats = pools[0].statistics()
+    assert (stats.running, stats.queued) == (0, 0), stats
+    assert jobs[0].done, jobs[0]
+    assert_no_bookkeeping(pools[0])
+
+
+def test_ctrl_c_inside_a_blocked_submit_leaves_no_stale_waiter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 17, finding 6: close() woke a task that was not parked."""
+    pools: list[trio_pool.Pool] = []
+
+    async def main() -> None:
+        async with trio_pool.open_pool(1, capacity=0) as pool:
+            pools.append(pool)
+            await pool.submit(trio.sleep, 10)  # the only worker is busy
+            # registered as a waiter, not parked yet:
+            interrupt_at(monkeypatch, _waiters, "wait_task_rescheduled", after=False)
+            await pool.submit(trio.sleep, 10)
+
+    run_interrupted(main)
+    stats = pools[0].statistics()
+    assert (stats.waiting_submitters, stats.running, stats.queued) == (0, 0, 0)
+    assert_no_bookkeeping(pools[0])
+
+
+async def test_dir_of_a_job_lists_only_the_documented_api() -> None:
+    """Issue 16, item 7: the core's bookkeeping is not offered as API."""
+    async with trio_pool.open_pool(1, timings=True) as pool:
+        job = await pool.submit(noop)
+        await job.wait()
+    documented = {
+        *("result", "wait", "cancel", "state", "done", "name"),
+        *("submitted_at", "started_at", "finished_at"),
+        *("wait_duration", "run_duration"),
+    }
+    assert [n for n in dir(job) if not n.startswith("_")] == sorted(documented)

@@ -71,7 +71,7 @@ async def test_a_cancelled_join_leaves_the_jobs_alone(
         with trio.move_on_after(3):
             await pool.join()
         assert not job.done
-        assert pool._core.draining == 0  # pyright: ignore[reportPrivateUsage]
+        assert pool._core.books().draining == 0  # pyright: ignore[reportPrivateUsage]
         assert_balanced(pool)
         assert await job.result() == "done"
 

@@ -57,10 +57,11 @@ async def test_an_idle_key_leaves_nothing_behind(
         most = 0
         for n in range(20_000):
             await pool.submit(trio.sleep, 0.001, key=f"host-{n}")
-            most = max(most, len(core.key_active))
+            most = max(most, len(core.books().key_active))
         await pool.join()
         assert most <= 4 + 16
-        assert (core.key_active, core.key_waiting, core.held) == ({}, {}, 0)
+        books = core.books()
+        assert (books.key_active, books.key_waiting, books.held) == ({}, {}, 0)
         stats = pool.statistics()
         assert (stats.waiting_for_key, stats.active_keys) == (0, 0)
 
@@ -96,7 +97,7 @@ async def test_cancelling_a_job_that_waits_for_its_key(
         await pool.join()
         assert last.started_at == 0
         assert_balanced(pool)
-        assert pool._core.key_active == {}
+        assert pool._core.books().key_active == {}
 
 
 async def test_a_key_s_next_job_goes_to_an_idle_worker_when_one_is_cancelled(
@@ -152,7 +153,8 @@ async def test_shutdown_past_its_grace_cancels_jobs_waiting_for_their_key(
         await pool.shutdown(grace_period=1.5)
     assert [job.state.value for job in jobs] == ["succeeded", "cancelled", "cancelled"]
     assert_no_bookkeeping(pool)
-    assert (pool._core.key_active, pool._core.key_waiting) == ({}, {})
+    books = pool._core.books()
+    assert (books.key_active, books.key_waiting) == ({}, {})
 
 
 async def test_an_error_in_the_body_cancels_jobs_waiting_for_their_key(

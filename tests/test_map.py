@@ -43,9 +43,10 @@ def assert_idle(pool: trio_pool.Pool) -> None:
     assert stats.submitted == stats.succeeded + stats.failed + stats.cancelled + (
         stats.timed_out
     )
-    assert pool._core.backlog == 0
-    assert not pool._core.room_waiters
-    assert not pool._core.drain_waiters
+    books = pool._core.books()
+    assert books.backlog == 0
+    assert not books.waiting_jobs
+    assert not books.drain_parked
 
 
 async def test_ordered_results_follow_the_input(autojump_clock: trio.abc.Clock) -> None:

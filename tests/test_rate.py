@@ -224,7 +224,7 @@ async def test_rate_tokens_are_reported_to_opentelemetry(
 async def test_a_pool_without_a_rate_reports_no_tokens() -> None:
     async with trio_pool.open_pool(1) as pool:
         assert pool.statistics().rate_tokens is None
-        assert pool._core.rate is None
+        assert pool._core.books().rate_next_at is None
 
 
 @pytest.mark.parametrize(

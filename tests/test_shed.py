@@ -86,7 +86,7 @@ async def test_before_any_job_has_finished_nothing_is_shed(
 
 
 def measuring(pool: trio_pool.Pool) -> bool:
-    return pool._core.timed
+    return pool._core.books().timed
 
 
 async def test_shed_per_submit_on_a_pool_that_did_not_measure(
@@ -222,7 +222,7 @@ async def test_measuring_begins_while_jobs_run(
         assert await new.result() == "new"
         assert running.run_duration is None  # not measured
         assert new.run_duration == 1
-        assert pool._core.mean_run == 1
+        assert pool._core.books().mean_run == 1
         assert_balanced(pool)
 
 

@@ -56,7 +56,7 @@ from trio._core import _run as trio_run
 
 import trio_pool
 from trio_pool import _core
-from trio_pool._core import PoolCore
+from trio_pool._books import Books
 
 from .helpers import assert_no_bookkeeping
 
@@ -183,7 +183,7 @@ class Params:
     per_key_limit: int | None
 
 
-def room(core: PoolCore, key: str | None = None) -> tuple[bool, bool]:
+def room(core: Books, key: str | None = None) -> tuple[bool, bool]:
     """(must accept, may accept) a submission right now, from the docs.
 
     Room is an idle worker (with a rate limit, one that may start a job now),
@@ -191,7 +191,7 @@ def room(core: PoolCore, key: str | None = None) -> tuple[bool, bool]:
     as room too), or a worker the pool may still add; only the idle worker
     serves a new submitter while earlier ones wait.
     """
-    paced = core.rate is not None
+    paced = core.rate_next_at is not None
     starting = 0 if paced else core.starting
     waiting = core.backlog + core.held
     first = not blocked_ahead(core)  # blocked submitters go first
@@ -211,23 +211,23 @@ def room(core: PoolCore, key: str | None = None) -> tuple[bool, bool]:
     return must, may
 
 
-def first_waits_for_its_key(core: PoolCore) -> bool:
+def first_waits_for_its_key(core: Books) -> bool:
     """Whether the first blocked submitter's key is saturated."""
-    if core.per_key_limit is None or not core.room_waiters:
+    if core.per_key_limit is None or not core.waiting_jobs:
         return False
-    key = next(iter(core.room_waiters.values())).key
+    key = core.waiting_jobs[0].key
     return key is not None and core.key_active.get(key, 0) >= core.per_key_limit
 
 
-def blocked_ahead(core: PoolCore) -> bool:
+def blocked_ahead(core: Books) -> bool:
     """Whether a blocked submitter goes before a new one (one whose key is
     saturated lets others by)."""
-    return bool(core.room_waiters) and not first_waits_for_its_key(core)
+    return bool(core.waiting_jobs) and not first_waits_for_its_key(core)
 
 
-def token_pending(core: PoolCore) -> bool:
+def token_pending(core: Books) -> bool:
     """Whether the pool's rate limit makes the next start wait."""
-    return core.rate is not None and core.rate.next_at() > trio.current_time()
+    return core.rate_next_at is not None and core.rate_next_at > trio.current_time()
 
 
 async def job_body(spec: Spec, world: World) -> int:
@@ -288,9 +288,10 @@ class World:
     # ------------------------------------------------------------- helpers
 
     @property
-    def core(self) -> PoolCore:
+    def core(self) -> Books:
+        """A snapshot of the core's books, taken now."""
         assert self.pool is not None
-        return self.pool._core
+        return self.pool._core.books()
 
     def problem(self, message: str) -> None:
         self.problems.append(message)
@@ -375,7 +376,8 @@ class World:
                 spec.handle.state is RUNNING,
                 f"{spec} started in state {spec.handle.state}",
             )
-        stats = self.core.statistics()
+        assert self.pool is not None
+        stats = self.pool.statistics()
         # "shrinking takes effect for every job started after it"
         self.expect(
             stats.running <= stats.max_workers,
@@ -412,7 +414,7 @@ class World:
         core = self.core
         closed = core.closed
         must, may = room(core, spec.plan.key)
-        before = (core.submitted, core.shed_count, core.rejected)
+        before = (core.submitted, core.shed, core.rejected)
         timeout: Any = {} if plan.default_timeout else {"timeout": plan.timeout}
 
         def shedding_submit() -> trio_pool.Job[int]:
@@ -431,11 +433,12 @@ class World:
             spec.submit = "shed"
             self.rejected_seen += 1
             submitted, shed, rejected = before
+            after = self.core
             self.expect(
-                (core.submitted, core.shed_count, core.rejected)
+                (after.submitted, after.shed, after.rejected)
                 == (submitted, shed + 1, rejected + 1),
                 f"{spec} shed, but the counts went {before} -> "
-                f"{(core.submitted, core.shed_count, core.rejected)}",
+                f"{(after.submitted, after.shed, after.rejected)}",
             )
             self.expect(not closed, f"{spec} shed by a closed pool")
             return
@@ -660,7 +663,7 @@ class World:
     def resize(self, workers: int, max_workers: int | None) -> None:
         assert self.pool is not None
         core = self.core
-        closed = core.closed or core.nursery is None
+        closed = core.closed or core.exited
         fixed = core.min_workers == core.max_workers
         try:
             self.pool.resize(workers, max_workers)
@@ -727,7 +730,7 @@ class World:
             f"at t={trio.current_time():.2f}: backlog={core.backlog} "
             f"waking={core.waking} starting={core.starting} "
             f"running={core.running} closed={core.closed} "
-            f"queue={list(core.queue)} room_waiters={len(core.room_waiters)}",
+            f"queue={core.queued_jobs} room_waiters={len(core.waiting_jobs)}",
             *workers,
             *(
                 f"{s}: submit={s.submit} started={s.started_at} ended={s.ended} "
@@ -740,8 +743,8 @@ class World:
 
     def check_all(self, settled: bool) -> None:
         assert self.pool is not None
+        self.pool._core.check_invariants()
         core = self.core
-        core.check_invariants()
         stats = self.pool.statistics()
         now = trio.current_time()
         assert stats.submitted == (
@@ -799,15 +802,15 @@ class World:
         # whose key is saturated waits for a place aside, and lets others by.)
         waiting: list[Spec] = []
         seqs: list[int] = []
-        if core.room_waiters:
-            waiting = [job.args[0] for job in core.room_waiters.values()]
+        if core.waiting_jobs:
+            waiting = [job.args[0] for job in core.waiting_jobs]
             assert all(isinstance(s, Spec) for s in waiting)
             seqs = [s.seq for s in waiting]
             assert seqs == sorted(seqs), f"submitters out of order: {waiting}"
-        if core.room_waiters and first_waits_for_its_key(core):
-            assert core._over_capacity(1), f"{waiting} wait, with room aside"
-        elif core.room_waiters:
-            starting = core.room() - core.capacity  # those that will take a job
+        if core.waiting_jobs and first_waits_for_its_key(core):
+            assert core.over_capacity_aside, f"{waiting} wait, with room aside"
+        elif core.waiting_jobs:
+            starting = core.room - core.capacity  # those that will take a job
             assert core.backlog + core.held >= core.capacity + starting, (
                 f"{waiting} wait for room, {core.backlog}+{core.held} queued of "
                 f"{core.capacity} (+{core.starting} starting)"
@@ -893,13 +896,14 @@ class World:
             assert spec.submit != "new", spec
         if self.exited:
             return
-        paced = token_pending(self.core)  # jobs may wait for the rate
-        if self.core.backlog and not paced:  # (not those waiting for their key)
+        books = self.core
+        paced = token_pending(books)  # jobs may wait for the rate
+        if books.backlog and not paced:  # (not those waiting for their key)
             assert not stats.idle_workers, f"jobs wait beside idle workers: {stats}"
             assert stats.workers >= stats.max_workers, (
                 f"jobs wait and the pool did not grow: {stats}"
             )
-        keyed = first_waits_for_its_key(self.core)
+        keyed = first_waits_for_its_key(books)
         if stats.waiting_submitters and not paced and not keyed:
             assert not stats.idle_workers, f"submitters wait, workers idle: {stats}"
 

@@ -52,7 +52,7 @@ async def test_cancelled_waiting_submit_leaves_nothing_behind(
         assert scope.cancelled_caught
         stats = pool.statistics()
         assert (stats.submitted, stats.waiting_submitters, stats.rejected) == (1, 0, 0)
-        assert not pool._core.room_waiters
+        assert not pool._core.books().waiting_jobs
     assert_no_bookkeeping(pool)
 
 

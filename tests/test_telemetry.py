@@ -363,7 +363,7 @@ async def test_telemetry_false_emits_nothing(
         await pool.run(work, 1)
         with otel.tracer.start_as_current_span("outer"):
             await pool.run(work, 1)
-        assert pool._core.telemetry is None
+        assert not pool._core.books().telemetry
     assert [s.name for s in otel.spans.get_finished_spans()] == ["outer"]
     data = otel.reader.get_metrics_data()
     assert data is None or all(
@@ -375,7 +375,7 @@ async def test_telemetry_false_emits_nothing(
 
 async def test_api_defaults_cost_nothing() -> None:
     async with trio_pool.open_pool(1) as pool:  # no SDK configured globally
-        assert pool._core.telemetry is None
+        assert not pool._core.books().telemetry
         assert await pool.run(work, 0) == "done"
 
 

@@ -53,7 +53,7 @@ def durations(job: trio_pool.Job[Any]) -> tuple[float | None, ...]:
 
 
 def mean_run(pool: trio_pool.Pool) -> float | None:
-    return pool._core.mean_run
+    return pool._core.books().mean_run
 
 
 async def test_a_job_cancelled_in_the_queue_waited_until_its_cancellation(
@@ -92,7 +92,7 @@ async def test_without_timings_every_timing_stays_none(
     async with trio_pool.open_pool(1, telemetry=False) as pool:
         job = await pool.submit(sleep_and_return, 1)
         await job.wait()
-        assert pool._core.timed is False
+        assert pool._core.books().timed is False
         assert job.submitted_at is None
         assert job.started_at is None
         assert job.finished_at is None

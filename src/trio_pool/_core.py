@@ -1,18 +1,22 @@
 """The pool's state and every transition of it: the one owner of the books.
 
-`PoolCore` keeps the queue, the idle workers, the blocked submitters, the
-drain waiters, the counters and the closed flag. Every method that changes
-them is synchronous and KI-protected, so a transition is never split by a
-schedule point or a KeyboardInterrupt; the other modules call these methods
-and never write the fields. Each transition first changes the books, then
-calls telemetry (which guards itself): nothing outside can change an outcome
-or a count.
+`PoolCore` makes every decision (offer, start, finish, cancel, resize,
+close, pace); each concern it decides about is a small object of its own
+module that keeps its books and hands results back, never calling into the
+core: the queue with its tombstones (`JobQueue`), the workers and the
+hand-over (`Crew`), the blocked submitters (`RoomWaiters`), the per-key
+counts (`KeyBooks`), the start rate (`StartRate`), the counts (`Counts`),
+the failures nobody read (`Unretrieved`), the shed estimate and the
+invariant check (`check_books`, over a `Books` snapshot). Every method that
+changes the books is synchronous and KI-protected, so a transition is never
+split by a schedule point or a KeyboardInterrupt. Each transition first
+changes the books, then calls telemetry (which guards itself).
 
 Where an accepted job is, at every instant (see `Job`):
 
-* **queued**: in ``queue`` (a deque; a job cancelled there stays as a
-  tombstone and is skipped, while ``backlog`` counts only live jobs, so a
-  cancelled job frees its room at once);
+* **queued**: in the queue (a job cancelled there stays as a tombstone; the
+  queue's ``live`` counts only live jobs, so a cancelled job frees its room
+  at once), or set aside until its key has room;
 * **handed over**: an idle worker was woken with it as ``worker.job`` and has
   not run yet;
 * **running**: ``worker.job`` of the worker running it;
@@ -27,18 +31,13 @@ from __future__ import annotations
 
 import contextvars
 import math
-import weakref
-from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from threading import get_ident
 from typing import TYPE_CHECKING, Any, NoReturn, final
 
-import outcome
 import trio
 from trio.lowlevel import (
-    Abort,
     ParkingLot,
-    Task,
     TrioToken,
     cancel_shielded_checkpoint,
     checkpoint,
@@ -46,17 +45,13 @@ from trio.lowlevel import (
     current_task,
     current_trio_token,
     enable_ki_protection,
-    reschedule,
-    wait_task_rescheduled,
 )
 
-from ._checks import (
-    USE_DEFAULT,
-    check_async_fn,
-    check_name,
-    check_seconds,
-)
+from ._books import Books, check_books
+from ._checks import USE_DEFAULT, check_async_fn, check_name, check_seconds
+from ._crew import Crew, Worker
 from ._errors import PoolClosed, PoolOverloaded
+from ._failures import Unretrieved
 from ._job import (
     CANCELLED,
     FAILED,
@@ -69,19 +64,20 @@ from ._job import (
     Job,
     JobState,
 )
-from ._log import DEBUG, INFO, WARNING, log
+from ._keys import KeyBooks
+from ._log import DEBUG, INFO, log
+from ._queue import JobQueue
 from ._rate import StartRate
 from ._shed import estimated_start
-from ._statistics import PoolStatistics
+from ._statistics import Counts, PoolStatistics
 from ._telemetry import PoolTelemetry
+from ._waiters import RoomWaiters
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Coroutine
 
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
-
-    from ._telemetry import JobSpan
 
 
 current_core: contextvars.ContextVar[PoolCore | None] = contextvars.ContextVar(
@@ -97,28 +93,6 @@ interleavings become common."""
 
 
 @final
-class Worker:
-    """The core's record of one worker task."""
-
-    __slots__ = ("job", "retired", "span", "streak", "task", "woken")
-
-    task: Task | None
-    job: Job[Any] | None
-    span: JobSpan | None
-    streak: int
-    woken: bool
-    retired: bool
-
-    def __init__(self) -> None:
-        self.task = None  # set when the task first runs
-        self.job = None  # handed over to it, or running in it
-        self.span = None  # the running job's span, if traced
-        self.streak = 0  # jobs run since its last schedule point
-        self.woken = False  # rescheduled with a job, has not run yet
-        self.retired = False  # told to stop; no longer in `workers`
-
-
-@final
 class Listeners(list[Callable[[Job[Any]], None]]):
     """Several callbacks of one job, called in order (see `PoolCore.listen`)."""
 
@@ -127,58 +101,16 @@ class Listeners(list[Callable[[Job[Any]], None]]):
             listener(job)
 
 
-@final
 class PoolCore:
     """All of one pool's state, and the transitions that change it.
 
-    Field names are public so that `check_invariants` and the tests can read
-    them; only this class writes them.
+    Every field is private; the other modules call the transitions, read
+    `statistics`, and the tests read `books` (a snapshot) and call
+    `check_invariants`.
     """
 
-    name: str
-    min_workers: int
-    max_workers: int
-    capacity: int
-    idle_timeout: float
-    job_timeout: float | None
-    submit_timeout: float | None
-    telemetry: PoolTelemetry | None
-    timed: bool
-    mean_run: float | None
-    rate: StartRate | None
-    pacer: ParkingLot
-    clock: trio.abc.Clock | None
-    shed: bool
-    shed_count: int
-    per_key_limit: int | None
-    key_active: dict[Hashable, int]
-    key_waiting: dict[Hashable, deque[Job[Any]]]
-    held: int
-    yield_every: int
-    token: TrioToken | None
-    thread: int
-    nursery: trio.Nursery | None
-    queue: deque[Job[Any]]
-    backlog: int
-    idle: list[Worker]
-    workers: set[Worker]
-    room_waiters: OrderedDict[Task, Job[Any]]
-    drain_waiters: ParkingLot
-    draining: int
-    closed: bool
-    since_yield: int
-    waking: int
-    starting: int
-    all_started: trio.Event | None
-    over_capacity_allowed: bool
-    unretrieved: dict[weakref.ref[Job[Any]], tuple[str, BaseException | None]]
-    submitted: int
-    running: int
-    succeeded: int
-    failed: int
-    timed_out: int
-    cancelled: int
-    rejected: int
+    _timed = False
+    """Whether the pool records each job's times (a class of `_variants`)."""
 
     def __init__(
         self,
@@ -191,7 +123,6 @@ class PoolCore:
         job_timeout: float | None,
         submit_timeout: float | None,
         telemetry: bool,
-        timings: bool,
         rate: float | None,
         burst: int,
         per_key_limit: int | None,
@@ -199,74 +130,89 @@ class PoolCore:
         tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
         run_worker: Callable[[PoolCore, Worker], Coroutine[Any, Any, None]],
-        run_pacer: Callable[[PoolCore], Coroutine[Any, Any, None]],
+        run_pacer: Callable[
+            [Callable[[], float | None], ParkingLot], Coroutine[Any, Any, None]
+        ],
+        variant: Callable[[str | None], type[PoolCore]],
     ) -> None:
-        self.name = name
-        self.min_workers = workers
-        self.max_workers = max_workers
-        self.capacity = capacity
-        self.idle_timeout = idle_timeout
-        self.job_timeout = job_timeout
-        self.submit_timeout = submit_timeout
-        self.telemetry = None
+        self._name = name
+        self._min_workers = workers
+        self._max_workers = max_workers
+        self._capacity = capacity
+        self._idle_timeout = idle_timeout
+        self._job_timeout = job_timeout
+        self._submit_timeout = submit_timeout
+        self._telemetry: PoolTelemetry | None = None
         if telemetry:
             recorder = PoolTelemetry(
                 name, self.statistics, tracer_provider, meter_provider
             )
             if recorder.active:
-                self.telemetry = recorder
-        # Record each job's times (telemetry and shedding read them too).
-        self.shed = shed  # the default of submit(shed=)
-        self.shed_count = 0
-        self.timed = timings or shed or self.telemetry is not None
-        self.mean_run = None  # moving average of running times, once measured
-        self.rate = None if rate is None else StartRate(rate, burst)
-        self.pacer = ParkingLot()  # where the pacer task sleeps (rate limits)
+                self._telemetry = recorder
+                self._become(variant("traced"))
+        self._shed = shed  # the default of submit(shed=)
+        # This pool's class with a level of timing (see `_variants`).
+        self._variant = variant
+        self._mean_run: float | None = None  # moving average of running times
+        self._rate = None if rate is None else StartRate(rate, burst)
+        self._pacer = ParkingLot()  # where the pacer task sleeps (rate limits)
         self._run_pacer = run_pacer
-        self.clock = None  # the run's clock, for statistics from other threads
-        self.per_key_limit = per_key_limit
-        # Per key: its jobs queued, handed over or running (at most the
-        # limit), and its jobs set aside until one of those ends. A key with
-        # neither has no entry.
-        self.key_active = {}
-        self.key_waiting = {}
-        self.held = 0  # jobs in key_waiting
-        self.yield_every = YIELD_EVERY
+        self._clock: trio.abc.Clock | None = None  # for statistics from threads
+        self._keys = None if per_key_limit is None else KeyBooks(per_key_limit)
+        self._yield_every = YIELD_EVERY
         self._run_worker = run_worker
-
-        self.token = None  # the run that opened the pool
-        self.thread = -1  # the thread it runs in
-        self.nursery = None
-        self.queue = deque()
-        self.backlog = 0  # live (QUEUED) jobs in queue
-        self.idle = []
-        self.workers = set()
-        self.room_waiters = OrderedDict()
-        self.drain_waiters = ParkingLot()
-        self.draining = 0  # tasks parked in drain_waiters
-        self.closed = False
-        self.since_yield = 0
-        # Workers woken with a job that have not run yet. While one is pending,
-        # new jobs go to the queue: the woken worker wakes the next idle one
-        # if work is still waiting when it runs (a chain, not a stampede).
-        self.waking = 0
-        self.starting = 0  # workers started that have not run yet
-        self.all_started = None  # set when none is starting
+        self._token: TrioToken | None = None  # the run that opened the pool
+        self._thread = -1  # the thread it runs in
+        self._nursery: trio.Nursery | None = None
+        self._queue = JobQueue()
+        self._crew = Crew()
+        self._waiters = RoomWaiters()
+        self._drain_waiters = ParkingLot()
+        self._draining = 0  # tasks parked in _drain_waiters
+        self._closed = False
+        self._since_yield = 0
         # A resize below the live workers may leave more jobs queued than
         # capacity + starting workers cover; they were accepted before it.
-        self.over_capacity_allowed = False
+        self._over_capacity_allowed = False
+        self._unretrieved = Unretrieved(name)
+        self._counts = Counts()
 
-        # Failed jobs whose outcome nobody has read yet: a WARNING goes out
-        # when such a handle is dropped, or when the pool stops.
-        self.unretrieved = {}
+    # ------------------------------------------------------------- reading
 
-        self.submitted = 0
-        self.running = 0
-        self.succeeded = 0
-        self.failed = 0
-        self.timed_out = 0
-        self.cancelled = 0
-        self.rejected = 0
+    @property
+    def name(self) -> str:
+        """The pool's name."""
+        return self._name
+
+    @property
+    def min_workers(self) -> int:
+        """The fewest workers the pool keeps."""
+        return self._min_workers
+
+    @property
+    def max_workers(self) -> int:
+        """The most workers the pool may run."""
+        return self._max_workers
+
+    @property
+    def capacity(self) -> int:
+        """How many jobs may wait in the queue."""
+        return self._capacity
+
+    @property
+    def shed(self) -> bool:
+        """The default of ``submit(shed=)``."""
+        return self._shed
+
+    @property
+    def yield_every(self) -> int:
+        """A worker passes a schedule point once every this many jobs."""
+        return self._yield_every
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds a worker above the minimum may stay idle."""
+        return self._idle_timeout
 
     # ------------------------------------------------------------ the caller
 
@@ -280,7 +226,7 @@ class PoolCore:
         Raises:
             RuntimeError: naming the right way to call ``what``.
         """
-        if get_ident() != self.thread or self.nursery is None:
+        if get_ident() != self._thread or self._nursery is None:
             self._check_run(what)
 
     def _check_run(self, what: str) -> None:
@@ -288,9 +234,9 @@ class PoolCore:
             token = current_trio_token()
         except RuntimeError:
             token = None
-        if token is None or token is not self.token:
+        if token is None or token is not self._token:
             raise RuntimeError(
-                f"{what}() of pool {self.name!r} was called from "
+                f"{what}() of pool {self._name!r} was called from "
                 f"{'outside any Trio run' if token is None else 'another Trio run'}"
                 "; a pool belongs to the Trio run that opened it. From another "
                 "thread, call it through that run, e.g. "
@@ -303,10 +249,10 @@ class PoolCore:
 
         The caller then takes a schedule point (see `Pool`).
         """
-        self.since_yield += 1
-        if self.since_yield < self.yield_every:
+        self._since_yield += 1
+        if self._since_yield < self._yield_every:
             return False
-        self.since_yield = 0
+        self._since_yield = 0
         return True
 
     # ------------------------------------------------------------ submitting
@@ -327,19 +273,21 @@ class PoolCore:
         fn = check_async_fn(method, fn)
         if name is not None:
             check_name("name", name)
-        limit = self.job_timeout if timeout is USE_DEFAULT else self.time_limit(timeout)
+        limit = (
+            self._job_timeout if timeout is USE_DEFAULT else self.time_limit(timeout)
+        )
         if key is not None:
-            self.check_key(key)
+            self._check_key(key)
         self.check_caller(method)
         return self.make_job(fn, args, name, limit, None, key)
 
-    def check_key(self, key: object) -> None:
+    def _check_key(self, key: object) -> None:
         """Refuse a ``key`` that is not hashable, or given to a pool without
         ``per_key_limit``."""
-        if self.per_key_limit is None:
+        if self._keys is None:
             raise ValueError(
                 f"key={key!r} needs a pool opened with per_key_limit=N "
-                f"(pool {self.name!r} has none)"
+                f"(pool {self._name!r} has none)"
             )
         try:
             hash(key)
@@ -349,7 +297,7 @@ class PoolCore:
     def time_limit(self, timeout: float | None) -> float | None:
         """The checked time limit of a job: ``timeout``, or the pool's default."""
         if timeout is USE_DEFAULT:
-            return self.job_timeout
+            return self._job_timeout
         return check_seconds("timeout", timeout)
 
     def make_job(
@@ -362,14 +310,7 @@ class PoolCore:
         key: Hashable = None,
     ) -> Job[Any]:
         """Make the record of a job whose arguments were checked."""
-        job = Job(self, fn, args, name, limit, on_done)
-        if self.per_key_limit is not None:
-            job.key = key
-        if self.timed:
-            job.t_submitted = trio.current_time()
-            if self.telemetry is not None:
-                self.telemetry.created(job)
-        return job
+        return Job(self, fn, args, name, limit, on_done)
 
     def in_own_job(self) -> bool:
         """Whether the caller runs inside one of this pool's jobs (or a task
@@ -380,12 +321,12 @@ class PoolCore:
         """Wait for room for ``job``, within ``submit_timeout``; the slow path."""
         if self.in_own_job():
             raise self.overloaded("for submit() inside one of its own jobs")
-        submit_timeout = self.submit_timeout
+        submit_timeout = self._submit_timeout
         if submit_timeout is None:
-            await self.wait_for_room(job)
+            await self._waiters.wait(job)
             return
         with trio.move_on_after(submit_timeout):
-            await self.wait_for_room(job)
+            await self._waiters.wait(job)
             return
         raise self.overloaded(f"within submit_timeout={submit_timeout!r}s")
 
@@ -397,50 +338,88 @@ class PoolCore:
             PoolOverloaded: with ``reason == "deadline"`` (counted as rejected).
         """
         deadline = trio.current_effective_deadline()
-        if deadline == math.inf or self.closed:  # (closed: PoolClosed instead)
+        if deadline == math.inf or self._closed:  # (closed: PoolClosed instead)
             return
-        if not self.timed:  # measure from now on; no estimate until then
-            self.timed = True
+        if not self._timed:  # measure from now on; no estimate until then
+            self._begin_timing()
             return
-        mean = self.mean_run
+        mean = self._mean_run
         if mean is None:
             return
         now = trio.current_time()
-        start = estimated_start(self, job, now, mean, deadline)
+        ahead = self._queue.live + self._crew.waking + len(self._waiters)
+        floor = self._shed_floor(job, now, mean, ahead)
+        start = estimated_start(
+            now,
+            mean,
+            deadline,
+            ahead=ahead,
+            width=max(self._max_workers, len(self._crew.workers)),
+            floor=floor,
+            free_at=lambda: self._free_at(now, mean),
+        )
         if start + mean < deadline:  # (at the deadline itself it is cancelled)
             return
-        self.rejected += 1
-        self.shed_count += 1
+        self._counts.shed += 1
         what = "start" if start > deadline else "finish"
         error = PoolOverloaded(
-            f"pool {self.name!r} sheds job {job.name!r}: it would {what} at about "
+            f"pool {self._name!r} sheds job {job.name!r}: it would {what} at about "
             f"{start - now if what == 'start' else start + mean - now:.3g}s from "
             f"now, after the caller's deadline in {deadline - now:.3g}s "
             f"(estimated from a mean running time of {mean:.3g}s)"
         )
         error.reason = "deadline"
-        if self.telemetry is not None:
-            self.telemetry.rejected("deadline")
+        self._refused("deadline")
         raise error
+
+    def _free_at(self, now: float, mean: float) -> list[float]:
+        """When each live worker is free, by the mean running time."""
+        free: list[float] = []
+        for worker in self._crew.workers:
+            running = worker.job
+            if running is None or running.state is not RUNNING:
+                free.append(now)  # idle, or about to start a handed job
+            else:  # (a job started before the pool measured has no start time)
+                started: float = getattr(running, "t_started", now)
+                free.append(max(now, started + mean))
+        return free
+
+    def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
+        """The earliest start of ``job`` that the pool's limits allow, with
+        ``ahead`` jobs before it (a pool with a rate or keys adds its own)."""
+        return now
+
+    def _begin_timing(self) -> None:
+        """Shedding needs timings: record them from now on (see `_variants`)."""
+        self._become(self._variant("timed"))
+
+    def _become(self, cls: type[PoolCore]) -> None:
+        """Run the transitions of ``cls`` (a variant of this pool) from now on."""
+        object.__setattr__(self, "__class__", cls)
+
+    def _refused(self, reason: str, count: int = 1) -> None:
+        """Count ``count`` refused submissions (the one refuse tail)."""
+        self._counts.rejected += count
+
+    def _accepted(self, count: int = 1) -> None:
+        """Count ``count`` accepted jobs (the one accept tail)."""
+        self._counts.submitted += count
 
     @enable_ki_protection
     def refuse_closed(self) -> NoReturn:
         """Count a submission to a closed pool and raise `PoolClosed`."""
-        self.rejected += 1
-        if self.telemetry is not None:
-            self.telemetry.rejected("closed")
-        raise PoolClosed(f"pool {self.name!r} is closed and takes no more jobs")
+        self._refused("closed")
+        raise PoolClosed(f"pool {self._name!r} is closed and takes no more jobs")
 
     @enable_ki_protection
     def overloaded(self, when: str) -> PoolOverloaded:
         """Count a refusal for want of room; return the error to raise."""
-        self.rejected += 1
         error = PoolOverloaded(
-            f"pool {self.name!r} has no room {when}: all {len(self.workers)} "
-            f"workers busy and {self.backlog} of capacity={self.capacity} queued",
+            f"pool {self._name!r} has no room {when}: all {len(self._crew.workers)} "
+            f"workers busy and {self._queue.live} of capacity={self._capacity} "
+            "queued",
         )
-        if self.telemetry is not None:
-            self.telemetry.rejected("overloaded")
+        self._refused("overloaded")
         return error
 
     @enable_ki_protection
@@ -450,194 +429,107 @@ class PoolCore:
         Raises:
             PoolClosed: the pool takes no more work (counted as rejected).
         """
-        if self.closed:
+        if self._closed:
             self.refuse_closed()
-        idle = self.idle
-        if idle and not self.waking and (self.rate is None or self._paced_start()):
-            self._hand_over(idle.pop(), job)
+        crew = self._crew
+        idle = crew.idle
+        if idle and not crew.waking:
+            self._hand_over(job)
         else:
-            can_grow = not idle and len(self.workers) < self.max_workers
-            room = self.room() if self.starting else self.capacity
-            # (with a rate, a new worker may have no token to start a job;
-            # blocked submitters go first, whatever room appeared meanwhile)
-            if not (self.room_waiters and self._blocked_ahead()) and (
-                (can_grow and self.rate is None) or self.backlog + self.held < room
+            can_grow = not idle and len(crew.workers) < self._max_workers
+            # (blocked submitters go first, whatever room appeared meanwhile)
+            if not (self._waiters and self._blocked_ahead()) and (
+                can_grow or self._room_for(aside=False)
             ):
-                self._enqueue(job)
-                if can_grow and self.backlog > self.starting:
-                    self._grow("for a waiting job")
-            elif idle and (self.rate is None or self._paced_start()):
-                # a small or zero capacity: wake a second worker after all
-                self._hand_over(idle.pop(), job)
+                self._enqueue_growing(job, can_grow)
+            elif idle:  # a small or zero capacity: wake a second worker after all
+                self._hand_over(job)
             else:
                 return False
-        self.submitted += 1
-        if self.telemetry is not None:
-            self.telemetry.accepted()
+        self._accepted()
         return True
 
-    @enable_ki_protection
     def offer_keyed(self, job: Job[Any]) -> bool:
-        """`offer` for a job with a key: one of a saturated key is set aside.
+        """`offer` for a job with a key (only a pool with keys takes one)."""
+        return self.offer(job)
 
-        Raises:
-            PoolClosed: the pool takes no more work (counted as rejected).
-        """
-        if self.closed:
-            self.refuse_closed()
-        key = job.key
-        active = self.key_active.get(key, 0)
-        if active < self.per_key_limit:  # type: ignore[operator]
-            if not self.offer(job):
-                return False
-            self.key_active[key] = active + 1
-            return True
-        if (self.room_waiters and self._blocked_ahead()) or not self._room_aside():
-            return False
-        self._hold(job)
-        self.submitted += 1
-        if self.telemetry is not None:
-            self.telemetry.accepted()
+    def _blocked_ahead(self) -> bool:
+        """Whether a blocked submitter must be served before a new job (first
+        come, first served), given that submitters wait."""
         return True
 
-    def _room_aside(self) -> bool:
-        """Whether the queue has room for a job set aside for its key (a place
-        that a worker being started will not empty)."""
-        return not self._over_capacity(1)
-
-    def _hold(self, job: Job[Any]) -> None:
-        """Set a job of a saturated key aside until one of its key's ends."""
-        job.holder = WAITING_FOR_KEY
-        waiting = self.key_waiting.get(job.key)
-        if waiting is None:
-            waiting = self.key_waiting[job.key] = deque()
-        waiting.append(job)
-        self.held += 1
-
-    def _saturated(self, job: Job[Any]) -> bool:
-        """Whether ``job`` has a key at its limit (in a pool with keys)."""
-        key = job.key
-        return key is not None and self.key_active.get(key, 0) >= self.per_key_limit  # type: ignore[operator]
-
-    def _place(self, job: Job[Any]) -> None:
-        """In a pool with keys: put an accepted job in the queue, or aside if
-        its key is saturated."""
-        if self._saturated(job):
-            self._hold(job)
-            return
-        key = job.key
-        if key is not None:
-            self.key_active[key] = self.key_active.get(key, 0) + 1
+    def _enqueue_growing(self, job: Job[Any], can_grow: bool) -> None:
+        """Queue ``job``; start a worker for it if the pool may grow."""
         self._enqueue(job)
+        if can_grow and self._queue.live > self._crew.starting:
+            self._grow("for a waiting job")
 
-    def _key_done(self, key: Hashable) -> None:
-        """A job of ``key`` left the queue, a worker's hands or a worker: its
-        key's next job set aside takes its place at the back of the queue."""
-        waiting = self.key_waiting.get(key)
-        if waiting is not None:
-            job = waiting.popleft()
-            if not waiting:
-                del self.key_waiting[key]
-            self.held -= 1
-            self._enqueue(job)  # the key's count stays: one out, one in
-            if self.idle and not self.waking:
-                self._spread_work()
-            return
-        active = self.key_active[key] - 1
-        if active:
-            self.key_active[key] = active
-        else:
-            del self.key_active[key]  # an idle key leaves nothing behind
+    def _starting_room(self) -> int:
+        """Workers being started that will take a job from the queue when
+        they run (after a `resize` down, a surplus one takes none; with a
+        rate limit, one may find no token)."""
+        starting = self._crew.starting
+        if not starting:
+            return 0
+        fits = self._max_workers - len(self._crew.workers) + starting
+        return max(0, min(starting, fits))
 
-    async def wait_for_room(self, job: Job[Any]) -> None:
-        """Park until ``job`` is accepted (or `PoolClosed` is delivered)."""
-        task = current_task()
-        waiters = self.room_waiters
-        waiters[task] = job
+    def _fits(self, queued: int, aside: int) -> bool:
+        """Whether ``queued`` jobs in the queue and ``aside`` set aside for
+        their key are within the room: ``capacity``, plus a place for each
+        starting worker that will take a job from the queue (never one set
+        aside). The one room check: every acceptance keeps it true."""
+        return queued + aside <= self._capacity + min(self._starting_room(), queued)
 
-        def abort(_: object) -> Abort:
-            del waiters[task]
-            return Abort.SUCCEEDED
+    def _room_for(self, aside: bool) -> bool:
+        """Whether one more job fits, in the queue or (``aside``, in a pool
+        with keys) set aside."""
+        queued = self._queue.live
+        if not self._crew.starting:  # (the common case, without the calls)
+            return queued < self._capacity
+        return self._fits(queued + 1, 0)
 
-        await wait_task_rescheduled(abort)
+    def _aside(self) -> int:
+        """Jobs set aside for their key (only a pool with keys has any)."""
+        return 0
 
-    def room(self) -> int:
-        """How many jobs the queue may hold now.
-
-        ``capacity``, plus one for each worker being started that will take
-        a job when it runs (after a `resize` down, a surplus one takes none;
-        with a rate limit, one may find no token).
-        """
-        starting = self.starting
-        if self.rate is not None:  # a new worker may find no token
-            return self.capacity
-        if starting:
-            fits = self.max_workers - len(self.workers) + starting
-            starting = max(0, min(starting, fits))
-        return self.capacity + starting
-
-    def _over_capacity(self, more_aside: int = 0) -> bool:
-        """More jobs wait than the queue may hold (after a `resize` down).
-
-        Workers being started (the room beyond ``capacity``) take jobs from
-        the queue, never those set aside for their key.
-        """
-        queued = self.backlog
-        starting_room = min(self.room() - self.capacity, queued)
-        return queued + self.held + more_aside > self.capacity + starting_room
+    def _over_capacity(self) -> bool:
+        """More jobs wait than the room allows (after a `resize` down)."""
+        return not self._fits(self._queue.live, self._aside())
 
     def _enqueue(self, job: Job[Any]) -> None:
         job.holder = None
-        self.queue.append(job)
-        self.backlog += 1
+        self._queue.push(job)
 
-    def _hand_over(self, worker: Worker, job: Job[Any]) -> None:
-        """Wake an idle worker with ``job`` as its next job."""
-        self.waking += 1
-        worker.woken = True
-        worker.job = job
-        job.holder = worker
-        reschedule(worker.task)  # type: ignore[arg-type]
+    def _hand_over(self, job: Job[Any]) -> None:
+        """Wake the most recently idle worker with ``job`` as its next job."""
+        job.holder = self._crew.hand_over(job)
 
     def _admit_waiters(self) -> None:
-        """Accept blocked submitters' jobs while the queue has room."""
-        waiters = self.room_waiters
+        """Accept blocked submitters' jobs while there is room for them."""
+        waiters = self._waiters
         admitted = 0
-        while waiters and self.backlog + self.held < (
-            self.room() if self.starting else self.capacity
-        ):
-            if self.per_key_limit is None:
-                task, job = waiters.popitem(last=False)
-                self._enqueue(job)
-            else:
-                job = next(iter(waiters.values()))
-                if self._saturated(job) and not self._room_aside():
-                    break  # its place aside must wait for the queue to empty
-                task, job = waiters.popitem(last=False)
-                self._place(job)
-            self.submitted += 1
+        while waiters and self._room_for(aside=False):
+            self._enqueue(waiters.admit_first())
             admitted += 1
-            reschedule(task)
-        if admitted and self.telemetry is not None:
-            self.telemetry.accepted(admitted)
+        if admitted:
+            self._accepted(admitted)
 
     def _grow(self, why: str | None) -> None:
         """Start one more worker (``why`` goes to the DEBUG log, if any)."""
-        assert self.nursery is not None
-        self.starting += 1
-        worker = Worker()
-        self.workers.add(worker)
-        self.nursery.start_soon(
-            self._run_worker, self, worker, name=f"trio_pool worker of {self.name!r}"
+        assert self._nursery is not None
+        worker = self._crew.add()
+        self._nursery.start_soon(
+            self._run_worker, self, worker, name=f"trio_pool worker of {self._name!r}"
         )
         if why is not None:
             log(
                 DEBUG,
                 "pool %r: started a worker %s (%d of at most %d)",
-                self.name,
+                self._name,
                 why,
-                len(self.workers),
-                self.max_workers,
+                len(self._crew.workers),
+                self._max_workers,
             )
 
     # --------------------------------------------------------------- workers
@@ -645,27 +537,20 @@ class PoolCore:
     @enable_ki_protection
     def open(self, nursery: trio.Nursery) -> trio.Event:
         """Start the minimum of workers; return an event set once all have run."""
-        self.token = current_trio_token()
-        self.thread = get_ident()
-        self.nursery = nursery
-        self.clock = trio.lowlevel.current_clock()
-        self.all_started = trio.Event()
-        for _ in range(self.min_workers):
+        self._token = current_trio_token()
+        self._thread = get_ident()
+        self._nursery = nursery
+        self._clock = trio.lowlevel.current_clock()
+        if self._telemetry is not None:
+            self._telemetry.opened()
+        for _ in range(self._min_workers):
             self._grow(None)
-        if self.rate is not None:
-            nursery.start_soon(
-                self._run_pacer, self, name=f"trio_pool pacer of {self.name!r}"
-            )
-        return self.all_started
+        return self._crew.watch_start()
 
     @enable_ki_protection
     def worker_began(self, worker: Worker) -> None:
         """A worker task runs for the first time."""
-        worker.task = current_task()
-        self.starting -= 1
-        if not self.starting and self.all_started is not None:
-            self.all_started.set()
-            self.all_started = None
+        self._crew.began(worker, current_task())
 
     @enable_ki_protection
     def start_next(self, worker: Worker, scope: trio.CancelScope) -> Job[Any] | None:
@@ -674,131 +559,33 @@ class PoolCore:
         A retired worker, or one above ``max_workers`` (after `resize`),
         takes nothing.
         """
-        if worker.retired or len(self.workers) > self.max_workers:
+        if worker.retired or len(self._crew.workers) > self._max_workers:
             return None
-        if (
-            self.rate is not None
-            and (self.backlog or self.room_waiters)
-            and not self._take_token()
-        ):
-            return None
-        queue = self.queue
-        while queue:  # (`_take_queued`, inlined: this is the hot path)
-            job = queue.popleft()
-            if job.state is QUEUED:
-                self.backlog -= 1
-                if self.over_capacity_allowed:
-                    self.over_capacity_allowed = self._over_capacity()
-                if self.room_waiters:
-                    self._admit_waiters()
-                break
-        else:
-            waiter = self._take_waiter()
-            if waiter is None:
-                if self.rate is not None and self.room_waiters:
-                    self.rate.give_back()  # only submitters of saturated keys wait
-                return None
-            job = waiter
-        self._start(worker, job, scope)
+        job = self._take_queued() or self._take_waiter()
+        if job is not None:
+            self._start(worker, job, scope)
         return job
-
-    def _take_waiting(self) -> Job[Any] | None:
-        """Take the next job waiting to start: the queue's first, or (with
-        capacity 0) a blocked submitter's, which is accepted as it is taken."""
-        return self._take_queued() or self._take_waiter()
 
     def _take_queued(self) -> Job[Any] | None:
-        queue = self.queue
-        while queue:
-            job = queue.popleft()
-            if job.state is QUEUED:
-                self.backlog -= 1
-                if self.over_capacity_allowed:
-                    self.over_capacity_allowed = self._over_capacity()
-                if self.room_waiters:
-                    self._admit_waiters()
-                return job
-        return None
-
-    def _take_waiter(self) -> Job[Any] | None:
-        """With capacity 0: accept and take a blocked submitter's job."""
-        waiters = self.room_waiters
-        if not waiters:
-            return None
-        if self.per_key_limit is None:
-            task, job = waiters.popitem(last=False)
-        else:  # the first whose key may run
-            for task, job in waiters.items():  # noqa: B007 (task: used below)
-                key = job.key
-                if key is None or self.key_active.get(key, 0) < self.per_key_limit:
-                    break
-            else:
-                return None
-            del waiters[task]
-            if key is not None:
-                self.key_active[key] = self.key_active.get(key, 0) + 1
-        self.submitted += 1
-        reschedule(task)
-        if self.telemetry is not None:
-            self.telemetry.accepted()
+        """Take the queue's first live job (the one queue pop); blocked
+        submitters fill the place it frees."""
+        job = self._queue.pop()
+        if job is not None:
+            if self._over_capacity_allowed:
+                self._over_capacity_allowed = self._over_capacity()
+            if self._waiters:
+                self._admit_waiters()
         return job
 
-    def _paced_start(self) -> bool:
-        """With a rate limit, may a new job go straight to an idle worker?
-        Not before the jobs that already wait for a token."""
-        if self.backlog or (self.room_waiters and self._blocked_ahead()):
-            return False
-        return self._take_token()
-
-    def _blocked_ahead(self) -> bool:
-        """Whether a blocked submitter must be served before a new job (first
-        come, first served), given that submitters wait. One whose key is
-        saturated waits for a place aside, and lets others by."""
-        if self.per_key_limit is None:
-            return True
-        first = next(iter(self.room_waiters.values()))
-        return not self._saturated(first)
-
-    def _take_token(self) -> bool:
-        """Spend a start token of the rate limit; if there is none, make sure
-        the pacer wakes when the next one is due."""
-        assert self.rate is not None
-        if self.rate.take(trio.current_time()):
-            return True
-        self._wake_pacer()
-        return False
-
-    def _wake_pacer(self) -> None:
-        if self.pacer:
-            self.pacer.unpark_all()
-
-    @enable_ki_protection
-    def pace(self) -> float | None:
-        """The pacer's step: hand waiting jobs to idle workers as tokens allow.
-
-        Returns:
-            When to look again (``math.inf``: when woken), or None once the
-            pool is closed and its last worker has stopped (workers stop only
-            when nothing is left to start): the pacer stops too.
-        """
-        rate = self.rate
-        assert rate is not None
-        if self.closed and not self.workers:
+    def _take_waiter(self) -> Job[Any] | None:
+        """With capacity 0: accept and take the first blocked submitter's job
+        whose key may run."""
+        waiters = self._waiters
+        if not waiters:
             return None
-        idle = self.idle
-        while self.backlog or self.room_waiters:
-            if not idle:  # busy workers take jobs as they finish, or a new one
-                if len(self.workers) < self.max_workers and not self.starting:
-                    self._grow("for a waiting job")
-                return math.inf
-            if not rate.take(trio.current_time()):
-                return rate.next_at()
-            job = self._take_waiting()
-            if job is None:  # only submitters whose keys are saturated wait
-                rate.give_back()
-                break
-            self._hand_over(idle.pop(), job)
-        return math.inf
+        job = waiters.admit_first()
+        self._accepted()
+        return job
 
     @enable_ki_protection
     def idle_or_stop(self, worker: Worker) -> bool:
@@ -810,25 +597,24 @@ class PoolCore:
         """
         if worker.retired:
             return True
-        if self.closed and not self.backlog:
+        if self._closed and not self._queue.live:
             self._release_idle()
             self._remove(worker)
             return True
-        if len(self.workers) > self.max_workers:
+        if len(self._crew.workers) > self._max_workers:
             self._remove(worker)
             return True
-        worker.streak = 0
-        self.idle.append(worker)
+        self._crew.rest(worker)
         return False
 
     def may_retire(self) -> bool:
         """Whether an idle worker may retire after ``idle_timeout``."""
-        return len(self.workers) > self.min_workers
+        return len(self._crew.workers) > self._min_workers
 
     @enable_ki_protection
     def abort_idle(self, worker: Worker) -> None:
         """A parked idle worker was cancelled or timed out: unpark it."""
-        self.idle.remove(worker)
+        self._crew.unrest(worker)
 
     @enable_ki_protection
     def retire_idle(self, worker: Worker) -> bool:
@@ -840,17 +626,17 @@ class PoolCore:
         waits would let a later submitter grow the pool and get in first.
         """
         if (
-            len(self.workers) > self.min_workers
-            and not self.backlog
-            and not self.room_waiters
+            len(self._crew.workers) > self._min_workers
+            and not self._queue.live
+            and not self._waiters
         ):
             self._remove(worker)
             log(
                 DEBUG,
                 "pool %r: a worker retired after %ss idle (%d left)",
-                self.name,
-                self.idle_timeout,
-                len(self.workers),
+                self._name,
+                self._idle_timeout,
+                len(self._crew.workers),
             )
             return True
         return False
@@ -858,23 +644,18 @@ class PoolCore:
     @enable_ki_protection
     def take_handed(self, worker: Worker, scope: trio.CancelScope) -> Job[Any] | None:
         """A woken worker runs: start the job it was handed, if it still has one."""
-        if worker.woken:
-            worker.woken = False
-            self.waking -= 1
-        job = worker.job
+        job = self._crew.woke(worker)
         if job is None:  # cancelled while handed over, or woken to stop
             return None
-        if len(self.workers) > self.max_workers:
+        if len(self._crew.workers) > self._max_workers:
             # `resize` shrank the pool since the hand-over: the job goes back
             # to the head of the queue and this worker retires.
-            worker.job = None
+            self._crew.hold(worker, None)
             job.holder = None
-            self.queue.appendleft(job)
-            self.backlog += 1
+            self._queue.push_front(job)
             if self._over_capacity():
-                self.over_capacity_allowed = True
-            if self.rate is not None:
-                self.rate.give_back()  # it did not start
+                self._over_capacity_allowed = True
+            self._unstarted_handed()
             self._remove(worker)
             return None
         self._start(worker, job, scope)
@@ -884,34 +665,20 @@ class PoolCore:
         job.state = RUNNING
         job.holder = worker
         job.scope = scope
-        worker.job = job
-        worker.streak += 1
-        self.running += 1
+        worker.job = job  # (the crew's record; written here on the hot path)
+        self._counts.running += 1
         if job.timeout is not None:
             scope.deadline = trio.current_time() + job.timeout
-        if self.backlog > self.starting and not self.waking:
+        if self._queue.live > self._crew.starting and not self._crew.waking:
             self._spread_work()
-        if self.timed:
-            job.t_started = trio.current_time()
-            if self.telemetry is not None:
-                worker.span = self.telemetry.started(job)
 
     def _spread_work(self) -> None:
         """Jobs still wait: wake an idle worker, or start one if the pool scales."""
-        idle = self.idle
-        if idle:
-            if self.rate is not None and not self._take_token():
-                return
-            queue = self.queue
-            while queue:
-                job = queue.popleft()
-                if job.state is QUEUED:
-                    self.backlog -= 1
-                    self._hand_over(idle.pop(), job)
-                    if self.room_waiters:
-                        self._admit_waiters()
-                    return
-        elif len(self.workers) < self.max_workers:
+        if self._crew.idle:
+            job = self._take_queued()
+            if job is not None:
+                self._hand_over(job)
+        elif len(self._crew.workers) < self._max_workers:
             self._grow("for a waiting job")
 
     @enable_ki_protection
@@ -924,43 +691,27 @@ class PoolCore:
         error: BaseException | None = None,
     ) -> None:
         """Record how a running job ended and resolve its handle."""
-        worker.job = None
-        self.running -= 1
+        worker.job = None  # (the crew's record; written here on the hot path)
+        worker.span = None
+        counts = self._counts
+        counts.running -= 1
         if job.timeout is not None and job.scope is not None:
             job.scope.deadline = math.inf
         if state is SUCCEEDED:
-            self.succeeded += 1
+            counts.succeeded += 1
         elif state is FAILED:
-            self.failed += 1
+            counts.failed += 1
         elif state is TIMED_OUT:
-            self.timed_out += 1
+            counts.timed_out += 1
             error = job.timeout_error()
         else:
-            self.cancelled += 1
+            counts.cancelled += 1
             error = job.cancelled_error()
         self._resolve(job, state, value, error)
         if state is FAILED:  # logged while the job's span is still current
-            log(DEBUG, "job %r in pool %r failed", job.name, self.name, exc_info=error)
+            log(DEBUG, "job %r in pool %r failed", job.name, self._name, exc_info=error)
             if isinstance(error, Exception):  # the others leave the pool anyway
-                self.unretrieved[weakref.ref(job, self._dropped)] = (job.name, error)
-        if self.timed:
-            if state is not CANCELLED:  # a cancelled run says nothing of length
-                try:
-                    run = job.t_finished - job.t_started
-                except AttributeError:  # started before shedding began to measure
-                    pass
-                else:
-                    self._measured(run)
-            if self.telemetry is not None:
-                span = worker.span
-                worker.span = None
-                self.telemetry.ended(job, span)
-
-    def _measured(self, run: float) -> None:
-        """Fold one job's running time into the moving average (weight 1/8,
-        as TCP's smoothed round-trip time)."""
-        mean = self.mean_run
-        self.mean_run = run if mean is None else mean + (run - mean) / 8
+                self._unretrieved.add(job, error)
 
     def _resolve(
         self,
@@ -970,14 +721,9 @@ class PoolCore:
         error: BaseException | None = None,
     ) -> None:
         """Move a job to a terminal state and wake every task waiting on it."""
-        freed_key = None  # a key whose count this job held
-        if self.per_key_limit is not None and job.holder is not WAITING_FOR_KEY:
-            freed_key = job.key
         job.state = state
         job.holder = None
         job.scope = None
-        if self.timed:
-            job.t_finished = trio.current_time()
         job.value = value
         job.error = error
         if error is not None:
@@ -992,13 +738,11 @@ class PoolCore:
         if on_done is not None:
             job.on_done = None  # called once; its references go with it
             on_done(job)
-        if freed_key is not None:  # once the job is done: its next may start
-            self._key_done(freed_key)
-        if self.draining and self.submitted == self.finished():
-            self.drain_waiters.unpark_all()  # `Pool.join`, `Pool.shutdown`
+        if self._draining and not self._counts.unfinished():
+            self._drain_waiters.unpark_all()  # `Pool.join`, `Pool.shutdown`
 
     def _resolve_unstarted(self, job: Job[Any]) -> None:
-        self.cancelled += 1
+        self._counts.cancelled += 1
         self._resolve(job, CANCELLED, error=job.cancelled_error())
 
     @staticmethod
@@ -1032,30 +776,32 @@ class PoolCore:
     @enable_ki_protection
     def worker_exited(self, worker: Worker) -> None:
         """A worker task ends, however it ends."""
-        self._remove(worker)
-        if worker in self.idle:
-            self.idle.remove(worker)
-        if worker.woken:
-            worker.woken = False
-            self.waking -= 1
-        job = worker.job
+        job = self._crew.exited(worker)
+        self._removed()
         if job is not None and job.state is QUEUED:  # handed, never started
-            worker.job = None
             self._resolve_unstarted(job)
 
     def _remove(self, worker: Worker) -> None:
-        self.workers.discard(worker)
-        worker.retired = True
-        if self.closed and not self.workers:
-            self._wake_pacer()  # to stop as well
+        self._crew.remove(worker)
+        self._removed()
+
+    def _removed(self) -> None:
+        """A worker was removed (a pool with a rate wakes its pacer)."""
+
+    def _unstarted_handed(self) -> None:
+        """A job handed over will not start (a pool with a rate gives its
+        token back)."""
 
     def _release_idle(self) -> None:
         """Wake every idle worker with nothing to do, so that it stops."""
-        idle = self.idle
-        while idle:
-            worker = idle.pop()
-            self._remove(worker)
-            reschedule(worker.task)  # type: ignore[arg-type]
+        self._crew.release_idle()
+        self._removed()
+
+    @staticmethod
+    def running_job(worker: Worker) -> Job[Any] | None:
+        """The job running in ``worker``, if any (for the worker's error path)."""
+        job = worker.job
+        return job if job is not None and job.state is RUNNING else None
 
     @staticmethod
     def outcome_of_cancel(job: Job[Any]) -> JobState:
@@ -1069,42 +815,34 @@ class PoolCore:
         """Cancel a job: resolve it if it has not started, else cancel its scope."""
         self.check_caller("cancel")
         state = job.state
-        if state is QUEUED:
-            holder = job.holder
-            if holder is NOT_ACCEPTED:
-                # Its submitter still holds it (a map's feeder waiting for
-                # room): the pool has nothing to cancel. The feeder's own
-                # cancellation withdraws it.
-                return
-            if holder is WAITING_FOR_KEY:
-                waiting = self.key_waiting[job.key]
-                waiting.remove(job)
-                if not waiting:
-                    del self.key_waiting[job.key]
-                self.held -= 1
-                self._resolve_unstarted(job)
-                if self.room_waiters:
-                    self._admit_waiters()
-                return
-            if holder is None:  # in the queue
-                self.backlog -= 1
-                queue = self.queue
-                if len(queue) > 2 * self.backlog + 32:  # drop the tombstones
-                    self.queue = deque(e for e in queue if e.state is QUEUED)
-            else:  # handed over: the worker finds nothing when it runs
-                assert isinstance(holder, Worker)
-                holder.job = None
-                if self.rate is not None:
-                    self.rate.give_back()  # it will not start
-            self._resolve_unstarted(job)
-            if holder is None:
-                if self.room_waiters:
-                    self._admit_waiters()
-                elif self.closed and not self.backlog:
-                    # (with a rate, idle workers wait beside queued jobs)
-                    self._release_idle()
-        elif state is RUNNING:
+        if state is RUNNING:
             self._cancel_running(job)
+            return
+        if state is not QUEUED:
+            return
+        holder = job.holder
+        if holder is NOT_ACCEPTED:
+            # Its submitter still holds it (a map's feeder waiting for room):
+            # the pool has nothing to cancel. The feeder's own cancellation
+            # withdraws it.
+            return
+        if holder is WAITING_FOR_KEY:
+            assert self._keys is not None
+            self._keys.withdraw(job)
+        elif holder is None:  # in the queue
+            self._queue.withdraw()
+        else:  # handed over: the worker finds nothing when it runs
+            assert isinstance(holder, Worker)
+            self._crew.hold(holder, None)
+            self._unstarted_handed()
+        self._resolve_unstarted(job)
+        if isinstance(holder, Worker):
+            return
+        if self._waiters:
+            self._admit_waiters()
+        elif holder is None and self._closed and not self._queue.live:
+            # (with a rate, idle workers wait beside queued jobs)
+            self._release_idle()
 
     async def wait_done(self, job: Job[Any]) -> None:
         """Wait until ``job`` is resolved; a checkpoint. (`Job` inlines this.)"""
@@ -1122,43 +860,43 @@ class PoolCore:
             lot = job.lot = ParkingLot()
         await lot.park()
 
+    def retrieved(self, job: Job[Any]) -> None:
+        """A failed job's outcome was read: no WARNING for it."""
+        self._unretrieved.retrieved(job)
+
     # -------------------------------------------------------------- resizing
 
     @enable_ki_protection
     def resize(self, workers: int, max_workers: int) -> None:
         """Change the limits; retire idle surplus, start workers for waiting jobs."""
-        if self.nursery is None or self.closed:
-            raise PoolClosed(f"pool {self.name!r} is closed and cannot be resized")
+        if self._nursery is None or self._closed:
+            raise PoolClosed(f"pool {self._name!r} is closed and cannot be resized")
         log(
             INFO,
             "pool %r resized: workers %d..%d -> %d..%d",
-            self.name,
-            self.min_workers,
-            self.max_workers,
+            self._name,
+            self._min_workers,
+            self._max_workers,
             workers,
             max_workers,
         )
-        lowered = workers < self.min_workers
-        self.min_workers = workers
-        self.max_workers = max_workers
-        idle = self.idle
-        while len(self.workers) > max_workers and idle:  # retire idle surplus
-            worker = idle.pop(0)  # the longest idle
-            self._remove(worker)
-            reschedule(worker.task)  # type: ignore[arg-type]
-        if lowered and len(self.workers) > workers:
+        lowered = workers < self._min_workers
+        self._min_workers = workers
+        self._max_workers = max_workers
+        crew = self._crew
+        crew.retire_surplus(max_workers)
+        if lowered and len(crew) > workers:
             # Idle workers parked while the old minimum kept them have no
             # idle timer: wake them to park again with one.
-            while idle:
-                reschedule(idle.pop().task)  # type: ignore[arg-type]
+            crew.wake_idle()
         if self._over_capacity():  # accepted before; they stay
-            self.over_capacity_allowed = True
-        waiting = self.backlog + len(self.room_waiters)
-        while len(self.workers) < workers or (
-            waiting > self.starting and len(self.workers) < max_workers
+            self._over_capacity_allowed = True
+        waiting = self._queue.live + len(self._waiters)
+        while len(crew) < workers or (
+            waiting > crew.starting and len(crew) < max_workers
         ):
             self._grow("after a resize")
-        if self.room_waiters:
+        if self._waiters:
             self._admit_waiters()
 
     # -------------------------------------------------------------- stopping
@@ -1166,161 +904,148 @@ class PoolCore:
     @enable_ki_protection
     def close(self) -> None:
         """Stop taking work; blocked submitters get `PoolClosed`."""
-        if self.closed:
+        if self._closed:
             return
-        self.closed = True
-        waiters = self.room_waiters
-        rejected = len(waiters)
-        while waiters:
-            task, _ = waiters.popitem(last=False)
-            self.rejected += 1
-            error = PoolClosed(f"pool {self.name!r} closed while submit() waited")
-            reschedule(task, outcome.Error(error))
-        if not self.backlog:
+        self._closed = True
+        name = self._name
+        refused = self._waiters.refuse_all(
+            lambda: PoolClosed(f"pool {name!r} closed while submit() waited")
+        )
+        if not self._queue.live:
             self._release_idle()
-        log(DEBUG, "pool %r closed", self.name)
-        if self.telemetry is not None:
-            for _ in range(rejected):
-                self.telemetry.rejected("closed")
+        log(DEBUG, "pool %r closed", self._name)
+        if refused:
+            self._refused("closed", refused)
 
     @enable_ki_protection
     def cancel_everything(self) -> None:
         """Close, resolve every job not started, cancel every running one."""
         self.close()
-        set_aside = [job for waiting in self.key_waiting.values() for job in waiting]
-        self.key_waiting.clear()
-        self.held = 0
-        for job in set_aside:  # first, so that none takes a freed key's place
-            self._resolve_unstarted(job)
-        queue = self.queue
-        while queue:
-            job = queue.popleft()
-            if job.state is QUEUED:
-                self.backlog -= 1
+        if self._keys is not None:
+            # first, so that none takes a freed key's place
+            for job in self._keys.take_all_held():
                 self._resolve_unstarted(job)
-        for worker in self.workers:
+        for job in self._queue.take_all():
+            self._resolve_unstarted(job)
+        for worker in list(self._crew.workers):
             held = worker.job
             if held is None:
                 continue
             if held.state is QUEUED:  # handed over, not started yet
-                worker.job = None
+                self._crew.hold(worker, None)
                 self._resolve_unstarted(held)
             else:
                 self._cancel_running(held)
         self._release_idle()
-
-    def finished(self) -> int:
-        """Jobs in a terminal state."""
-        return self.succeeded + self.failed + self.timed_out + self.cancelled
 
     async def wait_drained(self) -> None:
         """Wait until no accepted job is left unfinished; a checkpoint.
 
         Jobs accepted while it waits are waited for too.
         """
-        if self.finished() == self.submitted:
+        if not self._counts.unfinished():
             await checkpoint()
             return
-        self.draining += 1
+        await self._park_draining()
+
+    @enable_ki_protection
+    async def _park_draining(self) -> None:
+        """Count the task as draining and park it: one KI-protected step."""
+        self._draining += 1
         try:
-            await self.drain_waiters.park()
+            await self._drain_waiters.park()
         finally:
-            self.draining -= 1
+            self._draining -= 1
 
     @enable_ki_protection
     def exited(self) -> None:
         """The pool's nursery is gone: warn of the failures nobody retrieved."""
-        self.nursery = None
-        unretrieved = list(self.unretrieved.values())
-        self.unretrieved.clear()
-        for name, error in unretrieved:
-            self._warn_unretrieved(name, error, "the pool stopped")
+        self._nursery = None
+        self._unretrieved.flush()
+        if self._telemetry is not None:
+            self._telemetry.closed()
 
-    # ------------------------------------------------- failures nobody read
-
-    def retrieved(self, job: Job[Any]) -> None:
-        """A failed job's outcome was read: no WARNING for it."""
-        self.unretrieved.pop(weakref.ref(job), None)
-
-    def _dropped(self, ref: weakref.ref[Job[Any]]) -> None:
-        """A failed job's handle was dropped (a weakref callback)."""
-        found = self.unretrieved.pop(ref, None)
-        if found is not None:
-            self._warn_unretrieved(*found, "its handle was dropped")
-
-    def _warn_unretrieved(
-        self, name: str, error: BaseException | None, when: str
-    ) -> None:
-        log(
-            WARNING,
-            "job %r in pool %r failed, and nobody retrieved its outcome before %s",
-            name,
-            self.name,
-            when,
-            exc_info=error,
-        )
-
-    def _check_keys(self, live: list[Job[Any]], handed_jobs: list[Job[Any]]) -> None:
-        """The per-key books agree with the jobs (part of `check_invariants`)."""
-        limit = self.per_key_limit
-        if limit is None:
-            assert not self.key_active, self.key_active
-            assert not self.key_waiting, self.key_waiting
-            assert not self.held, self.held
-            return
-        counts: dict[Hashable, int] = {}
-        for job in (*live, *handed_jobs):
-            if job.key is not None:
-                counts[job.key] = counts.get(job.key, 0) + 1
-        assert counts == self.key_active, (counts, self.key_active)
-        assert all(0 < n <= limit for n in counts.values()), counts
-        held = 0
-        for key, waiting in self.key_waiting.items():
-            assert waiting, f"an empty list of jobs waiting for key {key!r}"
-            assert self.key_active.get(key) == limit, f"key {key!r} is not saturated"
-            for job in waiting:
-                assert job.state is QUEUED, job.state
-                assert job.holder is WAITING_FOR_KEY, job.holder
-                assert job.key == key, (job.key, key)
-            held += len(waiting)
-        assert held == self.held, (held, self.held)
+    # ------------------------------------------------------------ the books
 
     def statistics(self) -> PoolStatistics:
         """A snapshot of the books (read-only: safe from a metric reader's thread)."""
-        finished = self.finished()
+        counts = self._counts
+        keys = self._keys
         return PoolStatistics(
-            name=self.name,
-            workers=len(self.workers),
-            idle_workers=len(self.idle),
-            min_workers=self.min_workers,
-            max_workers=self.max_workers,
-            capacity=self.capacity,
-            queued=self.submitted - self.running - finished,
-            running=self.running,
-            waiting_submitters=len(self.room_waiters),
-            submitted=self.submitted,
-            succeeded=self.succeeded,
-            failed=self.failed,
-            timed_out=self.timed_out,
-            cancelled=self.cancelled,
-            rejected=self.rejected,
-            closed=self.closed,
+            name=self._name,
+            workers=len(self._crew.workers),
+            idle_workers=len(self._crew.idle),
+            min_workers=self._min_workers,
+            max_workers=self._max_workers,
+            capacity=self._capacity,
+            queued=counts.unfinished() - counts.running,
+            running=counts.running,
+            waiting_submitters=len(self._waiters),
+            submitted=counts.submitted,
+            succeeded=counts.succeeded,
+            failed=counts.failed,
+            timed_out=counts.timed_out,
+            cancelled=counts.cancelled,
+            rejected=counts.rejected,
+            closed=self._closed,
             rate_tokens=self._rate_tokens(),
-            waiting_for_key=None if self.per_key_limit is None else self.held,
-            active_keys=None if self.per_key_limit is None else len(self.key_active),
-            shed=self.shed_count,
+            waiting_for_key=None if keys is None else keys.held,
+            active_keys=None if keys is None else keys.active_keys(),
+            shed=counts.shed,
         )
 
     def _rate_tokens(self) -> float | None:
-        rate = self.rate
-        if rate is None:
-            return None
-        clock = self.clock
-        if clock is None:  # not opened yet: a full bucket
-            return float(rate.burst)
-        return rate.tokens(clock.current_time())
+        """Starts the rate limit allows now (None: no rate)."""
+        return None
 
-    # ---------------------------------------------------------- the invariant
+    def books(self) -> Books:
+        """A copy of every book, for the tests and `check_invariants`."""
+        counts = self._counts
+        keys = self._keys
+        key_active, key_waiting = ({}, {}) if keys is None else keys.snapshot()
+        waiting = self._waiters.jobs()
+        crew = self._crew
+        return Books(
+            queued_jobs=self._queue.jobs(),
+            queue_length=len(self._queue),
+            backlog=self._queue.live,
+            workers=list(crew.workers),
+            idle=list(crew.idle),
+            waking=crew.waking,
+            starting=crew.starting,
+            submitted=counts.submitted,
+            running=counts.running,
+            succeeded=counts.succeeded,
+            failed=counts.failed,
+            timed_out=counts.timed_out,
+            cancelled=counts.cancelled,
+            rejected=counts.rejected,
+            shed=counts.shed,
+            waiting_jobs=waiting,
+            closed=self._closed,
+            opened=self._token is not None,
+            exited=self._nursery is None and self._token is not None,
+            per_key_limit=None if keys is None else keys.limit,
+            key_active=key_active,
+            key_waiting=key_waiting,
+            held=self._aside(),
+            first_waits_for_key=bool(waiting) and not self._blocked_ahead(),
+            room=self._capacity + self._starting_room(),
+            over_capacity=self._over_capacity(),
+            over_capacity_aside=not self._fits(self._queue.live, self._aside() + 1),
+            over_capacity_allowed=self._over_capacity_allowed,
+            capacity=self._capacity,
+            min_workers=self._min_workers,
+            max_workers=self._max_workers,
+            draining=self._draining,
+            drain_parked=self._drain_waiters.statistics().tasks_waiting,
+            rate_next_at=None if self._rate is None else self._rate.next_at(),
+            since_yield=self._since_yield,
+            unretrieved=len(self._unretrieved),
+            mean_run=self._mean_run,
+            timed=self._timed,
+            telemetry=self._telemetry is not None,
+        )
 
     def check_invariants(self) -> None:
         """Assert that the books agree with each other; the tests call this.
@@ -1328,73 +1053,4 @@ class PoolCore:
         Raises:
             AssertionError: naming the first invariant that does not hold.
         """
-        live = [e for e in self.queue if e.state is QUEUED]
-        assert len(live) == self.backlog, (len(live), self.backlog)
-        assert all(e.holder is None for e in live), "a queued job has a holder"
-        assert len(set(map(id, live))) == len(live), "a job is queued twice"
-        assert set(self.idle) <= self.workers, "an idle worker is not a worker"
-        assert len(set(self.idle)) == len(self.idle), "a worker is idle twice"
-        handed = running = woken = 0
-        for worker in self.workers:
-            job = worker.job
-            woken += worker.woken
-            assert not worker.retired, "a retired worker is still counted"
-            if job is None:
-                continue
-            assert worker not in self.idle, "an idle worker holds a job"
-            assert job.holder is worker, "a worker's job names another holder"
-            if job.state is QUEUED:
-                handed += 1
-                assert worker.woken, "a job handed to a worker that was not woken"
-            else:
-                assert job.state is RUNNING, job.state
-                running += 1
-        assert woken == self.waking, (woken, self.waking)
-        self._check_keys(
-            live, handed_jobs=[w.job for w in self.workers if w.job is not None]
-        )
-        assert running == self.running, (running, self.running)
-        for task, job in self.room_waiters.items():
-            assert job.state is QUEUED, (task, job.state)
-            assert job.holder is NOT_ACCEPTED, (task, job.holder)
-        counts = (
-            self.submitted,
-            self.running,
-            self.succeeded,
-            self.failed,
-            self.timed_out,
-            self.cancelled,
-            self.rejected,
-            self.backlog,
-            self.waking,
-            self.starting,
-        )
-        assert min(counts) >= 0, f"a negative count: {counts}"
-        queued = self.submitted - self.running - self.finished()
-        assert queued == self.backlog + handed + self.held, (
-            queued,
-            self.backlog,
-            handed,
-            self.held,
-        )
-        if not self.over_capacity_allowed:
-            assert not self._over_capacity(), (
-                f"{self.backlog} queued and {self.held} waiting for their key > "
-                f"capacity {self.capacity} + {self.starting} starting"
-            )
-        assert self.min_workers <= self.max_workers
-        parked = self.drain_waiters.statistics().tasks_waiting
-        # (a woken drain waiter still counts until it runs)
-        assert self.draining >= parked, (self.draining, parked)
-        if self.closed:
-            assert not self.room_waiters, "a submitter waits on a closed pool"
-        if self.nursery is None and self.token is not None:  # exited
-            assert not self.workers, "workers outlived the pool"
-            assert not self.idle, "idle workers outlived the pool"
-            assert (self.backlog, self.running, self.waking, self.starting) == (
-                0,
-                0,
-                0,
-                0,
-            )
-            assert queued == 0
+        check_books(self.books())

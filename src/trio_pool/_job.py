@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final
 
 import outcome
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
@@ -24,9 +24,39 @@ if TYPE_CHECKING:
     import trio
     from trio.lowlevel import ParkingLot
 
-    from ._core import PoolCore, Worker
-
 T = TypeVar("T")
+
+
+class JobOwner(Protocol):
+    """What a job's handle needs of the pool that owns it (the core)."""
+
+    def check_caller(self, what: str) -> None:
+        """Refuse a call from another thread or Trio run."""
+        ...
+
+    def yield_due(self) -> bool:
+        """Whether a call that did not wait takes a schedule point now."""
+        ...
+
+    def cancel(self, job: Job[Any]) -> None:
+        """Cancel ``job``."""
+        ...
+
+    async def park_until_done(self, job: Job[Any], what: str = "wait") -> None:
+        """Park until ``job`` is resolved."""
+        ...
+
+    def retrieved(self, job: Job[Any]) -> None:
+        """``job``'s failure was read."""
+        ...
+
+    def listen(self, job: Job[Any], listener: Callable[[Job[Any]], None]) -> None:
+        """Call ``listener(job)`` as ``job`` resolves."""
+        ...
+
+    def unlisten(self, job: Job[Any], listener: Callable[[Job[Any]], None]) -> None:
+        """Undo one `listen`."""
+        ...
 
 
 class JobState(enum.Enum):
@@ -65,6 +95,24 @@ SUCCEEDED = JobState.SUCCEEDED
 FAILED = JobState.FAILED
 TIMED_OUT = JobState.TIMED_OUT
 CANCELLED = JobState.CANCELLED
+
+
+API = frozenset(
+    {
+        "cancel",
+        "done",
+        "finished_at",
+        "name",
+        "result",
+        "run_duration",
+        "started_at",
+        "state",
+        "submitted_at",
+        "wait",
+        "wait_duration",
+    }
+)
+"""The documented members of a `Job` (what ``dir(job)`` lists, dunders aside)."""
 
 
 def describe(fn: object) -> str:
@@ -115,7 +163,7 @@ class Job(Generic[T]):
         "value",
     )
 
-    core: PoolCore
+    core: JobOwner
     fn: Callable[..., Awaitable[T]]
     args: tuple[Any, ...]
     label: str | None
@@ -123,7 +171,7 @@ class Job(Generic[T]):
     on_done: Callable[[Job[Any]], None] | None
     state: JobState
     """The job's current `JobState`. Read it; only the pool changes it."""
-    holder: Worker | Pending | None
+    holder: object  # a worker, a Pending marker, or None (see __init__)
     key: Hashable
     cancel_requested: bool
     retrieved: bool
@@ -142,7 +190,7 @@ class Job(Generic[T]):
 
     def __init__(
         self,
-        core: PoolCore,
+        core: JobOwner,
         fn: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
         name: str | None,
@@ -175,6 +223,11 @@ class Job(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<trio_pool.Job {self.name!r} {self.state.value}>"
+
+    def __dir__(self) -> list[str]:
+        """The documented API and the dunders: the bookkeeping attributes
+        are the core's, not the handle's."""
+        return sorted({*API, *(n for n in super().__dir__() if n.startswith("__"))})
 
     @property
     def name(self) -> str:

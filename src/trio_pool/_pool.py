@@ -39,11 +39,11 @@ from ._checks import (
     check_seconds,
     default_capacity,
 )
-from ._core import PoolCore
 from ._errors import leaves
 from ._log import INFO, log
 from ._map import MapResults
 from ._rate import run_pacer
+from ._variants import open_core
 from ._worker import run_worker
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
     from typing_extensions import TypeVarTuple, Unpack
 
+    from ._core import PoolCore
     from ._job import Job
     from ._statistics import PoolStatistics
 
@@ -409,14 +410,15 @@ class Pool:
         with trio.move_on_after(math.inf if grace is None else grace):
             await core.wait_drained()
             return
+        left = core.statistics()
         log(
             INFO,
             "pool %r: grace period of %ss over, cancelling %d running and %d "
             "queued jobs",
             core.name,
             grace,
-            core.running,
-            core.backlog,
+            left.running,
+            left.queued,
         )
         core.cancel_everything()
         await core.wait_drained()
@@ -445,8 +447,6 @@ async def _opened(pool: Pool, core: PoolCore) -> AsyncGenerator[Pool, None]:
         core.capacity,
     )
     try:
-        if core.telemetry is not None:
-            core.telemetry.opened()
         async with trio.open_nursery() as nursery:
             await core.open(nursery).wait()  # every worker started and idle
             try:
@@ -466,8 +466,6 @@ async def _opened(pool: Pool, core: PoolCore) -> AsyncGenerator[Pool, None]:
     finally:
         core.cancel_everything()  # resolve anything an outer cancel left
         core.exited()
-        if core.telemetry is not None:
-            core.telemetry.closed()
         log(INFO, "pool %r stopped: %s", core.name, core.statistics())
     if worker_errors:
         body_own = _without_cancelled(body_error)  # the pool's own: no news
@@ -574,7 +572,7 @@ def open_pool(
         check_int("per_key_limit", per_key_limit, 1, MAX_WORKERS)
     if rate is None and burst != 1:
         raise ValueError(f"burst={burst!r} needs a rate (rate=None: no limit)")
-    core = PoolCore(
+    core = open_core(
         name=name,
         workers=workers,
         max_workers=max_workers,

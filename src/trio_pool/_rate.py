@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, final
 import trio
 
 if TYPE_CHECKING:
-    from ._core import PoolCore
+    from collections.abc import Callable
+
+    from trio.lowlevel import ParkingLot
 
 
 ROUNDING = 1e-9
@@ -69,17 +71,21 @@ class StartRate:
         return max(0.0, min(float(self.burst), allowed))
 
 
-async def run_pacer(core: PoolCore) -> None:
+async def run_pacer(pace: Callable[[], float | None], lot: ParkingLot) -> None:
     """The task that starts waiting jobs as the rate allows.
 
     Workers start jobs themselves while tokens last; when a job waits for a
     token with a worker idle, this task sleeps until the token is there and
     hands the job over. It sleeps in a parking lot, so that the core can wake
     it early (a new job, a worker going idle, the pool closing).
+
+    Args:
+        pace: the core's pacing step: when to look again (``math.inf``: when
+            woken), or None to stop.
+        lot: where it sleeps.
     """
-    lot = core.pacer
     while True:
-        when = core.pace()
+        when = pace()
         if when is None:  # the pool has stopped: nothing will wait again
             return
         with trio.move_on_at(when):

@@ -1,7 +1,7 @@
 """Shedding by the caller's deadline: when would a job submitted now start?
 
 The estimate uses the pool's moving average of running times (``mean``,
-see `PoolCore.mean_run`) and what is in the pool now:
+kept by the core) and what is in the pool now:
 
 * each busy worker is free at ``max(now, its job's start + mean)``; a worker
   that is idle, or that the pool may still add, is free now;
@@ -24,49 +24,52 @@ started and the time its queued job waits in the queue is not counted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from ._job import RUNNING
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._core import PoolCore
-    from ._job import Job
+    from collections.abc import Callable
+
+
+def key_floor(now: float, mean: float, before: int, limit: int) -> float:
+    """The earliest start of a job whose key is saturated, with ``before``
+    jobs of its key set aside ahead of it: one ``mean`` per round of
+    ``limit`` of them, and one more for the key's running jobs."""
+    return now + (before // limit + 1) * mean
 
 
 def estimated_start(
-    core: PoolCore, job: Job[Any], now: float, mean: float, deadline: float
+    now: float,
+    mean: float,
+    deadline: float,
+    *,
+    ahead: int,
+    width: int,
+    floor: float,
+    free_at: Callable[[], list[float]],
 ) -> float:
-    """When ``job``, submitted at ``now``, would start (see the module).
+    """When a job submitted at ``now`` would start (see the module).
+
+    Args:
+        now: the current time.
+        mean: the moving average of running times.
+        deadline: the caller's deadline.
+        ahead: jobs that start before it (queued, handed over, blocked).
+        width: workers the pool may run.
+        floor: the earliest start the rate limit and its key allow.
+        free_at: when each live worker is free (``now`` for an idle one,
+            its job's start plus ``mean`` for a busy one); called only
+            when the quick bound does not settle it.
 
     When even the latest start the bounds allow (every worker is free within
     ``mean`` of now) finishes before ``deadline``, that bound is returned
     without looking at each worker; the exact estimate, which a refusal
     always gets, costs a pass over the workers.
     """
-    ahead = core.backlog + core.waking + len(core.room_waiters)
-    width = max(core.max_workers, len(core.workers))
     rounds, place = divmod(ahead, width)
     earliest = now + rounds * mean
-    floor = now  # what the rate limit and the key impose
-    rate = core.rate
-    if rate is not None:
-        floor = max(floor, rate.next_at() + ahead * rate.interval)
-    limit = core.per_key_limit
-    key = job.key if limit is not None else None
-    if key is not None and core.key_active.get(key, 0) >= limit:  # type: ignore[operator]
-        waiting = core.key_waiting.get(key)
-        before = 0 if waiting is None else len(waiting)
-        floor = max(floor, now + (before // limit + 1) * mean)  # type: ignore[operator]
     if max(earliest + mean, floor) + mean < deadline:
         return max(earliest + mean, floor)  # in time even at the latest
-    free: list[float] = []
-    for worker in core.workers:
-        running = worker.job
-        if running is None or running.state is not RUNNING:
-            free.append(now)  # idle, or about to start a handed job (counted ahead)
-        else:  # (a job started before the pool measured has no start time)
-            started: float = getattr(running, "t_started", now)
-            free.append(max(now, started + mean))
+    free = free_at()
     free.extend([now] * (width - len(free)))
     free.sort()
     return max(free[place] + rounds * mean, floor)

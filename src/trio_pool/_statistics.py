@@ -2,7 +2,43 @@
 
 from __future__ import annotations
 
+from typing import final
+
 import attrs
+
+
+@final
+class Counts:
+    """The pool's running counts; only the core writes them."""
+
+    __slots__ = (
+        "cancelled",
+        "failed",
+        "rejected",
+        "running",
+        "shed",
+        "submitted",
+        "succeeded",
+        "timed_out",
+    )
+
+    def __init__(self) -> None:
+        self.submitted = 0
+        self.running = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.timed_out = 0
+        self.cancelled = 0
+        self.rejected = 0
+        self.shed = 0
+
+    def finished(self) -> int:
+        """Jobs in a terminal state."""
+        return self.succeeded + self.failed + self.timed_out + self.cancelled
+
+    def unfinished(self) -> int:
+        """Accepted jobs not finished yet (queued, handed over or running)."""
+        return self.submitted - self.finished()
 
 
 @attrs.frozen

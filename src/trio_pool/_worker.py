@@ -20,7 +20,8 @@ from ._core import current_core
 from ._job import CANCELLED, FAILED, SUCCEEDED, Job, JobState
 
 if TYPE_CHECKING:
-    from ._core import PoolCore, Worker
+    from ._core import PoolCore
+    from ._crew import Worker
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -30,20 +31,24 @@ async def run_worker(core: PoolCore, worker: Worker) -> None:
     """A worker task: take jobs and run them until the pool lets it go."""
     core.worker_began(worker)
     current_core.set(core)
+    yield_every = core.yield_every
+    streak = 0  # jobs run since the last schedule point
     try:
         while True:
             job: Job[Any] | None = None
             try:
                 with trio.CancelScope() as scope:
                     while True:
-                        if worker.streak >= core.yield_every:
-                            worker.streak = 0
+                        if streak >= yield_every:
+                            streak = 0
                             await checkpoint()  # holding no job
                         job = core.start_next(worker, scope)
                         if job is None:
                             job = await _wait_for_job(core, worker, scope)
                             if job is None:
                                 return
+                            streak = 0  # it parked: a schedule point
+                        streak += 1
                         try:
                             value = await job.fn(*job.args)
                         except Exception as exc:
@@ -59,16 +64,18 @@ async def run_worker(core: PoolCore, worker: Worker) -> None:
                         job = None
                         if spent:
                             break  # a cancelled scope is never reused
-            # Below, a job already done was finished before the error (one
-            # never finishes twice).
             except Exception as exc:
                 # Escaped the job's scope: e.g. an ExceptionGroup from the
                 # job's own nursery, after its Cancelled were taken out.
-                if job is None or job.done:
+                job = core.running_job(worker)
+                if job is None:
                     raise
                 core.finish(worker, job, FAILED, error=exc)
             except BaseException as exc:
-                if job is None or job.done:
+                # (the core's record, not the local: a KeyboardInterrupt may
+                # land after the core started a job, before the local is set)
+                job = core.running_job(worker)
+                if job is None:
                     raise
                 own, escaping = split_escape(exc)
                 if own is None:
@@ -85,12 +92,18 @@ async def run_worker(core: PoolCore, worker: Worker) -> None:
         core.worker_exited(worker)
 
 
+@enable_ki_protection
 async def _wait_for_job(
     core: PoolCore, worker: Worker, scope: trio.CancelScope
 ) -> Job[Any] | None:
     """Park until a job is handed over, and start it; None: the worker stops.
 
     A worker above the minimum stops after ``idle_timeout`` without work.
+    Registering as idle, parking and starting the handed job are one
+    KI-protected step (as trio's ``ParkingLot.park``): a KeyboardInterrupt
+    never leaves an idle worker recorded that is not parked, nor a job
+    started that the loop does not know of; it comes when the worker parks,
+    or goes to the main task.
     """
 
     @enable_ki_protection

@@ -1,0 +1,160 @@
+"""A snapshot of every book the core keeps, and the invariant check over it.
+
+`Books` is plain values (copies), made by `PoolCore.books` for the tests and
+for `check_books`, which asserts that the books agree with each other. The
+tests run it after every step of the stateful test; it reads nothing but
+the snapshot, so it cannot change the pool.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._job import NOT_ACCEPTED, QUEUED, RUNNING, WAITING_FOR_KEY
+
+if TYPE_CHECKING:
+    from collections.abc import Hashable
+
+    from ._crew import Worker
+    from ._job import Job
+
+
+@attrs.frozen
+class Books:
+    """Everything the core keeps, copied at one instant (a test helper)."""
+
+    queued_jobs: list[Job[Any]]
+    """The live jobs in the queue, in order."""
+    queue_length: int
+    """Entries in the queue, tombstones of cancelled jobs included."""
+    backlog: int
+    """The queue's count of live jobs."""
+    workers: list[Worker]
+    idle: list[Worker]
+    waking: int
+    starting: int
+    submitted: int
+    running: int
+    succeeded: int
+    failed: int
+    timed_out: int
+    cancelled: int
+    rejected: int
+    shed: int
+    waiting_jobs: list[Job[Any]]
+    """The jobs of blocked submitters, in order."""
+    closed: bool
+    opened: bool
+    exited: bool
+    per_key_limit: int | None
+    key_active: dict[Hashable, int]
+    key_waiting: dict[Hashable, list[Job[Any]]]
+    held: int
+    first_waits_for_key: bool
+    """The first blocked submitter's key is saturated (it lets others by)."""
+    room: int
+    """How many jobs the queue may hold now (capacity and starting workers)."""
+    over_capacity: bool
+    over_capacity_aside: bool
+    """One more job set aside would be over capacity."""
+    over_capacity_allowed: bool
+    capacity: int
+    min_workers: int
+    max_workers: int
+    draining: int
+    drain_parked: int
+    rate_next_at: float | None
+    since_yield: int
+    unretrieved: int
+    mean_run: float | None
+    timed: bool
+    telemetry: bool
+
+
+def check_books(books: Books) -> None:
+    """Assert that the books agree with each other.
+
+    Raises:
+        AssertionError: naming the first invariant that does not hold.
+    """
+    b = books
+    live = b.queued_jobs
+    assert len(live) == b.backlog, (len(live), b.backlog)
+    assert all(e.holder is None for e in live), "a queued job has a holder"
+    assert len(set(map(id, live))) == len(live), "a job is queued twice"
+    workers = set(b.workers)
+    assert set(b.idle) <= workers, "an idle worker is not a worker"
+    assert len(set(b.idle)) == len(b.idle), "a worker is idle twice"
+    handed = running = woken = 0
+    for worker in b.workers:
+        job = worker.job
+        woken += worker.woken
+        assert not worker.retired, "a retired worker is still counted"
+        if job is None:
+            continue
+        assert worker not in b.idle, "an idle worker holds a job"
+        assert job.holder is worker, "a worker's job names another holder"
+        if job.state is QUEUED:
+            handed += 1
+            assert worker.woken, "a job handed to a worker that was not woken"
+        else:
+            assert job.state is RUNNING, job.state
+            running += 1
+    assert woken == b.waking, (woken, b.waking)
+    _check_keys(b, [*live, *(w.job for w in b.workers if w.job is not None)])
+    assert running == b.running, (running, b.running)
+    for job in b.waiting_jobs:
+        assert job.state is QUEUED, job.state
+        assert job.holder is NOT_ACCEPTED, job.holder
+    counts = (
+        *(b.submitted, b.running, b.succeeded, b.failed, b.timed_out),
+        *(b.cancelled, b.rejected, b.backlog, b.waking, b.starting),
+    )
+    assert min(counts) >= 0, f"a negative count: {counts}"
+    finished = b.succeeded + b.failed + b.timed_out + b.cancelled
+    queued = b.submitted - b.running - finished
+    assert queued == b.backlog + handed + b.held, (queued, b.backlog, handed, b.held)
+    if not b.over_capacity_allowed:
+        assert not b.over_capacity, (
+            f"{b.backlog} queued and {b.held} waiting for their key > "
+            f"capacity {b.capacity} + {b.starting} starting"
+        )
+    assert b.min_workers <= b.max_workers
+    # (a woken drain waiter still counts until it runs)
+    assert b.draining >= b.drain_parked, (b.draining, b.drain_parked)
+    if b.closed:
+        assert not b.waiting_jobs, "a submitter waits on a closed pool"
+    if b.exited:
+        assert not b.workers, "workers outlived the pool"
+        assert not b.idle, "idle workers outlived the pool"
+        left = (b.backlog, b.running, b.waking, b.starting)
+        assert left == (0, 0, 0, 0), left
+        assert queued == 0
+
+
+def _check_keys(b: Books, placed: list[Job[Any]]) -> None:
+    """The per-key books agree with the jobs queued, handed over or running."""
+    limit = b.per_key_limit
+    if limit is None:
+        assert not b.key_active, b.key_active
+        assert not b.key_waiting, b.key_waiting
+        assert not b.held, b.held
+        return
+    counts: dict[Hashable, int] = {}
+    for job in placed:
+        if job.key is not None:
+            counts[job.key] = counts.get(job.key, 0) + 1
+    assert counts == b.key_active, (counts, b.key_active)
+    assert all(0 < n <= limit for n in counts.values()), counts
+    held = 0
+    for key, waiting in b.key_waiting.items():
+        assert waiting, f"an empty list of jobs waiting for key {key!r}"
+        assert b.key_active.get(key) == limit, f"key {key!r} is not saturated"
+        for job in waiting:
+            assert job.state is QUEUED, job.state
+            assert job.holder is WAITING_FOR_KEY, job.holder
+            assert job.key == key, (job.key, key)
+        held += len(waiting)
+    assert held == b.held, (held, b.held)

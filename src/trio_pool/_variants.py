@@ -1,0 +1,421 @@
+"""The transitions a pool runs, chosen when it opens: features cost only when used.
+
+`PoolCore` runs a plain pool: no rate, no keys, no timings, no telemetry,
+and none of their branches in its transitions. Each feature is a subclass
+that overrides the few transitions it changes, calling the plain one
+through ``super()``:
+
+* `KeyedCore` (``per_key_limit``): counts each key's jobs, sets aside those
+  of a saturated key, serves them as their key frees a place;
+* `PacedCore` (``rate``): a start token for each start, and the pacer task;
+* `TimedCore` (``timings``, ``shed``): each job's times and the mean run;
+* `TracedCore` (active telemetry): spans and metrics, on top of the times.
+
+`core_class` combines them (cooperatively, through the method resolution
+order) into one class per combination, made once. A pool that begins to
+shed without timings becomes its timed variant (see `PoolCore`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import TYPE_CHECKING, Any, cast
+
+import trio
+from trio.lowlevel import enable_ki_protection
+
+from ._core import PoolCore
+from ._job import CANCELLED, WAITING_FOR_KEY, Job, JobState
+from ._shed import key_floor
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Hashable
+
+    from ._crew import Worker
+    from ._keys import KeyBooks
+    from ._rate import StartRate
+    from ._telemetry import JobSpan, PoolTelemetry
+
+
+class KeyedCore(PoolCore):
+    """A pool with ``per_key_limit``."""
+
+    def _key_books(self) -> KeyBooks:
+        keys = self._keys
+        assert keys is not None
+        return keys
+
+    def make_job(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        name: str | None,
+        limit: float | None,
+        on_done: Callable[[Job[Any]], None] | None,
+        key: Hashable = None,
+    ) -> Job[Any]:
+        job = super().make_job(fn, args, name, limit, on_done, key)
+        job.key = key
+        return job
+
+    @enable_ki_protection
+    def offer_keyed(self, job: Job[Any]) -> bool:
+        """`offer` for a job with a key: one of a saturated key is set aside.
+
+        Raises:
+            PoolClosed: the pool takes no more work (counted as rejected).
+        """
+        if self._closed:
+            self.refuse_closed()
+        keys = self._key_books()
+        if not keys.saturated(job.key):
+            if not self.offer(job):
+                return False
+            keys.claim(job.key)
+            return True
+        if (self._waiters and self._blocked_ahead()) or not self._room_for(aside=True):
+            return False
+        self._hold(job)
+        self._accepted()
+        return True
+
+    def _hold(self, job: Job[Any]) -> None:
+        """Set a job of a saturated key aside until one of its key's ends."""
+        job.holder = WAITING_FOR_KEY
+        self._key_books().hold(job)
+
+    def _place(self, job: Job[Any]) -> None:
+        """Put an accepted job in the queue, or aside if its key is saturated."""
+        if self._key_books().claim(job.key):
+            self._enqueue(job)
+        else:
+            self._hold(job)
+
+    def _key_done(self, key: Hashable) -> None:
+        """A job of ``key`` left the queue, a worker's hands or a worker: its
+        key's next job set aside takes its place at the back of the queue."""
+        job = self._key_books().release(key)
+        if job is not None:
+            self._enqueue(job)  # the key's count stays: one out, one in
+            if self._crew.idle and not self._crew.waking:
+                self._spread_work()
+
+    def _room_for(self, aside: bool) -> bool:
+        queued = self._queue.live
+        held = self._key_books().held
+        if aside:
+            return self._fits(queued, held + 1)
+        if not self._crew.starting:
+            return queued + held < self._capacity
+        return self._fits(queued + 1, held)
+
+    def _aside(self) -> int:
+        return self._key_books().held
+
+    def _admit_waiters(self) -> None:
+        waiters = self._waiters
+        keys = self._key_books()
+        admitted = 0
+        while waiters:
+            job = waiters.first()
+            if not self._room_for(aside=keys.saturated(job.key)):
+                break  # (one set aside waits for the queue to empty)
+            waiters.admit_first()
+            self._place(job)
+            admitted += 1
+        if admitted:
+            self._accepted(admitted)
+
+    def _take_waiter(self) -> Job[Any] | None:
+        waiters = self._waiters
+        keys = self._key_books()
+        for job in waiters.jobs():  # the first whose key may run
+            if keys.claim(job.key):
+                waiters.admit(job)
+                self._accepted()
+                return job
+        return None
+
+    def _blocked_ahead(self) -> bool:
+        """One whose key is saturated waits for a place aside, and lets
+        others by."""
+        return not self._key_books().saturated(self._waiters.first().key)
+
+    def _resolve(
+        self,
+        job: Job[Any],
+        state: JobState,
+        value: object = None,
+        error: BaseException | None = None,
+    ) -> None:
+        freed_key = None if job.holder is WAITING_FOR_KEY else job.key
+        super()._resolve(job, state, value, error)
+        if freed_key is not None:  # once the job is done: its next may start
+            self._key_done(freed_key)
+
+    def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
+        floor = super()._shed_floor(job, now, mean, ahead)
+        keys = self._key_books()
+        if keys.saturated(job.key):
+            before = keys.waiting_before(job.key)
+            floor = max(floor, key_floor(now, mean, before, keys.limit))
+        return floor
+
+
+class PacedCore(PoolCore):
+    """A pool with a ``rate``: every start spends a token."""
+
+    def _start_rate(self) -> StartRate:
+        rate = self._rate
+        assert rate is not None
+        return rate
+
+    @enable_ki_protection
+    def open(self, nursery: trio.Nursery) -> trio.Event:
+        started = super().open(nursery)
+        nursery.start_soon(
+            self._run_pacer,
+            self.pace,
+            self._pacer,
+            name=f"trio_pool pacer of {self._name!r}",
+        )
+        return started
+
+    @enable_ki_protection
+    def offer(self, job: Job[Any]) -> bool:
+        """`PoolCore.offer`, where a job goes to an idle worker only with a
+        token, and a new worker (which may find no token) is no room."""
+        if self._closed:
+            self.refuse_closed()
+        crew = self._crew
+        idle = crew.idle
+        if idle and not crew.waking and self._paced_start():
+            self._hand_over(job)
+        else:
+            can_grow = not idle and len(crew.workers) < self._max_workers
+            if not (self._waiters and self._blocked_ahead()) and self._room_for(
+                aside=False
+            ):
+                self._enqueue_growing(job, can_grow)
+            elif idle and self._paced_start():
+                self._hand_over(job)
+            else:
+                return False
+        self._accepted()
+        return True
+
+    def _starting_room(self) -> int:
+        return 0  # a new worker may find no token
+
+    @enable_ki_protection
+    def start_next(self, worker: Worker, scope: trio.CancelScope) -> Job[Any] | None:
+        if worker.retired or len(self._crew.workers) > self._max_workers:
+            return None
+        wanted = bool(self._queue.live or self._waiters)
+        if wanted and not self._take_token():
+            return None
+        job = super().start_next(worker, scope)
+        if job is None and wanted:
+            self._start_rate().give_back()  # only submitters of saturated keys wait
+        return job
+
+    def _spread_work(self) -> None:
+        if self._crew.idle and not self._take_token():
+            return
+        super()._spread_work()
+
+    def _paced_start(self) -> bool:
+        """May a new job go straight to an idle worker? Not before the jobs
+        that already wait for a token."""
+        if self._queue.live or (self._waiters and self._blocked_ahead()):
+            return False
+        return self._take_token()
+
+    def _take_token(self) -> bool:
+        """Spend a start token; if there is none, make sure the pacer wakes
+        when the next one is due."""
+        if self._start_rate().take(trio.current_time()):
+            return True
+        self._wake_pacer()
+        return False
+
+    def _wake_pacer(self) -> None:
+        if self._pacer:
+            self._pacer.unpark_all()
+
+    def _removed(self) -> None:
+        if self._closed and not self._crew.workers:
+            self._wake_pacer()  # to stop as well
+
+    def _unstarted_handed(self) -> None:
+        self._start_rate().give_back()
+
+    @enable_ki_protection
+    def pace(self) -> float | None:
+        """The pacer's step: hand waiting jobs to idle workers as tokens allow.
+
+        Returns:
+            When to look again (``math.inf``: when woken), or None once the
+            pool is closed and its last worker has stopped (workers stop only
+            when nothing is left to start): the pacer stops too.
+        """
+        rate = self._start_rate()
+        crew = self._crew
+        if self._closed and not crew.workers:
+            return None
+        while self._queue.live or self._waiters:
+            if not crew.idle:  # busy workers take jobs as they finish, or a new one
+                if len(crew.workers) < self._max_workers and not crew.starting:
+                    self._grow("for a waiting job")
+                return math.inf
+            if not rate.take(trio.current_time()):
+                return rate.next_at()
+            job = self._take_queued() or self._take_waiter()
+            if job is None:  # only submitters whose keys are saturated wait
+                rate.give_back()
+                break
+            self._hand_over(job)
+        return math.inf
+
+    def _rate_tokens(self) -> float | None:
+        rate = self._start_rate()
+        clock = self._clock
+        if clock is None:  # not opened yet: a full bucket
+            return float(rate.burst)
+        return rate.tokens(clock.current_time())
+
+    def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
+        floor = super()._shed_floor(job, now, mean, ahead)
+        rate = self._start_rate()
+        return max(floor, rate.next_at() + ahead * rate.interval)
+
+
+class TimedCore(PoolCore):
+    """A pool that records when each job was submitted, started, finished."""
+
+    _timed = True
+
+    def make_job(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        name: str | None,
+        limit: float | None,
+        on_done: Callable[[Job[Any]], None] | None,
+        key: Hashable = None,
+    ) -> Job[Any]:
+        job = super().make_job(fn, args, name, limit, on_done, key)
+        job.t_submitted = trio.current_time()
+        return job
+
+    def _start(self, worker: Worker, job: Job[Any], scope: trio.CancelScope) -> None:
+        super()._start(worker, job, scope)
+        job.t_started = trio.current_time()
+
+    def _resolve(
+        self,
+        job: Job[Any],
+        state: JobState,
+        value: object = None,
+        error: BaseException | None = None,
+    ) -> None:
+        job.t_finished = trio.current_time()  # before its listeners read it
+        super()._resolve(job, state, value, error)
+
+    @enable_ki_protection
+    def finish(
+        self,
+        worker: Worker,
+        job: Job[Any],
+        state: JobState,
+        value: object = None,
+        error: BaseException | None = None,
+    ) -> None:
+        super().finish(worker, job, state, value, error)
+        if state is not CANCELLED:  # a cancelled run says nothing of length
+            try:
+                run = job.t_finished - job.t_started
+            except AttributeError:  # started before shedding began to measure
+                return
+            mean = self._mean_run
+            # the moving average, weight 1/8 (as TCP's smoothed round trip)
+            self._mean_run = run if mean is None else mean + (run - mean) / 8
+
+
+class TracedCore(TimedCore):
+    """A pool with active telemetry: spans and metrics (and the times)."""
+
+    def _recorder(self) -> PoolTelemetry:
+        telemetry = self._telemetry
+        assert telemetry is not None
+        return telemetry
+
+    def make_job(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        name: str | None,
+        limit: float | None,
+        on_done: Callable[[Job[Any]], None] | None,
+        key: Hashable = None,
+    ) -> Job[Any]:
+        job = super().make_job(fn, args, name, limit, on_done, key)
+        self._recorder().created(job)
+        return job
+
+    def _start(self, worker: Worker, job: Job[Any], scope: trio.CancelScope) -> None:
+        super()._start(worker, job, scope)
+        self._crew.hold(worker, job, self._recorder().started(job))
+
+    @enable_ki_protection
+    def finish(
+        self,
+        worker: Worker,
+        job: Job[Any],
+        state: JobState,
+        value: object = None,
+        error: BaseException | None = None,
+    ) -> None:
+        span = cast("JobSpan | None", worker.span)
+        super().finish(worker, job, state, value, error)
+        self._recorder().ended(job, span)
+
+    def _accepted(self, count: int = 1) -> None:
+        super()._accepted(count)
+        self._recorder().accepted(count)
+
+    def _refused(self, reason: str, count: int = 1) -> None:
+        super()._refused(reason, count)
+        recorder = self._recorder()
+        for _ in range(count):
+            recorder.rejected(reason)
+
+
+TIMING = {None: (), "timed": (TimedCore,), "traced": (TracedCore,)}
+"""The classes of each level of timing."""
+
+
+@functools.cache
+def core_class(keyed: bool, paced: bool, timing: str | None) -> type[PoolCore]:
+    """The core class of a pool with these features (made once each)."""
+    bases: tuple[type[PoolCore], ...] = TIMING[timing]
+    if keyed:
+        bases += (KeyedCore,)
+    if paced:
+        bases += (PacedCore,)
+    if not bases:
+        return PoolCore
+    if len(bases) == 1:
+        return bases[0]
+    name = "".join(base.__name__.removesuffix("Core") for base in bases) + "Core"
+    return cast("type[PoolCore]", type(name, bases, {"__module__": __name__}))
+
+
+def open_core(**options: Any) -> PoolCore:
+    """Make the core of a pool: the class of its features, then its state."""
+    keyed = options["per_key_limit"] is not None
+    paced = options["rate"] is not None
+    variant = functools.partial(core_class, keyed, paced)
+    timed = options.pop("timings") or options["shed"]
+    return variant("timed" if timed else None)(variant=variant, **options)

@@ -1,0 +1,89 @@
+"""Submitters blocked for want of room, first come, first served.
+
+Each blocked `Pool.submit` (or map feeder) parks here with its job, which
+is not accepted yet. The core decides when one is admitted or refused; this
+record only keeps them in order and wakes the task it is told to wake.
+Registering and parking are one KI-protected step (as trio's
+``ParkingLot.park`` and ``MemorySendChannel.send`` are), so a
+KeyboardInterrupt never leaves a waiter recorded that is not parked: it is
+delivered once the task is parked, and the abort takes the waiter out.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, final
+
+import outcome
+from trio.lowlevel import (
+    Abort,
+    Task,
+    current_task,
+    enable_ki_protection,
+    reschedule,
+    wait_task_rescheduled,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._job import Job
+
+
+@final
+class RoomWaiters(OrderedDict[Task, "Job[Any]"]):
+    """The blocked submitters' tasks and their jobs, in arrival order.
+
+    An `OrderedDict` itself, so that the core's "does anyone wait?" on its
+    hot paths is a plain truth test; only its own methods change it.
+    """
+
+    __slots__ = ()
+
+    def first(self) -> Job[Any]:
+        """The job of the longest waiting submitter (there must be one)."""
+        return next(iter(self.values()))
+
+    def jobs(self) -> list[Job[Any]]:
+        """Every waiting job, in order."""
+        return list(self.values())
+
+    @enable_ki_protection
+    async def wait(self, job: Job[Any]) -> None:
+        """Park the calling task with ``job`` until it is admitted or refused.
+
+        Registering and parking are one KI-protected step.
+        """
+        tasks = self
+        task = current_task()
+        tasks[task] = job
+
+        def abort(_: object) -> Abort:
+            del tasks[task]
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+    def admit_first(self) -> Job[Any]:
+        """Wake the first submitter: its job was accepted."""
+        task, job = self.popitem(last=False)
+        reschedule(task)
+        return job
+
+    def admit(self, job: Job[Any]) -> None:
+        """Wake the submitter of ``job`` (not necessarily the first)."""
+        for task, waiting in self.items():
+            if waiting is job:
+                del self[task]
+                reschedule(task)
+                return
+        raise AssertionError("no such waiter")  # pragma: no cover
+
+    def refuse_all(self, error: Callable[[], BaseException]) -> int:
+        """Wake every submitter with a new ``error()``; return how many."""
+        tasks = self
+        count = len(tasks)
+        while tasks:
+            task, _ = tasks.popitem(last=False)
+            reschedule(task, outcome.Error(error()))
+        return count
