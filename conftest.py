@@ -1,26 +1,32 @@
 """Run every Python example in README.md and docs/ as a test (Sybil).
 
-Examples call ``trio.run(main)`` like real programs. While they run,
-``trio.run`` gets a `trio.testing.MockClock` that jumps ahead whenever every
-task is blocked, so an example that sleeps for an hour takes milliseconds.
+Each code block runs as a reader would run it, copied alone into a file and
+started with ``python file.py``: in a fresh namespace of its own, named
+``__main__``, with nothing added, no set-up and no patching. An example that
+needs Trio's mock clock says so in its own code
+(``trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))``);
+the others run on the real clock and assert only what holds on a busy
+machine. Only visible ``code-block:: python`` directives (and ```` ```python ````
+fences in README.md) are collected: no invisible set-up blocks, no skips.
+``python docs/run_examples.py`` runs the same blocks in separate processes.
 
-The Redis stream page (``docs/howto/redis-stream.rst``) talks to a real
-redis-server over the network, so it runs on the real clock: the
-session's ``redis_server`` (a throwaway server on 127.0.0.1, started by the
-test suite) is its ``REDIS_URL``.
+The Redis stream page (``docs/howto/redis-stream.rst``) needs a redis-server:
+its examples read ``REDIS_URL`` from the environment, as the page tells its
+readers to set it; here it names the session's throwaway server on
+127.0.0.1, started by the test suite.
 """
 
 from __future__ import annotations
 
-import functools
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-import trio
-import trio.testing
-from sybil import Sybil
-from sybil.parsers import markdown, rest
+from sybil import Example, Sybil
+from sybil.evaluators.python import pad
+from sybil.parsers.abstract import AbstractCodeBlockParser
+from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
+from sybil.parsers.rest.lexers import DirectiveLexer
 from sybil.sybil import SybilCollection
 from tests.redis_server import MISSING, RedisServer
 from tests.redis_server import redis_server as start_redis_server
@@ -28,22 +34,37 @@ from tests.redis_server import redis_server as start_redis_server
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-_real_run = trio.run
 REDIS_PAGES = ["howto/redis-stream.rst"]
 
 
-def _run_with_mock_clock(*args: Any, **kwargs: Any) -> Any:
-    kwargs.setdefault("clock", trio.testing.MockClock(autojump_threshold=0))
-    return _real_run(*args, **kwargs)
+def run_as_a_script(example: Example) -> None:
+    """Run one block as ``python file.py`` would: alone, as ``__main__``."""
+    __tracebackhide__ = True
+    source = pad(example.parsed, example.line + example.parsed.line_offset)
+    code = compile(source, example.path, "exec", dont_inherit=True)
+    exec(code, {"__name__": "__main__"})  # a fresh namespace, nothing shared
 
 
-def _setup(namespace: dict[str, Any]) -> None:
-    namespace["_monkeypatch"] = monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setattr(trio, "run", functools.wraps(_real_run)(_run_with_mock_clock))
+def rest_blocks() -> AbstractCodeBlockParser:
+    """``.. code-block:: python`` directives (not invisible ones)."""
+    return AbstractCodeBlockParser(
+        [DirectiveLexer(directive=r"(sourcecode|code-block|code)")],
+        language="python",
+        evaluator=run_as_a_script,
+    )
 
 
-def _teardown(namespace: dict[str, Any]) -> None:
-    namespace["_monkeypatch"].undo()
+def markdown_blocks() -> AbstractCodeBlockParser:
+    """```` ```python ```` fences (not invisible ones)."""
+    return AbstractCodeBlockParser(
+        [
+            FencedCodeBlockLexer(
+                language=r".+", mapping={"language": "arguments", "source": "source"}
+            )
+        ],
+        language="python",
+        evaluator=run_as_a_script,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -64,22 +85,15 @@ def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str
 
 pytest_collect_file = SybilCollection(
     [
+        Sybil(parsers=[markdown_blocks()], patterns=["README.md"]),
         Sybil(
-            parsers=[markdown.PythonCodeBlockParser(), markdown.SkipParser()],
-            patterns=["README.md"],
-            setup=_setup,
-            teardown=_teardown,
-        ),
-        Sybil(
-            parsers=[rest.PythonCodeBlockParser(), rest.SkipParser()],
+            parsers=[rest_blocks()],
             patterns=["*.rst"],
             excludes=REDIS_PAGES,
             path="docs",
-            setup=_setup,
-            teardown=_teardown,
         ),
         Sybil(
-            parsers=[rest.PythonCodeBlockParser(), rest.SkipParser()],
+            parsers=[rest_blocks()],
             patterns=REDIS_PAGES,
             path="docs",
             fixtures=["redis_url"],

@@ -161,9 +161,16 @@ class Pool:
         because every worker could be such a job waiting for room only a
         worker can make.
 
+        Keyword arguments are the pool's, never ``fn``'s, as in
+        ``nursery.start_soon``: ``pool.submit(greet, name="bob")`` names the
+        job "bob" and calls ``greet()`` without it (the job then fails with a
+        missing argument); the same goes for ``timeout=``, ``key=`` and
+        ``shed=``. Bind ``fn``'s keyword arguments with `functools.partial`:
+        ``pool.submit(functools.partial(greet, name="bob"))``.
+
         Args:
             fn: an async function; pass keyword arguments with
-                `functools.partial`.
+                `functools.partial` (see above).
             *args: positional arguments for ``fn``.
             name: the job's name in logs and telemetry; ``fn``'s qualified
                 name by default.
@@ -213,7 +220,10 @@ class Pool:
     ) -> Job[T]:
         """Queue ``fn(*args)`` if there is room right now, and return its `Job`.
 
-        Takes the same arguments as `submit`; never blocks.
+        Takes the same arguments as `submit`; never blocks. As there, ``name=``,
+        ``timeout=``, ``key=`` and ``shed=`` are the pool's, never ``fn``'s:
+        bind ``fn``'s keyword arguments with `functools.partial`
+        (``pool.submit_nowait(functools.partial(greet, name="bob"))``).
 
         Raises:
             PoolOverloaded: no idle worker and the queue is full, or shed by
@@ -242,7 +252,10 @@ class Pool:
         """Submit ``fn(*args)``, wait for it, and return its value.
 
         Takes the same arguments as `submit`. If the caller is cancelled while
-        it waits, the job is cancelled too.
+        it waits, the job is cancelled too. As in `submit`, ``name=``,
+        ``timeout=``, ``key=`` and ``shed=`` are the pool's, never ``fn``'s:
+        bind ``fn``'s keyword arguments with `functools.partial`
+        (``await pool.run(functools.partial(greet, name="bob"))``).
 
         Raises:
             Exception: whatever the job raised, `JobTimeout`, `JobCancelled`,
@@ -309,7 +322,10 @@ class Pool:
         the jobs not delivered yet and waits until they are done.
 
         Args:
-            fn: an async function of one argument.
+            fn: an async function of one argument, the item. ``name=`` and
+                ``timeout=`` are the map's, never ``fn``'s: bind ``fn``'s
+                other arguments with `functools.partial`
+                (``pool.map(functools.partial(greet, greeting="hi"), names)``).
             items: the inputs.
             ordered: yield results in input order (default), or as jobs finish.
             outcomes: yield an `outcome.Outcome` per item instead of values:
