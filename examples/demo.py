@@ -92,9 +92,9 @@ class RunSize:
 
 FULL = RunSize(crawl=400, burst=300, slow_page=0.2, time_limit=1.0)
 SHORT = RunSize(crawl=60, burst=120, slow_page=0.05, time_limit=3.0)
-"""The quick run (the test's): the answering pages, fast and slow, stay far
-inside the time limit even on a busy machine; the hanging ones hang until the
-site closes."""
+"""The quick run (the test's). Its pages answer in milliseconds, far inside the
+time limit, the hanging ones hang until the site closes; only a machine so
+busy that a page waits seconds for the CPU makes an answering page time out."""
 
 
 class BackendError(Exception):
