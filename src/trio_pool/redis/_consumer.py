@@ -37,7 +37,7 @@ import trio_pool
 
 from .._log import DEBUG, INFO, WARNING, log
 from ._delivery import Delivery, dead_letter_fields
-from ._payload import PayloadError, decode_job, text
+from ._payload import PayloadError, decode_job, raw, text
 from ._scripts import CLAIM, DEAD_LETTER, RENEW, parse_claim, parse_ids
 from ._statistics import ConsumerStatistics
 from ._telemetry import ConsumerTelemetry
@@ -92,7 +92,7 @@ class _Held:
     )
 
     id: str
-    fields: tuple[tuple[str, str], ...]
+    fields: tuple[tuple[bytes, bytes], ...]
     deliveries: int
     payload: Any
     job: trio_pool.Job[object] | None
@@ -101,7 +101,7 @@ class _Held:
     error: str
 
     def __init__(
-        self, identifier: str, fields: tuple[tuple[str, str], ...], deliveries: int
+        self, identifier: str, fields: tuple[tuple[bytes, bytes], ...], deliveries: int
     ) -> None:
         self.id = identifier
         self.fields = fields
@@ -155,8 +155,16 @@ def _check_grace(name: str, value: object) -> float:
 def _describe(error: BaseException) -> tuple[str, str]:
     """(error type, message) of a job's error, as a dead letter records them."""
     if isinstance(error, trio_pool.JobTimeout):
-        return "timeout", str(error)
-    return type(error).__qualname__, str(error) or repr(error)
+        return "timeout", _message(error)
+    return type(error).__qualname__, _message(error)
+
+
+def _message(error: BaseException) -> str:
+    """The error's message, even when its ``__str__`` raises."""
+    try:
+        return str(error) or repr(error)
+    except Exception:
+        return f"<{type(error).__qualname__} whose str() raised>"
 
 
 @final
@@ -260,20 +268,21 @@ class ConsumerCore:
 
     async def shutdown(self, grace: float) -> None:
         """Stop, wait up to ``grace`` seconds for the jobs, cancel, settle."""
-        self.stop()
-        await self._stopped.wait()
-        with trio.move_on_after(grace):
+        with self._client.decoding(False):  # fields as the bytes they are
+            self.stop()
+            await self._stopped.wait()
+            with trio.move_on_after(grace):
+                await self._wait_jobs()
+            for held in list(self._held.values()):
+                if held.verdict is None and held.job is not None:
+                    held.job.cancel()
             await self._wait_jobs()
-        for held in list(self._held.values()):
-            if held.verdict is None and held.job is not None:
-                held.job.cancel()
-        await self._wait_jobs()
-        self._settle_closed = True
-        self._settle_wanted.unpark_all()
-        while self._settler_running:  # it settles what is queued, then returns
-            await self._settled.park()
-        while self._to_settle:  # the settler is gone (an error or a cancel)
-            await self._settle_some()
+            self._settle_closed = True
+            self._settle_wanted.unpark_all()
+            while self._settler_running:  # it settles what is queued, then returns
+                await self._settled.park()
+            while self._to_settle:  # the settler is gone (an error or a cancel)
+                await self._settle_some()
 
     async def _wait_jobs(self) -> None:
         """Wait until every job in hand has ended (cancelled queued ones too)."""
@@ -293,15 +302,16 @@ class ConsumerCore:
 
     async def wait_drained(self) -> None:
         """Wait until nothing is held, pending or undelivered in the group."""
-        while True:
-            changes = self._changes
-            if not self._held and await self._group_drained():
-                return
-            if changes == self._changes:
-                with trio.move_on_after(min(self._idle_time / 2, DRAIN_POLL)):
-                    await self._settled.park()
-            else:
-                await trio.lowlevel.checkpoint()
+        with self._client.decoding(False):  # fields as the bytes they are
+            while True:
+                changes = self._changes
+                if not self._held and await self._group_drained():
+                    return
+                if changes == self._changes:
+                    with trio.move_on_after(min(self._idle_time / 2, DRAIN_POLL)):
+                        await self._settled.park()
+                else:
+                    await trio.lowlevel.checkpoint()
 
     async def _group_drained(self) -> bool:
         info = await self._group_info()
@@ -330,35 +340,36 @@ class ConsumerCore:
 
     async def run_reader(self) -> None:
         """The reader task: take entries while there is room, until stopped."""
-        next_scan = trio.current_time()
-        cursor = FIRST_ID
-        try:
-            with self._reader_scope:
-                while True:
-                    room = await self._wait_for_room()
-                    now = trio.current_time()
-                    if room is None:
-                        pool_open = False
-                    elif now >= next_scan:
-                        scanned = await self._reclaim(cursor, room)
-                        pool_open = scanned is not None
-                        cursor = scanned or FIRST_ID
-                        if cursor == FIRST_ID:  # the scan went round
-                            next_scan = now + self._idle_time / 2
-                    else:
-                        block = max(1, math.ceil((next_scan - now) * 1000))
-                        pool_open = await self._read_new(room, block)
-                    if not pool_open:
-                        log(
-                            INFO,
-                            "stream consumer %r: the pool closed; it stops reading",
-                            self._name,
-                        )
-                        return
-        finally:
-            self._reading = False
-            self._release_unsubmitted()
-            self._stopped.set()
+        with self._client.decoding(False):  # fields as the bytes they are
+            next_scan = trio.current_time()
+            cursor = FIRST_ID
+            try:
+                with self._reader_scope:
+                    while True:
+                        room = await self._wait_for_room()
+                        now = trio.current_time()
+                        if room is None:
+                            pool_open = False
+                        elif now >= next_scan:
+                            scanned = await self._reclaim(cursor, room)
+                            pool_open = scanned is not None
+                            cursor = scanned or FIRST_ID
+                            if cursor == FIRST_ID:  # the scan went round
+                                next_scan = now + self._idle_time / 2
+                        else:
+                            block = max(1, math.ceil((next_scan - now) * 1000))
+                            pool_open = await self._read_new(room, block)
+                        if not pool_open:
+                            log(
+                                INFO,
+                                "stream consumer %r: the pool closed; it stops reading",
+                                self._name,
+                            )
+                            return
+            finally:
+                self._reading = False
+                self._release_unsubmitted()
+                self._stopped.set()
 
     def _room_now(self) -> int:
         stats = self._pool.statistics()
@@ -394,8 +405,7 @@ class ConsumerCore:
         for entries in reply.values():
             for entry in entries:
                 fields = tuple(
-                    (text(key), text(value))
-                    for key, value in entry.field_values.items()
+                    (raw(key), raw(value)) for key, value in entry.field_values.items()
                 )
                 taken.append(_Held(text(entry.identifier), fields, 1))
         self._read += len(taken)
@@ -453,7 +463,7 @@ class ConsumerCore:
                 )
                 continue
             try:
-                held.payload = decode_job(dict(held.fields))
+                held.payload = decode_job(held.fields)
             except PayloadError as exc:
                 self._judge(held, Verdict.DEAD, "PayloadError", str(exc))
                 continue
@@ -532,17 +542,18 @@ class ConsumerCore:
 
     async def run_settler(self) -> None:
         """The settler task: acknowledge, dead-letter, or leave pending."""
-        self._settler_running = True
-        try:
-            while True:
-                while not self._to_settle:
-                    if self._settle_closed:
-                        return
-                    await self._settle_wanted.park()
-                await self._settle_some()
-        finally:
-            self._settler_running = False
-            self._settled.unpark_all()
+        with self._client.decoding(False):  # fields as the bytes they are
+            self._settler_running = True
+            try:
+                while True:
+                    while not self._to_settle:
+                        if self._settle_closed:
+                            return
+                        await self._settle_wanted.park()
+                    await self._settle_some()
+            finally:
+                self._settler_running = False
+                self._settled.unpark_all()
 
     async def _settle_some(self) -> None:
         """Settle every entry queued now; put back those it could not."""
@@ -604,8 +615,7 @@ class ConsumerCore:
             held.verdict = Verdict.RELEASE
 
     async def _move_to_dead_letters(self, held: _Held) -> None:
-        flat = dead_letter_fields(
-            held.fields,
+        meta = dead_letter_fields(
             source=self._stream,
             source_id=held.id,
             group=self._group,
@@ -617,7 +627,14 @@ class ConsumerCore:
         moved = await _run(
             self._dead_letter,
             [self._stream, self._dead_letter_stream],
-            [self._group, self._name, held.id, *flat],
+            [
+                self._group,
+                self._name,
+                held.id,
+                len(meta),
+                *meta,
+                *(part for pair in held.fields for part in pair),
+            ],
         )
         if moved:
             self._dead_lettered += 1
@@ -646,33 +663,36 @@ class ConsumerCore:
 
     async def run_renewer(self) -> None:
         """The renewer task: keep the entries in hand ours; read pending and lag."""
-        interval = self._idle_time / 3
-        await self._refresh_group()
-        deadline = trio.current_time()
-        while True:
-            deadline = max(deadline + interval, trio.current_time())
-            await trio.sleep_until(deadline)
-            ids = list(self._held)
-            for start in range(0, len(ids), RENEW_CHUNK):
-                chunk = ids[start : start + RENEW_CHUNK]
-                lost = parse_ids(
-                    await _run(
-                        self._renew, [self._stream], [self._group, self._name, *chunk]
-                    )
-                )
-                for identifier in lost:
-                    held = self._held.get(identifier)
-                    if held is not None and held.verdict is None:
-                        log(
-                            INFO,
-                            "stream consumer %r: entry %s was taken over by another "
-                            "consumer while its job was in hand (idle_time %ss too "
-                            "short for the pauses here?)",
-                            self._name,
-                            identifier,
-                            self._idle_time,
-                        )
+        with self._client.decoding(False):  # fields as the bytes they are
+            interval = self._idle_time / 3
             await self._refresh_group()
+            deadline = trio.current_time()
+            while True:
+                deadline = max(deadline + interval, trio.current_time())
+                await trio.sleep_until(deadline)
+                ids = list(self._held)
+                for start in range(0, len(ids), RENEW_CHUNK):
+                    chunk = ids[start : start + RENEW_CHUNK]
+                    lost = parse_ids(
+                        await _run(
+                            self._renew,
+                            [self._stream],
+                            [self._group, self._name, *chunk],
+                        )
+                    )
+                    for identifier in lost:
+                        held = self._held.get(identifier)
+                        if held is not None and held.verdict is None:
+                            log(
+                                INFO,
+                                "stream consumer %r: entry %s was taken over by "
+                                "another consumer while its job was in hand "
+                                "(idle_time %ss too short for the pauses here?)",
+                                self._name,
+                                identifier,
+                                self._idle_time,
+                            )
+                await self._refresh_group()
 
     async def _refresh_group(self) -> None:
         info = await self._group_info()
@@ -682,22 +702,25 @@ class ConsumerCore:
 
     async def prepare(self, create_group: bool) -> None:
         """Load the scripts (no retry noise on first use); create the group."""
-        for script in (CLAIM, RENEW, DEAD_LETTER):
-            await self._client.script_load(script)
-        if not create_group:
-            if await self._group_info() is None:
-                raise LookupError(
-                    f"stream {self._stream!r} has no group {self._group!r} "
-                    "(and create_group is False)"
+        with self._client.decoding(False):  # fields as the bytes they are
+            for script in (CLAIM, RENEW, DEAD_LETTER):
+                await self._client.script_load(script)
+            if not create_group:
+                if await self._group_info() is None:
+                    raise LookupError(
+                        f"stream {self._stream!r} has no group {self._group!r} "
+                        "(and create_group is False)"
+                    )
+                return
+            with contextlib.suppress(StreamDuplicateConsumerGroupError):
+                await self._client.xgroup_create(
+                    self._stream, self._group, "0", mkstream=True
                 )
-            return
-        with contextlib.suppress(StreamDuplicateConsumerGroupError):
-            await self._client.xgroup_create(
-                self._stream, self._group, "0", mkstream=True
-            )
 
 
-async def _run(script: Script[Any], keys: list[str], args: list[str | int]) -> object:
+async def _run(
+    script: Script[Any], keys: list[str], args: list[str | bytes | int]
+) -> object:
     """Run a Lua script (loaded again if Redis lost it); its raw reply."""
     reply: object = await script(keys, args)  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
     return reply  # pyright: ignore[reportUnknownVariableType]
