@@ -37,6 +37,7 @@ import trio_pool
 
 from .._log import DEBUG, INFO, WARNING, log
 from ._delivery import Delivery, dead_letter_fields
+from ._errors import consumer_error
 from ._payload import PayloadError, decode_job, raw, text
 from ._scripts import CLAIM, DEAD_LETTER, RENEW, parse_claim, parse_ids
 from ._statistics import ConsumerStatistics
@@ -881,26 +882,21 @@ async def _opened(
         if rest is None and body_error is None:
             raise
         if rest is not None:
-            errors = _leaves(rest)
-            if len(errors) == 1:
-                raise errors[0] from None
-            raise
+            if body_error is None or isinstance(body_error, trio.Cancelled):
+                raise consumer_error(core.name, rest)  # noqa: B904 (its own cause)
+            log(  # the body's own error comes out; say what else went wrong
+                WARNING,
+                "stream consumer %r failed while its body raised %s",
+                core.name,
+                type(body_error).__name__,
+                exc_info=rest,
+            )
     finally:
         if telemetry is not None:
             telemetry.closed()
         log(INFO, "stream consumer %r stopped: %s", core.name, core.statistics())
     if body_error is not None:
         raise body_error
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    found: list[BaseException] = []
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            found += _leaves(error)  # pyright: ignore[reportUnknownArgumentType]
-        else:
-            found.append(error)
-    return found
 
 
 def open_stream_consumer(
@@ -976,9 +972,12 @@ def open_stream_consumer(
         TypeError, ValueError: a bad argument, at once.
         LookupError: on entering, with ``create_group=False``, when the
             group does not exist.
-        coredis.exceptions.RedisError: on entering (creating the group), or
-            out of the ``async with`` when Redis fails while it runs (the
-            entries not settled stay pending).
+        coredis.exceptions.RedisError: on entering (creating the group).
+        ConsumerError: out of the ``async with``, when the consumer failed
+            while it ran (Redis failed or went away): one exception, a
+            ``RedisError``, whose ``__cause__`` is the failure; the entries
+            not settled stay pending. An exception of the ``async with``
+            body comes out as itself.
     """
     if not isinstance(pool, trio_pool.Pool):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError(f"pool must be a trio_pool.Pool, not {pool!r}")

@@ -1,0 +1,97 @@
+"""Redis failing under a running stream consumer: each test starts its own
+redis-server (tests/redis_server.py), kills or pauses it, and asserts only
+what holds on a loaded machine (generous limits, no exact timing)."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import coredis
+import pytest
+import trio
+from coredis.exceptions import ConnectionError as RedisConnectionError
+from coredis.exceptions import RedisError
+
+import trio_pool
+from trio_pool.redis import ConsumerError, Delivery, add_jobs, open_stream_consumer
+
+from .redis_server import RedisServer, redis_server
+
+LIMIT = 30
+"""Seconds any one wait may take before the test fails (a loaded machine)."""
+
+pytestmark = pytest.mark.filterwarnings(
+    # coredis leaves the anyio memory streams of a connection that failed
+    # unclosed (its own objects, collected later): not the consumer's.
+    "ignore:Exception ignored in.*MemoryObject(Send|Receive)Stream"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to kill or pause."""
+    with redis_server() as own:
+        try:
+            yield own
+        finally:
+            if own.process.poll() is None:
+                own.process.send_signal(signal.SIGCONT)  # if a test paused it
+
+
+@pytest.fixture
+async def client(server: RedisServer) -> AsyncIterator[coredis.Redis[Any]]:
+    async with coredis.Redis(host=server.host, port=server.port) as client:
+        yield client
+
+
+@pytest.fixture
+def stream() -> str:
+    return f"fail-{uuid.uuid4().hex[:12]}"
+
+
+async def test_a_killed_redis_ends_the_consumer_with_one_redis_error(
+    server: RedisServer, client: coredis.Redis[Any], stream: str
+) -> None:
+    started = trio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        started.set()
+        await trio.lowlevel.checkpoint()
+
+    await add_jobs(client, stream, [1])
+    async with trio_pool.open_pool(2) as pool:
+        with pytest.raises(RedisError) as caught:
+            async with open_stream_consumer(
+                pool, client, stream, "group", "c1", handler, idle_time=0.3
+            ):
+                with trio.fail_after(LIMIT):
+                    await started.wait()
+                    server.process.kill()
+                    await trio.sleep_forever()
+    assert type(caught.value) is ConsumerError
+    assert isinstance(caught.value.__cause__, Exception)  # one, or a group
+    assert "stream consumer 'c1' failed: ConnectionError" in str(caught.value)
+
+
+async def test_a_handler_failing_with_a_redis_error_is_not_the_consumers(
+    client: coredis.Redis[Any], stream: str
+) -> None:
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+        if delivery.payload == 0:
+            raise RedisConnectionError("the handler's own Redis")
+
+    await add_jobs(client, stream, range(3))
+    async with trio_pool.open_pool(2) as pool:
+        async with open_stream_consumer(
+            pool, client, stream, "group", "c1", handler, idle_time=5,
+            max_deliveries=1,
+        ) as consumer:  # fmt: skip
+            with trio.fail_after(LIMIT):
+                await consumer.wait_drained()
+    stats = consumer.statistics()
+    assert (stats.acked, stats.dead_lettered) == (2, 1)
