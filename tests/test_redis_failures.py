@@ -14,9 +14,11 @@ import pytest
 import trio
 from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.exceptions import RedisError
+from coredis.response.types import StreamPending
 
 import trio_pool
 from trio_pool.redis import ConsumerError, Delivery, add_jobs, open_stream_consumer
+from trio_pool.redis._consumer import SETTLE_LIMIT
 
 from .redis_server import RedisServer, redis_server
 
@@ -95,3 +97,50 @@ async def test_a_handler_failing_with_a_redis_error_is_not_the_consumers(
                 await consumer.wait_drained()
     stats = consumer.statistics()
     assert (stats.acked, stats.dead_lettered) == (2, 1)
+
+
+async def test_shutdown_returns_in_bounded_time_while_redis_hangs(
+    server: RedisServer,
+    client: coredis.Redis[Any],
+    stream: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    total = 6
+    started = 0
+    all_started = trio.Event()
+    finish = trio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        nonlocal started
+        started += 1
+        if started == total:
+            all_started.set()
+        await finish.wait()
+
+    await add_jobs(client, stream, range(total))
+    grace = 1.0
+    try:
+        async with trio_pool.open_pool(total) as pool:
+            async with open_stream_consumer(
+                pool, client, stream, "group", "c1", handler, idle_time=10
+            ) as consumer:
+                with trio.fail_after(LIMIT):
+                    await all_started.wait()
+                server.process.send_signal(signal.SIGSTOP)  # Redis hangs
+                finish.set()  # the jobs end: their acks cannot go out
+                before = trio.current_time()
+                # Far less than forever; generous for a loaded machine.
+                with trio.fail_after(grace + SETTLE_LIMIT + LIMIT):
+                    await consumer.shutdown(grace_period=grace)
+                assert trio.current_time() - before >= SETTLE_LIMIT * 0.9
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    stats = consumer.statistics()
+    assert (stats.read, stats.released, stats.acked) == (total, total, 0)
+    assert (stats.in_hand, stats.settling) == (0, 0)
+    assert "Redis did not settle 6 entries" in caplog.text
+    assert "6 of them succeeded but are not acknowledged" in caplog.text
+    with trio.fail_after(LIMIT):
+        summary = await client.xpending(stream, "group")
+    assert isinstance(summary, StreamPending)
+    assert summary.pending == total  # nothing lost: all for the next consumer

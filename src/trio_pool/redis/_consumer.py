@@ -60,9 +60,10 @@ tells only its own submitters when room frees up)."""
 DRAIN_POLL: Final = 0.1
 """Seconds between questions to Redis in `StreamConsumer.wait_drained` while
 other consumers hold entries (their acknowledgements tell this one nothing)."""
-EMERGENCY_FLUSH: Final = 5.0
-"""Seconds a consumer leaving on an error or a cancellation may spend
-acknowledging the jobs that already succeeded."""
+SETTLE_LIMIT: Final = 5.0
+"""Seconds a stopping consumer may spend settling (acknowledging,
+dead-lettering) the entries whose jobs ended, after the grace period: what
+Redis has not taken by then stays pending."""
 RENEW_CHUNK: Final = 500
 """Entries per call of the renew script (each call blocks Redis briefly)."""
 FIRST_ID: Final = "0-0"
@@ -221,6 +222,7 @@ class ConsumerCore:
         self._changes = 0  # bumped whenever an entry is taken or settled
         self._settle_closed = False
         self._settler_running = False
+        self._settler_scope = trio.CancelScope()
         self._reader_scope = trio.CancelScope()
         self._stopped = trio.Event()  # the reader has returned
         self._job_ids: dict[trio_pool.Job[object], str] = {}
@@ -280,10 +282,36 @@ class ConsumerCore:
             await self._wait_jobs()
             self._settle_closed = True
             self._settle_wanted.unpark_all()
-            while self._settler_running:  # it settles what is queued, then returns
-                await self._settled.park()
-            while self._to_settle:  # the settler is gone (an error or a cancel)
-                await self._settle_some()
+            with trio.move_on_after(SETTLE_LIMIT):
+                while self._settler_running:  # it settles what is queued, returns
+                    await self._settled.park()
+                while self._to_settle:  # the settler is gone (an error or a cancel)
+                    await self._settle_some()
+            if self._settler_running:  # Redis does not answer it
+                self._settler_scope.cancel()
+                while self._settler_running:
+                    await self._settled.park()
+            self._abandon_unsettled()
+
+    def _abandon_unsettled(self) -> None:
+        """Count what could not be settled in time as released (still pending)."""
+        if not self._to_settle:
+            return
+        abandoned = list(self._to_settle)
+        self._to_settle.clear()
+        succeeded = sum(1 for held in abandoned if held.verdict is Verdict.ACK)
+        self._released += len(abandoned)
+        self._forget(abandoned)
+        log(
+            WARNING,
+            "stream consumer %r: Redis did not settle %d entries within %ss "
+            "(%d of them succeeded but are not acknowledged): they stay pending, "
+            "and a consumer takes them over after the idle time (handled again)",
+            self._name,
+            len(abandoned),
+            SETTLE_LIMIT,
+            succeeded,
+        )
 
     async def _wait_jobs(self) -> None:
         """Wait until every job in hand has ended (cancelled queued ones too)."""
@@ -546,12 +574,13 @@ class ConsumerCore:
         with self._client.decoding(False):  # fields as the bytes they are
             self._settler_running = True
             try:
-                while True:
-                    while not self._to_settle:
-                        if self._settle_closed:
-                            return
-                        await self._settle_wanted.park()
-                    await self._settle_some()
+                with self._settler_scope:  # cancelled by a shutdown out of time
+                    while True:
+                        while not self._to_settle:
+                            if self._settle_closed:
+                                return
+                            await self._settle_wanted.park()
+                        await self._settle_some()
             finally:
                 self._settler_running = False
                 self._settled.unpark_all()
@@ -803,10 +832,14 @@ class StreamConsumer:
         Stops taking entries, waits up to ``grace_period`` seconds (``None``:
         no limit) for the jobs in hand to end, then cancels the rest: their
         entries stay pending, and a consumer reclaims them after the idle
-        time. When it returns every entry this consumer took is acknowledged,
-        dead-lettered or pending in Redis: nothing is lost. The pool's other
-        jobs are not touched. Leaving the ``async with`` calls it too. This
-        is a checkpoint.
+        time. Then it settles the entries whose jobs ended, for at most 5
+        seconds: it returns within ``grace_period`` plus those 5 seconds
+        (plus the time cancelled jobs take to end) even when Redis does not
+        answer, and the entries Redis did not settle in time stay pending
+        (counted as released, and logged at WARNING). When it returns every
+        entry this consumer took is acknowledged, dead-lettered or pending
+        in Redis: nothing is lost. The pool's other jobs are not touched.
+        Leaving the ``async with`` calls it too. This is a checkpoint.
 
         Raises:
             TypeError, ValueError: a bad ``grace_period``.
@@ -863,7 +896,7 @@ async def _opened(
                 yield consumer
             except BaseException as exc:
                 body_error = exc
-                with trio.CancelScope(shield=True), trio.move_on_after(EMERGENCY_FLUSH):
+                with trio.CancelScope(shield=True):  # bounded: SETTLE_LIMIT
                     try:
                         await core.shutdown(0.0)
                     except Exception as flush_error:
@@ -943,7 +976,8 @@ def open_stream_consumer(
       those still running after the grace period, and leave their entries
       pending for another consumer. Nothing is lost. On an error or a
       cancellation the jobs in hand are cancelled at once, and the entries
-      whose jobs succeeded are still acknowledged (for at most 5 seconds).
+      whose jobs succeeded are still acknowledged. Settling after the jobs
+      takes at most 5 seconds (``SETTLE_LIMIT``), even when Redis hangs.
 
     Args:
         pool: the pool that runs the jobs. Other tasks may submit to it too.
