@@ -144,3 +144,27 @@ async def test_shutdown_returns_in_bounded_time_while_redis_hangs(
         summary = await client.xpending(stream, "group")
     assert isinstance(summary, StreamPending)
     assert summary.pending == total  # nothing lost: all for the next consumer
+
+
+async def test_a_client_timeout_shorter_than_the_blocking_read_is_no_failure(
+    server: RedisServer, stream: str
+) -> None:
+    handled = trio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+        handled.set()
+
+    async with (
+        coredis.Redis(host=server.host, port=server.port, stream_timeout=0.3) as quick,
+        trio_pool.open_pool(2) as pool,
+        open_stream_consumer(
+            pool, quick, stream, "group", "c1", handler, idle_time=4
+        ) as consumer,  # reads block for up to 2 s: far past 0.3 s
+    ):
+        await trio.sleep(1.5)  # a quiet stream, for several client timeouts
+        await add_jobs(quick, stream, [1])
+        with trio.fail_after(LIMIT):
+            await handled.wait()
+            await consumer.wait_drained()
+    assert consumer.statistics().acked == 1

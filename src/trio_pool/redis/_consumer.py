@@ -67,6 +67,8 @@ Redis has not taken by then stays pending."""
 RENEW_CHUNK: Final = 500
 """Entries per call of the renew script (each call blocks Redis briefly)."""
 FIRST_ID: Final = "0-0"
+MAX_BLOCK_MS: Final = 86_400_000
+"""The longest blocking read of a client without a ``stream_timeout``."""
 
 
 class Verdict(enum.Enum):
@@ -196,6 +198,7 @@ class ConsumerCore:
         self._job_name = getattr(handler, "__qualname__", None) or repr(handler)
         self._idle_ms = max(1, round(idle_time * 1000))
         self._idle_time = idle_time
+        self._longest_block_ms = _longest_block_ms(client)
         self._max_deliveries = max_deliveries
         self._dead_letter_stream = dead_letter_stream
         self.telemetry = telemetry
@@ -387,6 +390,7 @@ class ConsumerCore:
                                 next_scan = now + self._idle_time / 2
                         else:
                             block = max(1, math.ceil((next_scan - now) * 1000))
+                            block = min(block, self._longest_block_ms)
                             pool_open = await self._read_new(room, block)
                         if not pool_open:
                             log(
@@ -421,13 +425,24 @@ class ConsumerCore:
                 await trio.sleep(ROOM_POLL)
 
     async def _read_new(self, room: int, block_ms: int) -> bool:
-        reply = await self._client.xreadgroup(
-            self._group,
-            self._name,
-            {self._stream: ">"},
-            count=room,
-            block=block_ms,
-        )
+        try:
+            reply = await self._client.xreadgroup(
+                self._group,
+                self._name,
+                {self._stream: ">"},
+                count=room,
+                block=block_ms,
+            )
+        except TimeoutError:
+            # The client's stream_timeout ran out first (Redis slow to
+            # answer): an empty read. What Redis delivered to it, if
+            # anything, stays pending and is reclaimed after the idle time.
+            log(
+                DEBUG,
+                "stream consumer %r: a read timed out in the client; read again",
+                self._name,
+            )
+            return True
         if not reply:
             return True
         taken: list[_Held] = []
@@ -754,6 +769,20 @@ async def _run(
     """Run a Lua script (loaded again if Redis lost it); its raw reply."""
     reply: object = await script(keys, args)  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
     return reply  # pyright: ignore[reportUnknownVariableType]
+
+
+def _longest_block_ms(client: coredis.Redis[Any]) -> int:
+    """The longest blocking read the client's ``stream_timeout`` allows: half of
+    it (a read that blocks longer would time out in the client), or a day."""
+    pool: object = getattr(client, "connection_pool", None)
+    settings: object = getattr(pool, "connection_kwargs", None)
+    timeout: object = None
+    if isinstance(settings, dict):
+        named: dict[object, object] = settings  # pyright: ignore[reportUnknownVariableType]
+        timeout = named.get("stream_timeout")
+    if isinstance(timeout, (int, float)) and timeout > 0:
+        return max(1, int(timeout * 1000 / 2))
+    return MAX_BLOCK_MS
 
 
 def _as_text(value: object) -> str | None:
