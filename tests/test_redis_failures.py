@@ -4,6 +4,7 @@ what holds on a loaded machine (generous limits, no exact timing)."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -168,3 +169,38 @@ async def test_a_client_timeout_shorter_than_the_blocking_read_is_no_failure(
             await handled.wait()
             await consumer.wait_drained()
     assert consumer.statistics().acked == 1
+
+
+async def test_an_entry_that_vanishes_while_in_hand_is_logged_once_with_why(
+    client: coredis.Redis[Any], stream: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    started: set[int] = set()
+    both_started = trio.Event()
+    finish = trio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        started.add(delivery.payload)
+        if len(started) == 2:
+            both_started.set()
+        await finish.wait()
+
+    deleted, taken = await add_jobs(client, stream, ["deleted", "taken"])
+    caplog.set_level(logging.INFO, logger="trio_pool")
+    async with trio_pool.open_pool(2) as pool:
+        async with open_stream_consumer(
+            pool, client, stream, "group", "c1", handler, idle_time=0.3
+        ) as consumer:  # renewals every 0.1 s
+            with trio.fail_after(LIMIT):
+                await both_started.wait()
+            await client.xdel(stream, [deleted])
+            await client.xclaim(stream, "group", "other", 0, [taken], justid=True)
+            await trio.sleep(2)  # many renewals, on any machine
+            finish.set()
+            with trio.fail_after(LIMIT):
+                await consumer.shutdown()
+    about_deleted = [r for r in caplog.records if deleted in r.getMessage()]
+    assert [r.levelno for r in about_deleted] == [logging.INFO]
+    assert "deleted from the stream" in about_deleted[0].getMessage()
+    about_taken = [r for r in caplog.records if taken in r.getMessage()]
+    assert [r.levelno for r in about_taken] == [logging.WARNING]
+    assert "taken over by consumer 'other'" in about_taken[0].getMessage()

@@ -39,7 +39,7 @@ from .._log import DEBUG, INFO, WARNING, log
 from ._delivery import Delivery, dead_letter_fields
 from ._errors import consumer_error
 from ._payload import PayloadError, decode_job, raw, text
-from ._scripts import CLAIM, DEAD_LETTER, RENEW, parse_claim, parse_ids
+from ._scripts import CLAIM, DEAD_LETTER, RENEW, parse_claim, parse_lost
 from ._statistics import ConsumerStatistics
 from ._telemetry import ConsumerTelemetry
 
@@ -92,6 +92,7 @@ class _Held:
         "id",
         "job",
         "payload",
+        "vanished",
         "verdict",
     )
 
@@ -103,6 +104,7 @@ class _Held:
     verdict: Verdict | None
     error_type: str
     error: str
+    vanished: bool
 
     def __init__(
         self, identifier: str, fields: tuple[tuple[bytes, bytes], ...], deliveries: int
@@ -115,6 +117,7 @@ class _Held:
         self.verdict = None
         self.error_type = ""
         self.error = ""
+        self.vanished = False  # deleted or taken over while in hand (logged)
 
 
 def _check_name(name: str, value: object) -> str:
@@ -718,26 +721,45 @@ class ConsumerCore:
                 ids = list(self._held)
                 for start in range(0, len(ids), RENEW_CHUNK):
                     chunk = ids[start : start + RENEW_CHUNK]
-                    lost = parse_ids(
+                    lost = parse_lost(
                         await _run(
                             self._renew,
                             [self._stream],
                             [self._group, self._name, *chunk],
                         )
                     )
-                    for identifier in lost:
+                    for identifier, why in lost:
                         held = self._held.get(identifier)
-                        if held is not None and held.verdict is None:
-                            log(
-                                INFO,
-                                "stream consumer %r: entry %s was taken over by "
-                                "another consumer while its job was in hand "
-                                "(idle_time %ss too short for the pauses here?)",
-                                self._name,
-                                identifier,
-                                self._idle_time,
-                            )
+                        if held is not None and not held.vanished:
+                            held.vanished = True
+                            self._log_vanished(identifier, why)
                 await self._refresh_group()
+
+    def _log_vanished(self, identifier: str, why: str) -> None:
+        """Say once what became of an entry that left this consumer's hands."""
+        if why == "deleted":
+            log(
+                INFO,
+                "stream consumer %r: entry %s was deleted from the stream (XDEL "
+                "or XTRIM) while this consumer held it; its job goes on, and "
+                "there is nothing left to acknowledge",
+                self._name,
+                identifier,
+            )
+            return
+        taker = why.removeprefix("taken:")
+        log(
+            WARNING,
+            "stream consumer %r: entry %s was %s while this consumer held it: "
+            "it may be handled twice (is idle_time, %ss, shorter than the pauses "
+            "of this process or of its link to Redis?)",
+            self._name,
+            identifier,
+            "acknowledged by another holder"
+            if why == "acked"
+            else f"taken over by consumer {taker!r}",
+            self._idle_time,
+        )
 
     async def _refresh_group(self) -> None:
         info = await self._group_info()

@@ -45,12 +45,22 @@ for i = 3, #ARGV do
   if pending[1] and pending[1][2] == ARGV[2] then
     redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
   else
+    local why = 'acked'
+    if not redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])[1] then
+      why = 'deleted'
+    elseif pending[1] then
+      why = 'taken:' .. pending[1][2]
+    end
     lost[#lost + 1] = ARGV[i]
+    lost[#lost + 1] = why
   end
 end
 return lost
 """
-"""KEYS: stream. ARGV: group, consumer, ids... Returns the ids not ours any more."""
+"""KEYS: stream. ARGV: group, consumer, ids... Returns, flat, each id that is
+not ours any more and why: ``deleted`` (not in the stream: XDEL, XTRIM),
+``taken:<consumer>`` (pending with another consumer), or ``acked``
+(acknowledged, by a consumer that took it over or by anyone)."""
 
 DEAD_LETTER: Final = """
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
@@ -140,6 +150,7 @@ def parse_claim(reply: object) -> tuple[str, list[Claimed]]:
     return _text(cursor), claimed
 
 
-def parse_ids(reply: object) -> list[str]:
-    """A list of ids, from `RENEW`'s reply."""
-    return [_text(item) for item in _items(reply)]
+def parse_lost(reply: object) -> list[tuple[str, str]]:
+    """(id, why) of each entry that is not ours any more, from `RENEW`'s reply."""
+    items = [_text(item) for item in _items(reply)]
+    return list(zip(items[::2], items[1::2], strict=True))
