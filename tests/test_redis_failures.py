@@ -19,7 +19,7 @@ from coredis.response.types import StreamPending
 
 import trio_pool
 from trio_pool.redis import ConsumerError, Delivery, add_jobs, open_stream_consumer
-from trio_pool.redis._consumer import SETTLE_LIMIT
+from trio_pool.redis._lifecycle import SETTLE_LIMIT
 
 from .redis_server import RedisServer, redis_server
 
