@@ -30,6 +30,7 @@ from trio_pool.redis import (
 from .redis_server import RedisServer
 
 DOCUMENTED = {
+    "ConsumerError",
     "ConsumerStatistics",
     "DeadLetter",
     "Delivery",

@@ -1,6 +1,6 @@
 """trio_pool.redis: a pool that consumes a Redis stream.
 
-Install it with ``pip install trio-pool[redis]``.
+Install it with ``pip install '.[redis]'`` from a checkout.
 
 A consumer in a Redis consumer group reads only as many entries as a
 `trio_pool.Pool` has room for, runs a handler on each in the pool,
@@ -21,12 +21,14 @@ from ._consumer import open_stream_consumer as open_stream_consumer
 from ._delivery import DeadLetter as DeadLetter
 from ._delivery import Delivery as Delivery
 from ._delivery import decode_dead_letter as decode_dead_letter
+from ._errors import ConsumerError as ConsumerError
 from ._payload import PayloadError as PayloadError
 from ._producer import add_job as add_job
 from ._producer import add_jobs as add_jobs
 from ._statistics import ConsumerStatistics as ConsumerStatistics
 
 __all__ = (
+    "ConsumerError",
     "ConsumerStatistics",
     "DeadLetter",
     "Delivery",

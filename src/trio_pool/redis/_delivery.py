@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import attrs
 
-from ._payload import PayloadError, decode_job, text
+from ._payload import PayloadError, decode_job, raw, text
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
 
 DEAD_LETTER_PREFIX: Final = "dead_letter."
 """The prefix of the fields a dead letter adds to the source entry's own."""
@@ -68,9 +68,13 @@ class DeadLetter:
     error: str
     """The last error's message."""
     fields: tuple[tuple[str, str], ...]
-    """The source entry's own fields, as they were (``v`` and ``job`` for an
+    """The source entry's own fields, as text (``v`` and ``job`` for an
     entry written by `add_job`): add them to the source stream again to
-    retry it."""
+    retry it. Bytes that are not UTF-8 are lone surrogates here
+    (``surrogateescape``); `raw_fields` has them as they are."""
+    raw_fields: tuple[tuple[bytes, bytes], ...]
+    """The same fields, as the bytes Redis holds: exactly the source entry's,
+    whatever they are (field names given twice included)."""
 
     @property
     def payload(self) -> Any:
@@ -80,7 +84,7 @@ class DeadLetter:
             PayloadError: the entry is not in a format the consumer reads
                 (often the very reason it was dead-lettered).
         """
-        return decode_job(dict(self.fields))
+        return decode_job(self.raw_fields)
 
 
 def decode_dead_letter(
@@ -99,6 +103,11 @@ def decode_dead_letter(
         PayloadError: it is not a dead letter written by a consumer.
     """
     named = {text(key): text(value) for key, value in fields.items()}
+    own = tuple(
+        (raw(key), raw(value))
+        for key, value in fields.items()
+        if not text(key).startswith(DEAD_LETTER_PREFIX)
+    )
     try:
         deliveries = int(named[DELIVERIES])
         return DeadLetter(
@@ -115,13 +124,13 @@ def decode_dead_letter(
                 for key, value in named.items()
                 if not key.startswith(DEAD_LETTER_PREFIX)
             ),
+            raw_fields=own,
         )
     except (KeyError, ValueError) as exc:
         raise PayloadError(f"not a dead letter: {exc!r} in {named!r}") from None
 
 
 def dead_letter_fields(
-    fields: Iterable[tuple[str, str]],
     *,
     source: str,
     source_id: str,
@@ -130,12 +139,22 @@ def dead_letter_fields(
     deliveries: int,
     error_type: str,
     error: str,
-) -> list[str]:
-    """The flat field/value list of a dead letter (the entry's own fields first)."""
-    flat: list[str] = []
-    for key, value in fields:
-        if not key.startswith(DEAD_LETTER_PREFIX):
-            flat += (key, value)
-    flat += (SOURCE, source, SOURCE_ID, source_id, GROUP, group, CONSUMER, consumer)
-    flat += (DELIVERIES, str(deliveries), ERROR_TYPE, error_type, ERROR, error)
+) -> list[bytes]:
+    """The flat field/value list of a dead letter's ``dead_letter.*`` fields.
+
+    Text that cannot be UTF-8 (lone surrogates in an error message) is
+    written with backslash escapes: a dead letter never fails to encode.
+    """
+    values = (
+        (SOURCE, source),
+        (SOURCE_ID, source_id),
+        (GROUP, group),
+        (CONSUMER, consumer),
+        (DELIVERIES, str(deliveries)),
+        (ERROR_TYPE, error_type),
+        (ERROR, error),
+    )
+    flat: list[bytes] = []
+    for key, value in values:
+        flat += (key.encode(), value.encode("utf-8", errors="backslashreplace"))
     return flat

@@ -6,20 +6,28 @@ An entry that `add_job` writes has two fields:
 * ``job``: the payload as JSON text (UTF-8, compact, no NaN or infinity).
 
 Other fields are ignored by the consumer and kept in a dead letter. The
-functions here are pure: no Redis, no Trio.
+functions here are pure: no Redis, no Trio. Field names and values are bytes
+as Redis stores them; text (from a client that decodes replies) is turned
+back into the same bytes first.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable
 
 VERSION_FIELD: Final = "v"
 PAYLOAD_FIELD: Final = "job"
 VERSION: Final = "1"
+_VERSION_KEY: Final = VERSION_FIELD.encode()
+_PAYLOAD_KEY: Final = PAYLOAD_FIELD.encode()
+_VERSION_VALUE: Final = VERSION.encode()
+_SHOWN: Final = 60
+"""Bytes of a bad field value quoted in an error message."""
 
 
 class PayloadError(ValueError):
@@ -31,9 +39,20 @@ class PayloadError(ValueError):
 
 
 def text(value: str | bytes) -> str:
-    """A field name or value as text (clients may or may not decode replies)."""
+    """A field name or value as text (clients may or may not decode replies).
+
+    Bytes that are not UTF-8 become lone surrogates (``surrogateescape``):
+    `raw` turns the text back into the same bytes.
+    """
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="surrogateescape")
+    return value
+
+
+def raw(value: str | bytes) -> bytes:
+    """A field name or value as the bytes Redis holds (the inverse of `text`)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", errors="surrogateescape")
     return value
 
 
@@ -50,27 +69,74 @@ def encode_job(payload: Any) -> dict[str, str]:
     return {VERSION_FIELD: VERSION, PAYLOAD_FIELD: body}
 
 
-def decode_job(fields: Mapping[str, str]) -> Any:
-    """The payload of an entry written by `add_job` (fields already text).
+def _shown(value: bytes) -> str:
+    """A field value for an error message: readable, short, always valid text."""
+    shown = value[:_SHOWN].decode("utf-8", errors="backslashreplace")
+    return repr(shown + ("…" if len(value) > _SHOWN else ""))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(literal: str) -> float:
+    number = float(literal)
+    if not math.isfinite(number):
+        raise ValueError(f"{literal[:_SHOWN]!r} is too large for a float")
+    return number
+
+
+def decode_job(fields: Iterable[tuple[str | bytes, str | bytes]]) -> Any:
+    """The payload of an entry written by `add_job`, from its field pairs.
+
+    Fields other than ``v`` and ``job`` are ignored, whatever their bytes;
+    of a field given twice, the last counts (as in a client's dict).
 
     Raises:
-        PayloadError: a field is missing, the version is not ``"1"``, or the
-            payload is not JSON.
+        PayloadError: for anything else than a decodable job, and only
+            PayloadError: a missing field, another version, a payload that is
+            not UTF-8, not JSON, nested too deep, or holding NaN, an infinity
+            or a number too large.
     """
-    version = fields.get(VERSION_FIELD)
+    try:
+        return _decode(fields)
+    except PayloadError:
+        raise
+    except Exception as exc:  # RecursionError, MemoryError, a bad pair: any
+        raise PayloadError(
+            f"the entry cannot be decoded: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _decode(fields: Iterable[tuple[str | bytes, str | bytes]]) -> Any:
+    named = {raw(key): raw(value) for key, value in fields}
+    version = named.get(_VERSION_KEY)
     if version is None:
         raise PayloadError(
             f"the entry has no {VERSION_FIELD!r} field: it was not written by add_job"
         )
-    if version != VERSION:
+    if version != _VERSION_VALUE:
         raise PayloadError(
-            f"payload version {version!r} is not supported (this consumer reads "
-            f"version {VERSION!r})"
+            f"payload version {_shown(version)} is not supported (this consumer "
+            f"reads version {VERSION!r})"
         )
-    body = fields.get(PAYLOAD_FIELD)
+    body = named.get(_PAYLOAD_KEY)
     if body is None:
         raise PayloadError(f"the entry has no {PAYLOAD_FIELD!r} field")
     try:
-        return json.loads(body)
+        body_text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(
+            f"the {PAYLOAD_FIELD!r} field is not UTF-8 ({exc.reason} at byte "
+            f"{exc.start}): {_shown(body)}"
+        ) from None
+    try:
+        return json.loads(
+            body_text, parse_constant=_refuse_constant, parse_float=_finite_float
+        )
+    except RecursionError:
+        raise PayloadError(
+            f"the {PAYLOAD_FIELD!r} field is JSON nested too deep to decode"
+        ) from None
     except ValueError as exc:
         raise PayloadError(f"the {PAYLOAD_FIELD!r} field is not JSON: {exc}") from None

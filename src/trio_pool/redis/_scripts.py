@@ -7,8 +7,9 @@ Each script is one round trip and runs atomically in Redis:
 * `RENEW`: resets the idle time of the entries this consumer still owns
   (``XCLAIM ... JUSTID`` does not count a delivery), and names those another
   consumer took over meanwhile;
-* `DEAD_LETTER`: ``XADD`` to the dead-letter stream and ``XACK`` on the
-  source, together, if the entry is still this consumer's.
+* `DEAD_LETTER`: ``XADD`` to the dead-letter stream (the entry's own fields,
+  byte for byte) and ``XACK`` on the source, together, if the entry is still
+  this consumer's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Final
 
 import attrs
 
-from ._payload import text
+from ._payload import raw, text
 
 CLAIM: Final = """
 local reply = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
@@ -44,23 +45,54 @@ for i = 3, #ARGV do
   if pending[1] and pending[1][2] == ARGV[2] then
     redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
   else
+    local why = 'acked'
+    if not redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])[1] then
+      why = 'deleted'
+    elseif pending[1] then
+      why = 'taken:' .. pending[1][2]
+    end
     lost[#lost + 1] = ARGV[i]
+    lost[#lost + 1] = why
   end
 end
 return lost
 """
-"""KEYS: stream. ARGV: group, consumer, ids... Returns the ids not ours any more."""
+"""KEYS: stream. ARGV: group, consumer, ids... Returns, flat, each id that is
+not ours any more and why: ``deleted`` (not in the stream: XDEL, XTRIM),
+``taken:<consumer>`` (pending with another consumer), or ``acked``
+(acknowledged, by a consumer that took it over or by anyone)."""
 
 DEAD_LETTER: Final = """
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if not pending[1] or pending[1][2] ~= ARGV[2] then
   return 0
 end
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
+local meta = tonumber(ARGV[4])
+local own
+local entry = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
+if entry[1] then
+  own = entry[1][2]
+else
+  own = {unpack(ARGV, 5 + meta)}
+end
+local letter = {}
+for i = 1, #own - 1, 2 do
+  if string.sub(own[i], 1, 12) ~= 'dead_letter.' then
+    letter[#letter + 1] = own[i]
+    letter[#letter + 1] = own[i + 1]
+  end
+end
+for i = 5, 4 + meta do
+  letter[#letter + 1] = ARGV[i]
+end
+redis.call('XADD', KEYS[2], '*', unpack(letter))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 return 1
 """
-"""KEYS: stream, dead-letter stream. ARGV: group, consumer, id, field, value...
+"""KEYS: stream, dead-letter stream. ARGV: group, consumer, id, the number n
+of ``dead_letter.*`` arguments, those n, then the entry's fields as the
+consumer holds them. The dead letter copies the entry's fields from the
+stream, byte for byte (the consumer's copy only if the entry was deleted).
 Returns 1 when moved, 0 when the entry is not this consumer's any more."""
 
 
@@ -69,7 +101,7 @@ class Claimed:
     """One entry taken over by `CLAIM`."""
 
     id: str
-    fields: tuple[tuple[str, str], ...]
+    fields: tuple[tuple[bytes, bytes], ...]
     deliveries: int
 
 
@@ -86,10 +118,16 @@ def _items(value: object) -> list[object]:
     return items
 
 
-def _pairs(flat: object) -> tuple[tuple[str, str], ...]:
+def _raw(value: object) -> bytes:
+    if isinstance(value, (str, bytes)):
+        return raw(value)
+    raise TypeError(f"unexpected value in a script's reply: {value!r}")
+
+
+def _pairs(flat: object) -> tuple[tuple[bytes, bytes], ...]:
     items = _items(flat)
     return tuple(
-        (_text(items[i]), _text(items[i + 1])) for i in range(0, len(items) - 1, 2)
+        (_raw(items[i]), _raw(items[i + 1])) for i in range(0, len(items) - 1, 2)
     )
 
 
@@ -112,6 +150,7 @@ def parse_claim(reply: object) -> tuple[str, list[Claimed]]:
     return _text(cursor), claimed
 
 
-def parse_ids(reply: object) -> list[str]:
-    """A list of ids, from `RENEW`'s reply."""
-    return [_text(item) for item in _items(reply)]
+def parse_lost(reply: object) -> list[tuple[str, str]]:
+    """(id, why) of each entry that is not ours any more, from `RENEW`'s reply."""
+    items = [_text(item) for item in _items(reply)]
+    return list(zip(items[::2], items[1::2], strict=True))

@@ -44,7 +44,9 @@ class ConsumerStatistics:
     released: int
     """Entries left pending, unprocessed or unfinished, when the consumer
     stopped (their jobs cancelled at the end of the grace period, or never
-    submitted): another consumer reclaims them after the idle time."""
+    submitted), or whose acknowledgement or dead letter Redis did not take
+    within the settle limit as it stopped: another consumer reclaims them
+    after the idle time."""
     pending: int | None
     """The group's pending entries, every consumer's, at the latest check
     (every ``idle_time / 2`` seconds); ``None`` before the first."""

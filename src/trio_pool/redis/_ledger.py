@@ -1,0 +1,214 @@
+"""The books of a stream consumer: what it holds, each entry's verdict, counts.
+
+Every entry taken is in exactly one place: in hand (``_held``, no verdict),
+settling (a verdict, queued for the settler), or counted as acked, failed,
+dead-lettered or released.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import TYPE_CHECKING, Any, final
+
+import trio
+
+import trio_pool
+
+from ._payload import text
+from ._redis_calls import as_text, longest_block_ms
+from ._scripts import CLAIM, DEAD_LETTER, RENEW
+from ._statistics import ConsumerStatistics
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+
+    import coredis
+    from coredis.commands.script import Script
+
+    from ._delivery import Delivery
+    from ._telemetry import ConsumerTelemetry
+
+
+class Verdict(enum.Enum):
+    """What the settler does with an entry."""
+
+    ACK = "ack"
+    RETRY = "retry"  # left pending; counted as failed
+    DEAD = "dead"
+    RELEASE = "release"  # left pending; counted as released
+
+
+@final
+class Held:
+    """An entry this consumer took, until it is settled."""
+
+    __slots__ = (
+        "deliveries",
+        "error",
+        "error_type",
+        "fields",
+        "id",
+        "job",
+        "payload",
+        "vanished",
+        "verdict",
+    )
+
+    id: str
+    fields: tuple[tuple[bytes, bytes], ...]
+    deliveries: int
+    payload: Any
+    job: trio_pool.Job[object] | None
+    verdict: Verdict | None
+    error_type: str
+    error: str
+    vanished: bool
+
+    def __init__(
+        self, identifier: str, fields: tuple[tuple[bytes, bytes], ...], deliveries: int
+    ) -> None:
+        self.id = identifier
+        self.fields = fields
+        self.deliveries = deliveries
+        self.payload = None
+        self.job = None
+        self.verdict = None
+        self.error_type = ""
+        self.error = ""
+        self.vanished = False  # deleted or taken over while in hand (logged)
+
+
+def describe(error: BaseException) -> tuple[str, str]:
+    """(error type, message) of a job's error, as a dead letter records them."""
+    if isinstance(error, trio_pool.JobTimeout):
+        return "timeout", error_message(error)
+    return type(error).__qualname__, error_message(error)
+
+
+def error_message(error: BaseException) -> str:
+    """The error's message, even when its ``__str__`` raises."""
+    try:
+        return str(error) or repr(error)
+    except Exception:
+        return f"<{type(error).__qualname__} whose str() raised>"
+
+
+class ConsumerState:
+    """The books and settings of one consumer, shared by its parts (the reader,
+    the settler, the renewer and the lifecycle of `ConsumerCore`)."""
+
+    def __init__(
+        self,
+        *,
+        pool: trio_pool.Pool,
+        client: coredis.Redis[Any],
+        stream: str,
+        group: str,
+        consumer: str,
+        handler: Callable[[Delivery], Awaitable[object]],
+        idle_time: float,
+        max_deliveries: int,
+        dead_letter_stream: str,
+        telemetry: ConsumerTelemetry | None,
+    ) -> None:
+        self._pool = pool
+        self._client = client
+        self._stream = stream
+        self._group = group
+        self._name = consumer
+        self._handler = handler
+        self._job_name = getattr(handler, "__qualname__", None) or repr(handler)
+        self._idle_ms = max(1, round(idle_time * 1000))
+        self._idle_time = idle_time
+        self._longest_block_ms = longest_block_ms(client)
+        self._max_deliveries = max_deliveries
+        self._dead_letter_stream = dead_letter_stream
+        self.telemetry = telemetry
+        self._claim: Script[Any] = client.register_script(CLAIM)
+        self._renew: Script[Any] = client.register_script(RENEW)
+        self._dead_letter: Script[Any] = client.register_script(DEAD_LETTER)
+        # The books.
+        self._held: dict[str, Held] = {}
+        self._in_hand: int = 0
+        self._read: int = 0
+        self._reclaimed: int = 0
+        self._acked: int = 0
+        self._failed: int = 0
+        self._dead_lettered: int = 0
+        self._released: int = 0
+        self._pending: int | None = None
+        self._lag: int | None = None
+        self._reading = False
+        # Wake-ups.
+        self._room = trio.lowlevel.ParkingLot()  # one of our jobs ended
+        self._to_settle: deque[Held] = deque()
+        self._settle_wanted = trio.lowlevel.ParkingLot()
+        self._settled = trio.lowlevel.ParkingLot()
+        self._changes: int = 0  # bumped whenever an entry is taken or settled
+        self._settle_closed = False
+        self._settler_running = False
+        self._settler_scope = trio.CancelScope()
+        self._reader_scope = trio.CancelScope()
+        self._stopped = trio.Event()  # the reader has returned
+        self._job_ids: dict[trio_pool.Job[object], str] = {}
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def stream(self) -> str:
+        return self._stream
+
+    @property
+    def group(self) -> str:
+        return self._group
+
+    @property
+    def dead_letter_stream(self) -> str:
+        return self._dead_letter_stream
+
+    def statistics(self) -> ConsumerStatistics:
+        """A snapshot of the books."""
+        settling = len(self._held) - self._in_hand
+        return ConsumerStatistics(
+            name=self._name,
+            stream=self._stream,
+            group=self._group,
+            read=self._read,
+            reclaimed=self._reclaimed,
+            in_hand=self._in_hand,
+            settling=settling,
+            acked=self._acked,
+            failed=self._failed,
+            dead_lettered=self._dead_lettered,
+            released=self._released,
+            pending=self._pending,
+            lag=self._lag,
+            reading=self._reading,
+        )
+
+    def _judge(self, held: Held, verdict: Verdict, error_type: str, error: str) -> None:
+        held.verdict = verdict
+        held.error_type = error_type
+        held.error = error
+        self._in_hand -= 1
+        self._to_settle.append(held)
+        self._settle_wanted.unpark_all()
+
+    def _forget(self, settled: Iterable[Held]) -> None:
+        for held in settled:
+            del self._held[held.id]
+            if held.job is not None:
+                self._job_ids.pop(held.job, None)
+        self._changes += 1
+        self._settled.unpark_all()
+
+    async def _group_info(self) -> dict[str, object] | None:
+        """The group's line of ``XINFO GROUPS``, keys as text; None if missing."""
+        for line in await self._client.xinfo_groups(self._stream):
+            info: dict[str, object] = {text(key): value for key, value in line.items()}
+            if as_text(info.get("name")) == self._group:
+                return info
+        return None

@@ -1,0 +1,128 @@
+"""The settler: acknowledges the entries whose job succeeded (in batches: all
+that ended while the previous ``XACK`` was on its way), dead-letters those
+whose last allowed delivery failed, and leaves the other failures pending."""
+
+from __future__ import annotations
+
+import trio_pool
+
+from .._log import DEBUG, WARNING, log
+from ._delivery import dead_letter_fields
+from ._ledger import ConsumerState, Held, Verdict
+from ._redis_calls import run_script
+
+
+class SettlerMixin(ConsumerState):
+    """The settler task."""
+
+    async def run_settler(self) -> None:
+        """The settler task: acknowledge, dead-letter, or leave pending."""
+        with self._client.decoding(False):  # fields as the bytes they are
+            self._settler_running = True
+            try:
+                with self._settler_scope:  # cancelled by a shutdown out of time
+                    while True:
+                        while not self._to_settle:
+                            if self._settle_closed:
+                                return
+                            await self._settle_wanted.park()
+                        await self._settle_some()
+            finally:
+                self._settler_running = False
+                self._settled.unpark_all()
+
+    async def _settle_some(self) -> None:
+        """Settle every entry queued now; put back those it could not."""
+        batch = list(self._to_settle)
+        self._to_settle.clear()
+        try:
+            await self._settle(batch)
+        except BaseException:
+            held = self._held
+            self._to_settle.extendleft(reversed([h for h in batch if h.id in held]))
+            raise
+
+    async def _settle(self, batch: list[Held]) -> None:
+        acks = [held for held in batch if held.verdict is Verdict.ACK]
+        if acks:
+            await self._client.xack(
+                self._stream, self._group, [held.id for held in acks]
+            )
+            self._acked += len(acks)
+            self._forget(acks)
+        for held in batch:
+            if held.verdict is Verdict.ACK:
+                continue
+            if held.job is not None:
+                await self._retrieve(held)
+            if held.verdict is Verdict.DEAD:
+                await self._move_to_dead_letters(held)
+            elif held.verdict is Verdict.RETRY:
+                self._failed += 1
+                log(
+                    DEBUG,
+                    "stream consumer %r: entry %s failed (%s: %s) on delivery %d "
+                    "of %d; left pending for a retry",
+                    self._name,
+                    held.id,
+                    held.error_type,
+                    held.error,
+                    held.deliveries,
+                    self._max_deliveries,
+                )
+            else:
+                self._released += 1
+            self._forget([held])
+
+    async def _retrieve(self, held: Held) -> None:
+        """Take a job's failure (the pool does not warn about it then) and,
+        for a cancelled one, tell a time-out (a failure) from a cancellation."""
+        job = held.job
+        assert job is not None
+        await job.wait()
+        if held.error_type != "cancelled":
+            return
+        if job.state is trio_pool.JobState.TIMED_OUT:
+            held.error_type = "timeout"
+            held.error = f"job {job.name!r} ran past its time limit"
+            if held.deliveries >= self._max_deliveries:
+                held.verdict = Verdict.DEAD
+        else:
+            held.verdict = Verdict.RELEASE
+
+    async def _move_to_dead_letters(self, held: Held) -> None:
+        meta = dead_letter_fields(
+            source=self._stream,
+            source_id=held.id,
+            group=self._group,
+            consumer=self._name,
+            deliveries=held.deliveries,
+            error_type=held.error_type,
+            error=held.error,
+        )
+        moved = await run_script(
+            self._dead_letter,
+            [self._stream, self._dead_letter_stream],
+            [
+                self._group,
+                self._name,
+                held.id,
+                len(meta),
+                *meta,
+                *(part for pair in held.fields for part in pair),
+            ],
+        )
+        if moved:
+            self._dead_lettered += 1
+            log(
+                WARNING,
+                "stream consumer %r: entry %s moved to %r after %d deliveries: %s: %s",
+                self._name,
+                held.id,
+                self._dead_letter_stream,
+                held.deliveries,
+                held.error_type,
+                held.error,
+            )
+        else:  # another consumer took it over meanwhile: its call
+            self._failed += 1
