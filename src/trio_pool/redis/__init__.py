@@ -14,7 +14,10 @@ from __future__ import annotations
 import importlib.util as _importlib_util
 
 if _importlib_util.find_spec("coredis") is None:  # pragma: no cover
-    raise ImportError("trio_pool.redis needs coredis: pip install 'trio-pool[redis]'")
+    raise ImportError(
+        "trio_pool.redis needs coredis: pip install '.[redis]' in a checkout "
+        "of trio_pool (or pip install 'coredis>=6.9,<7')"
+    )
 
 from ._consumer import StreamConsumer as StreamConsumer
 from ._consumer import open_stream_consumer as open_stream_consumer
