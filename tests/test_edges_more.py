@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,9 @@ from .helpers import assert_balanced, sleep_and_return
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
 
 
 async def double(number: int) -> int:
@@ -126,3 +130,48 @@ async def test_a_tracer_provider_that_raises_is_logged_once_and_the_pool_goes_on
     ]
     assert warning.exc_info is not None
     assert isinstance(warning.exc_info[1], RuntimeError)
+
+
+async def two_children(fail_when_cancelled: bool) -> None:
+    """A job with its own nursery: two children that sleep until cancelled."""
+
+    async def child(fails: bool) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            if fails:
+                raise ValueError("cleanup failed")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(child, fail_when_cancelled)
+        nursery.start_soon(child, False)
+
+
+async def test_a_cancelled_job_whose_child_fails_in_cleanup_fails_with_that_error(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(2) as pool:
+        job = await pool.submit(two_children, True)
+        await trio.sleep(1)
+        job.cancel()
+        outcome = await job.wait()
+    assert job.state is trio_pool.JobState.FAILED
+    with pytest.raises(ExceptionGroup) as caught:
+        outcome.unwrap()
+    assert caught.group_contains(ValueError, match="cleanup failed")
+    assert not caught.group_contains(trio.Cancelled)
+    assert pool.statistics().failed == 1
+
+
+async def test_jobs_with_nurseries_cancelled_from_outside_end_cancelled(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    jobs: list[trio_pool.Job[None]] = []
+    with trio.move_on_after(5):
+        async with trio_pool.open_pool(2) as pool:
+            jobs += [await pool.submit(two_children, False) for _ in range(2)]
+            await trio.sleep_forever()
+    assert trio.current_time() == 5
+    assert [job.state for job in jobs] == [trio_pool.JobState.CANCELLED] * 2
+    with pytest.raises(trio_pool.JobCancelled):
+        await jobs[0].result()
