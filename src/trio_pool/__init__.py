@@ -15,8 +15,7 @@ from ._map import MapResults as MapResults
 from ._pool import Pool as Pool
 from ._pool import open_pool as open_pool
 from ._statistics import PoolStatistics as PoolStatistics
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = (
     "AsCompleted",

@@ -22,6 +22,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ._log import WARNING, log
+from ._version import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -84,8 +85,6 @@ T = TypeVar("T")
 
 def package_version() -> str:
     """trio_pool's version, as the instrumentation scope's version."""
-    from . import __version__
-
     return __version__
 
 
