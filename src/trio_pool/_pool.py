@@ -294,6 +294,18 @@ class Pool:
         timeout: float | None = ...,
     ) -> MapResults[outcome.Outcome[T]]: ...
 
+    @overload
+    def map(
+        self,
+        fn: Callable[[U], Awaitable[T]],
+        items: Iterable[U] | AsyncIterable[U],
+        *,
+        ordered: bool = True,
+        outcomes: bool,
+        name: str | None = None,
+        timeout: float | None = ...,
+    ) -> MapResults[T] | MapResults[outcome.Outcome[T]]: ...
+
     def map(
         self,
         fn: Callable[[U], Awaitable[T]],

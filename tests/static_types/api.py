@@ -96,6 +96,11 @@ async def mapping(pool: trio_pool.Pool) -> None:
         pool.map(double, [1, 2], outcomes=True),
         trio_pool.MapResults[outcome.Outcome[int]],
     )
+    flag = bool(len("chosen at run time"))
+    assert_type(
+        pool.map(double, [1, 2], outcomes=flag),
+        trio_pool.MapResults[int] | trio_pool.MapResults[outcome.Outcome[int]],
+    )
     async with pool.map(double, [1, 2, 3]) as results:
         assert_type(results, trio_pool.MapResults[int])
         async for value in results:
