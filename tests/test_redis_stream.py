@@ -54,8 +54,8 @@ STEADY = 60.0
 LIMIT = 60
 """Seconds any one wait may take before the test fails (a safety net)."""
 GRACE = 2.0
-"""The grace period of a graceful stop (seconds): jobs that end at once end
-within it, however busy the machine; a job stuck is cancelled after it."""
+"""The grace period of a graceful stop (seconds): a job that ends at once ends
+within it, with a wide margin on a busy machine; a stuck one is cancelled."""
 ROOT = Path(__file__).parent.parent
 WORKER = ROOT / "tests" / "stream_worker.py"
 
