@@ -270,7 +270,7 @@ async def test_a_raising_meter_provider_changes_nothing(
         ]
         for name, options in choices:
             async with open_stream_consumer(
-                pool, client, stream, "g", name, nothing, idle_time=0.05, **options
+                pool, client, stream, "g", name, nothing, idle_time=60, **options
             ) as consumer:
                 with trio.fail_after(10):
                     await consumer.wait_drained()
