@@ -168,6 +168,16 @@ def wait_for_work(stdout: IO[str]) -> str:
     pytest.fail("the demo ended before its first progress line:\n" + "".join(lines))
 
 
+def heed_ctrl_c() -> None:
+    """In the child: SIGINT does what it does in a terminal.
+
+    A command started in the background by a shell without job control (as
+    a CI script may run the suite) inherits SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler: nox would not hear the Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_under_nox_stops_gracefully(tmp_path: Path) -> None:
     """``python3 -m nox -s demo``, then Ctrl-C: the terminal signals the group.
 
@@ -191,6 +201,7 @@ def test_ctrl_c_under_nox_stops_gracefully(tmp_path: Path) -> None:
         text=True,
         env=env,
         start_new_session=True,  # a process group of its own, as in a terminal
+        preexec_fn=heed_ctrl_c,
     ) as nox:
         assert nox.stdout is not None
         before = wait_for_work(nox.stdout)

@@ -26,13 +26,6 @@ from .redis_server import RedisServer, redis_server
 LIMIT = 30
 """Seconds any one wait may take before the test fails (a loaded machine)."""
 
-pytestmark = pytest.mark.filterwarnings(
-    # coredis leaves the anyio memory streams of a connection that failed
-    # unclosed (its own objects, collected later): not the consumer's.
-    "ignore:Exception ignored in.*MemoryObject(Send|Receive)Stream"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
-
 
 @pytest.fixture
 def server() -> Iterator[RedisServer]:
