@@ -402,7 +402,8 @@ class PoolCore:
         self._counts.rejected += count
 
     def _accepted(self, count: int = 1) -> None:
-        """Count ``count`` accepted jobs (the one accept tail)."""
+        """Count ``count`` accepted jobs (the accept tail; `offer`, the hot
+        path, counts its job itself, and telemetry counts it in its `offer`)."""
         self._counts.submitted += count
 
     @enable_ki_protection
@@ -434,19 +435,28 @@ class PoolCore:
         crew = self._crew
         idle = crew.idle
         if idle and not crew.waking:
-            self._hand_over(job)
+            crew.hand_over(job)
         else:
+            queue = self._queue
             can_grow = not idle and len(crew.workers) < self._max_workers
-            # (blocked submitters go first, whatever room appeared meanwhile)
+            # (blocked submitters go first, whatever room appeared meanwhile;
+            # the room check is `_room_for`'s, its first case inlined)
             if not (self._waiters and self._blocked_ahead()) and (
-                can_grow or self._room_for(aside=False)
+                can_grow
+                or (
+                    self._room_for(aside=False)
+                    if crew.starting
+                    else queue.live + queue.held < self._capacity
+                )
             ):
-                self._enqueue_growing(job, can_grow)
+                queue.push(job)  # (`_enqueue_growing`, inlined)
+                if can_grow and queue.live > crew.starting:
+                    self._grow("for a waiting job")
             elif idle:  # a small or zero capacity: wake a second worker after all
-                self._hand_over(job)
+                crew.hand_over(job)
             else:
                 return False
-        self._accepted()
+        self._counts.submitted += 1  # the accept tail (see `_accepted`)
         return True
 
     def offer_keyed(self, job: Job[Any]) -> bool:
@@ -460,7 +470,7 @@ class PoolCore:
 
     def _enqueue_growing(self, job: Job[Any], can_grow: bool) -> None:
         """Queue ``job``; start a worker for it if the pool may grow."""
-        self._enqueue(job)
+        self._queue.push(job)
         if can_grow and self._queue.live > self._crew.starting:
             self._grow("for a waiting job")
 
@@ -483,34 +493,32 @@ class PoolCore:
 
     def _room_for(self, aside: bool) -> bool:
         """Whether one more job fits, in the queue or (``aside``, in a pool
-        with keys) set aside."""
-        queued = self._queue.live
-        if not self._crew.starting:  # (the common case, without the calls)
-            return queued < self._capacity
-        return self._fits(queued + 1, 0)
-
-    def _aside(self) -> int:
-        """Jobs set aside for their key (only a pool with keys has any)."""
-        return 0
+        with keys) set aside. (`offer` and `_admit_waiters` inline the case
+        of no starting worker.)"""
+        queue = self._queue
+        if aside:
+            return self._fits(queue.live, queue.held + 1)
+        if not self._crew.starting:
+            return queue.live + queue.held < self._capacity
+        return self._fits(queue.live + 1, queue.held)
 
     def _over_capacity(self) -> bool:
         """More jobs wait than the room allows (after a `resize` down)."""
-        return not self._fits(self._queue.live, self._aside())
-
-    def _enqueue(self, job: Job[Any]) -> None:
-        job.holder = None
-        self._queue.push(job)
-
-    def _hand_over(self, job: Job[Any]) -> None:
-        """Wake the most recently idle worker with ``job`` as its next job."""
-        job.holder = self._crew.hand_over(job)
+        return not self._fits(self._queue.live, self._queue.held)
 
     def _admit_waiters(self) -> None:
         """Accept blocked submitters' jobs while there is room for them."""
         waiters = self._waiters
+        queue = self._queue
+        capacity = self._capacity
+        crew = self._crew
         admitted = 0
-        while waiters and self._room_for(aside=False):
-            self._enqueue(waiters.admit_first())
+        while waiters and (
+            self._room_for(aside=False)
+            if crew.starting
+            else queue.live + queue.held < capacity
+        ):
+            queue.push(waiters.admit_first())
             admitted += 1
         if admitted:
             self._accepted(admitted)
@@ -561,21 +569,36 @@ class PoolCore:
         """
         if worker.retired or len(self._crew.workers) > self._max_workers:
             return None
-        job = self._take_queued() or self._take_waiter()
-        if job is not None:
-            self._start(worker, job, scope)
+        queue = self._queue
+        job = None
+        while queue:  # (`_take_queued`, `JobQueue.take_first` inlined: the hot path)
+            first = queue.popleft()
+            if first.state is QUEUED:
+                queue.live -= 1
+                if self._waiters or self._over_capacity_allowed:
+                    self._queue_place_freed()
+                job = first
+                break
+        if job is None:
+            job = self._take_waiter()
+            if job is None:
+                return None
+        self._start(worker, job, scope)
         return job
 
     def _take_queued(self) -> Job[Any] | None:
-        """Take the queue's first live job (the one queue pop); blocked
-        submitters fill the place it frees."""
-        job = self._queue.pop()
-        if job is not None:
-            if self._over_capacity_allowed:
-                self._over_capacity_allowed = self._over_capacity()
-            if self._waiters:
-                self._admit_waiters()
+        """Take the queue's first live job (`start_next` inlines it)."""
+        job = self._queue.take_first()
+        if job is not None and (self._waiters or self._over_capacity_allowed):
+            self._queue_place_freed()
         return job
+
+    def _queue_place_freed(self) -> None:
+        """A job left the queue for a worker: blocked submitters fill its place."""
+        if self._over_capacity_allowed:
+            self._over_capacity_allowed = self._over_capacity()
+        if self._waiters:
+            self._admit_waiters()
 
     def _take_waiter(self) -> Job[Any] | None:
         """With capacity 0: accept and take the first blocked submitter's job
@@ -651,7 +674,6 @@ class PoolCore:
             # `resize` shrank the pool since the hand-over: the job goes back
             # to the head of the queue and this worker retires.
             self._crew.hold(worker, None)
-            job.holder = None
             self._queue.push_front(job)
             if self._over_capacity():
                 self._over_capacity_allowed = True
@@ -677,7 +699,7 @@ class PoolCore:
         if self._crew.idle:
             job = self._take_queued()
             if job is not None:
-                self._hand_over(job)
+                self._crew.hand_over(job)
         elif len(self._crew.workers) < self._max_workers:
             self._grow("for a waiting job")
 
@@ -829,6 +851,7 @@ class PoolCore:
         if holder is WAITING_FOR_KEY:
             assert self._keys is not None
             self._keys.withdraw(job)
+            self._queue.held -= 1
         elif holder is None:  # in the queue
             self._queue.withdraw()
         else:  # handed over: the worker finds nothing when it runs
@@ -851,6 +874,18 @@ class PoolCore:
             await self.park_until_done(job)
         elif self.yield_due():  # done: a schedule point now and then
             await cancel_shielded_checkpoint()
+
+    def read_done(self, what: str) -> bool:
+        """A done job's outcome is read: `check_caller` and `yield_due`
+        (whose result it returns) in one call, both inlined: the common case
+        of `Job.result`."""
+        if get_ident() != self._thread or self._nursery is None:
+            self._check_run(what)
+        self._since_yield += 1
+        if self._since_yield < self._yield_every:
+            return False
+        self._since_yield = 0
+        return True
 
     async def park_until_done(self, job: Job[Any], what: str = "wait") -> None:
         """Park until ``job`` is resolved; the slow path of `wait_done`."""
@@ -923,6 +958,7 @@ class PoolCore:
         self.close()
         if self._keys is not None:
             # first, so that none takes a freed key's place
+            self._queue.held = 0
             for job in self._keys.take_all_held():
                 self._resolve_unstarted(job)
         for job in self._queue.take_all():
@@ -989,7 +1025,7 @@ class PoolCore:
             rejected=counts.rejected,
             closed=self._closed,
             rate_tokens=self._rate_tokens(),
-            waiting_for_key=None if keys is None else keys.held,
+            waiting_for_key=None if keys is None else self._queue.held,
             active_keys=None if keys is None else keys.active_keys(),
             shed=counts.shed,
         )
@@ -1028,11 +1064,11 @@ class PoolCore:
             per_key_limit=None if keys is None else keys.limit,
             key_active=key_active,
             key_waiting=key_waiting,
-            held=self._aside(),
+            held=self._queue.held,
             first_waits_for_key=bool(waiting) and not self._blocked_ahead(),
             room=self._capacity + self._starting_room(),
             over_capacity=self._over_capacity(),
-            over_capacity_aside=not self._fits(self._queue.live, self._aside() + 1),
+            over_capacity_aside=not self._room_for(aside=True),
             over_capacity_allowed=self._over_capacity_allowed,
             capacity=self._capacity,
             min_workers=self._min_workers,

@@ -102,12 +102,14 @@ class Crew:
         self.idle.remove(worker)
 
     def hand_over(self, job: Job[Any]) -> Worker:
-        """Wake the most recently idle worker with ``job`` as its next one."""
+        """Wake the most recently idle worker with ``job`` as its next one,
+        which now holds it."""
         worker = self.idle.pop()
         self.waking += 1
         worker.woken = True
         worker.job = job
-        _wake(worker)
+        job.holder = worker
+        reschedule(worker.task)  # type: ignore[arg-type]  # (`_wake`, inlined)
         return worker
 
     def woke(self, worker: Worker) -> Job[Any] | None:

@@ -34,8 +34,9 @@ class JobOwner(Protocol):
         """Refuse a call from another thread or Trio run."""
         ...
 
-    def yield_due(self) -> bool:
-        """Whether a call that did not wait takes a schedule point now."""
+    def read_done(self, what: str) -> bool:
+        """Refuse a call from another thread or Trio run; whether a call that
+        did not wait takes a schedule point now."""
         ...
 
     def cancel(self, job: Job[Any]) -> None:
@@ -317,8 +318,7 @@ class Job(Generic[T]):
         if state is QUEUED or state is RUNNING:
             await core.park_until_done(self)
         else:
-            core.check_caller("wait")
-            if core.yield_due():
+            if core.read_done("wait"):
                 await cancel_shielded_checkpoint()
         return self.outcome()
 
@@ -338,8 +338,7 @@ class Job(Generic[T]):
         if state is QUEUED or state is RUNNING:
             await core.park_until_done(self, "result")
         else:
-            core.check_caller("result")
-            if core.yield_due():
+            if core.read_done("result"):
                 await cancel_shielded_checkpoint()
         if self.error is None:
             return self.value  # type: ignore[return-value]

@@ -84,11 +84,12 @@ class KeyedCore(PoolCore):
         """Set a job of a saturated key aside until one of its key's ends."""
         job.holder = WAITING_FOR_KEY
         self._key_books().hold(job)
+        self._queue.held += 1
 
     def _place(self, job: Job[Any]) -> None:
         """Put an accepted job in the queue, or aside if its key is saturated."""
         if self._key_books().claim(job.key):
-            self._enqueue(job)
+            self._queue.push(job)
         else:
             self._hold(job)
 
@@ -97,21 +98,10 @@ class KeyedCore(PoolCore):
         key's next job set aside takes its place at the back of the queue."""
         job = self._key_books().release(key)
         if job is not None:
-            self._enqueue(job)  # the key's count stays: one out, one in
+            self._queue.held -= 1
+            self._queue.push(job)  # the key's count stays: one out, one in
             if self._crew.idle and not self._crew.waking:
                 self._spread_work()
-
-    def _room_for(self, aside: bool) -> bool:
-        queued = self._queue.live
-        held = self._key_books().held
-        if aside:
-            return self._fits(queued, held + 1)
-        if not self._crew.starting:
-            return queued + held < self._capacity
-        return self._fits(queued + 1, held)
-
-    def _aside(self) -> int:
-        return self._key_books().held
 
     def _admit_waiters(self) -> None:
         waiters = self._waiters
@@ -191,7 +181,7 @@ class PacedCore(PoolCore):
         crew = self._crew
         idle = crew.idle
         if idle and not crew.waking and self._paced_start():
-            self._hand_over(job)
+            crew.hand_over(job)
         else:
             can_grow = not idle and len(crew.workers) < self._max_workers
             if not (self._waiters and self._blocked_ahead()) and self._room_for(
@@ -199,10 +189,10 @@ class PacedCore(PoolCore):
             ):
                 self._enqueue_growing(job, can_grow)
             elif idle and self._paced_start():
-                self._hand_over(job)
+                crew.hand_over(job)
             else:
                 return False
-        self._accepted()
+        self._counts.submitted += 1  # the accept tail (see `_accepted`)
         return True
 
     def _starting_room(self) -> int:
@@ -275,7 +265,7 @@ class PacedCore(PoolCore):
             if job is None:  # only submitters whose keys are saturated wait
                 rate.give_back()
                 break
-            self._hand_over(job)
+            crew.hand_over(job)
         return math.inf
 
     def _rate_tokens(self) -> float | None:
@@ -380,6 +370,13 @@ class TracedCore(TimedCore):
         span = cast("JobSpan | None", worker.span)
         super().finish(worker, job, state, value, error)
         self._recorder().ended(job, span)
+
+    @enable_ki_protection
+    def offer(self, job: Job[Any]) -> bool:
+        if not super().offer(job):
+            return False
+        self._recorder().accepted()  # (offers count their job themselves)
+        return True
 
     def _accepted(self, count: int = 1) -> None:
         super()._accepted(count)
