@@ -17,8 +17,11 @@ from ._job import NOT_ACCEPTED, QUEUED, RUNNING, WAITING_FOR_KEY
 if TYPE_CHECKING:
     from collections.abc import Hashable
 
-    from ._crew import Worker
+    from ._crew import Crew, Worker
     from ._job import Job
+    from ._keys import KeyBooks
+    from ._queue import JobQueue
+    from ._statistics import Counts
 
 
 @attrs.frozen
@@ -71,6 +74,42 @@ class Books:
     mean_run: float | None
     timed: bool
     telemetry: bool
+
+
+def take_books(
+    queue: JobQueue,
+    crew: Crew,
+    waiting: list[Job[Any]],
+    counts: Counts,
+    keys: KeyBooks | None,
+    **scalars: Any,
+) -> Books:
+    """Copy the books of the core's helpers; the core gives its own as
+    ``scalars`` (the other fields of `Books`)."""
+    key_active, key_waiting = ({}, {}) if keys is None else keys.snapshot()
+    return Books(
+        queued_jobs=queue.jobs(),
+        queue_length=len(queue),
+        backlog=queue.live,
+        held=queue.held,
+        workers=list(crew.workers),
+        idle=list(crew.idle),
+        waking=crew.waking,
+        starting=crew.starting,
+        submitted=counts.submitted,
+        running=counts.running,
+        succeeded=counts.succeeded,
+        failed=counts.failed,
+        timed_out=counts.timed_out,
+        cancelled=counts.cancelled,
+        rejected=counts.rejected,
+        shed=counts.shed,
+        waiting_jobs=waiting,
+        per_key_limit=None if keys is None else keys.limit,
+        key_active=key_active,
+        key_waiting=key_waiting,
+        **scalars,
+    )
 
 
 def check_books(books: Books) -> None:

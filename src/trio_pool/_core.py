@@ -29,7 +29,6 @@ job from recording who holds it.
 
 from __future__ import annotations
 
-import contextvars
 import math
 from collections.abc import Callable, Hashable
 from threading import get_ident
@@ -38,16 +37,15 @@ from typing import TYPE_CHECKING, Any, NoReturn, final
 import trio
 from trio.lowlevel import (
     ParkingLot,
-    TrioToken,
     cancel_shielded_checkpoint,
     checkpoint,
     checkpoint_if_cancelled,
     current_task,
-    current_trio_token,
     enable_ki_protection,
 )
 
-from ._books import Books, check_books
+from ._books import Books, check_books, take_books
+from ._caller import RunGuard, runs_inside
 from ._checks import USE_DEFAULT, check_async_fn, check_name, check_seconds
 from ._crew import Crew, Worker
 from ._errors import PoolClosed, PoolOverloaded
@@ -68,7 +66,7 @@ from ._keys import KeyBooks
 from ._log import DEBUG, INFO, log
 from ._queue import JobQueue
 from ._rate import StartRate
-from ._shed import estimated_start
+from ._shed import shed_refusal
 from ._statistics import Counts, PoolStatistics
 from ._telemetry import PoolTelemetry
 from ._waiters import RoomWaiters
@@ -79,11 +77,6 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-
-current_core: contextvars.ContextVar[PoolCore | None] = contextvars.ContextVar(
-    "trio_pool.current_core", default=None
-)
-"""The pool whose worker runs the current task (tasks a job starts inherit it)."""
 
 YIELD_EVERY = 32
 """The schedule-point interval of pools opened from now on: a task passes a
@@ -161,8 +154,7 @@ class PoolCore:
         self._keys = None if per_key_limit is None else KeyBooks(per_key_limit)
         self._yield_every = YIELD_EVERY
         self._run_worker = run_worker
-        self._token: TrioToken | None = None  # the run that opened the pool
-        self._thread = -1  # the thread it runs in
+        self._guard = RunGuard(name)  # the run and thread the pool belongs to
         self._nursery: trio.Nursery | None = None
         self._queue = JobQueue()
         self._crew = Crew()
@@ -217,32 +209,12 @@ class PoolCore:
     # ------------------------------------------------------------ the caller
 
     def check_caller(self, what: str) -> None:
-        """Refuse a call from another thread or another Trio run.
-
-        While the pool is open, the only Trio run in its thread is its own
-        (runs do not nest), so a thread check suffices; once it has exited,
-        the run is checked too.
+        """Refuse a call from another thread or another Trio run (`RunGuard`).
 
         Raises:
             RuntimeError: naming the right way to call ``what``.
         """
-        if get_ident() != self._thread or self._nursery is None:
-            self._check_run(what)
-
-    def _check_run(self, what: str) -> None:
-        try:
-            token = current_trio_token()
-        except RuntimeError:
-            token = None
-        if token is None or token is not self._token:
-            raise RuntimeError(
-                f"{what}() of pool {self._name!r} was called from "
-                f"{'outside any Trio run' if token is None else 'another Trio run'}"
-                "; a pool belongs to the Trio run that opened it. From another "
-                "thread, call it through that run, e.g. "
-                "trio.from_thread.run_sync(pool.submit_nowait, fn, ...) or "
-                "trio.from_thread.run(pool.submit, fn, ...)"
-            )
+        self._guard.check(what)
 
     def yield_due(self) -> bool:
         """Count a call that did not wait; True once every ``yield_every``.
@@ -278,7 +250,7 @@ class PoolCore:
         )
         if key is not None:
             self._check_key(key)
-        self.check_caller(method)
+        self._guard.check(method)
         return self.make_job(fn, args, name, limit, None, key)
 
     def _check_key(self, key: object) -> None:
@@ -315,7 +287,7 @@ class PoolCore:
     def in_own_job(self) -> bool:
         """Whether the caller runs inside one of this pool's jobs (or a task
         one of them started): waiting there on the pool could wait for itself."""
-        return current_core.get() is self
+        return runs_inside(worker.task for worker in self._crew.workers)
 
     async def wait_to_accept(self, job: Job[Any]) -> None:
         """Wait for room for ``job``, within ``submit_timeout``; the slow path."""
@@ -348,41 +320,24 @@ class PoolCore:
             return
         now = trio.current_time()
         ahead = self._queue.live + self._crew.waking + len(self._waiters)
-        floor = self._shed_floor(job, now, mean, ahead)
-        start = estimated_start(
+        message = shed_refusal(
+            job.name,
+            self._name,
             now,
             mean,
             deadline,
             ahead=ahead,
             width=max(self._max_workers, len(self._crew.workers)),
-            floor=floor,
-            free_at=lambda: self._free_at(now, mean),
+            floor=self._shed_floor(job, now, mean, ahead),
+            held=lambda: [worker.job for worker in self._crew.workers],
         )
-        if start + mean < deadline:  # (at the deadline itself it is cancelled)
+        if message is None:
             return
         self._counts.shed += 1
-        what = "start" if start > deadline else "finish"
-        error = PoolOverloaded(
-            f"pool {self._name!r} sheds job {job.name!r}: it would {what} at about "
-            f"{start - now if what == 'start' else start + mean - now:.3g}s from "
-            f"now, after the caller's deadline in {deadline - now:.3g}s "
-            f"(estimated from a mean running time of {mean:.3g}s)"
-        )
+        error = PoolOverloaded(message)
         error.reason = "deadline"
         self._refused("deadline")
         raise error
-
-    def _free_at(self, now: float, mean: float) -> list[float]:
-        """When each live worker is free, by the mean running time."""
-        free: list[float] = []
-        for worker in self._crew.workers:
-            running = worker.job
-            if running is None or running.state is not RUNNING:
-                free.append(now)  # idle, or about to start a handed job
-            else:  # (a job started before the pool measured has no start time)
-                started: float = getattr(running, "t_started", now)
-                free.append(max(now, started + mean))
-        return free
 
     def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
         """The earliest start of ``job`` that the pool's limits allow, with
@@ -545,8 +500,7 @@ class PoolCore:
     @enable_ki_protection
     def open(self, nursery: trio.Nursery) -> trio.Event:
         """Start the minimum of workers; return an event set once all have run."""
-        self._token = current_trio_token()
-        self._thread = get_ident()
+        self._guard.open()
         self._nursery = nursery
         self._clock = trio.lowlevel.current_clock()
         if self._telemetry is not None:
@@ -879,8 +833,9 @@ class PoolCore:
         """A done job's outcome is read: `check_caller` and `yield_due`
         (whose result it returns) in one call, both inlined: the common case
         of `Job.result`."""
-        if get_ident() != self._thread or self._nursery is None:
-            self._check_run(what)
+        guard = self._guard
+        if get_ident() != guard.thread or not guard.live:
+            guard.check_run(what)
         self._since_yield += 1
         if self._since_yield < self._yield_every:
             return False
@@ -997,6 +952,7 @@ class PoolCore:
     def exited(self) -> None:
         """The pool's nursery is gone: warn of the failures nobody retrieved."""
         self._nursery = None
+        self._guard.live = False
         self._unretrieved.flush()
         if self._telemetry is not None:
             self._telemetry.closed()
@@ -1036,35 +992,16 @@ class PoolCore:
 
     def books(self) -> Books:
         """A copy of every book, for the tests and `check_invariants`."""
-        counts = self._counts
-        keys = self._keys
-        key_active, key_waiting = ({}, {}) if keys is None else keys.snapshot()
         waiting = self._waiters.jobs()
-        crew = self._crew
-        return Books(
-            queued_jobs=self._queue.jobs(),
-            queue_length=len(self._queue),
-            backlog=self._queue.live,
-            workers=list(crew.workers),
-            idle=list(crew.idle),
-            waking=crew.waking,
-            starting=crew.starting,
-            submitted=counts.submitted,
-            running=counts.running,
-            succeeded=counts.succeeded,
-            failed=counts.failed,
-            timed_out=counts.timed_out,
-            cancelled=counts.cancelled,
-            rejected=counts.rejected,
-            shed=counts.shed,
-            waiting_jobs=waiting,
+        return take_books(
+            self._queue,
+            self._crew,
+            waiting,
+            self._counts,
+            self._keys,
             closed=self._closed,
-            opened=self._token is not None,
-            exited=self._nursery is None and self._token is not None,
-            per_key_limit=None if keys is None else keys.limit,
-            key_active=key_active,
-            key_waiting=key_waiting,
-            held=self._queue.held,
+            opened=self._guard.opened,
+            exited=self._guard.opened and not self._guard.live,
             first_waits_for_key=bool(waiting) and not self._blocked_ahead(),
             room=self._capacity + self._starting_room(),
             over_capacity=self._over_capacity(),

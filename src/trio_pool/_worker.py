@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import trio
 from trio.lowlevel import Abort, checkpoint, enable_ki_protection, wait_task_rescheduled
 
-from ._core import current_core
 from ._job import CANCELLED, FAILED, SUCCEEDED, Job, JobState
 
 if TYPE_CHECKING:
@@ -30,7 +29,6 @@ if sys.version_info < (3, 11):
 async def run_worker(core: PoolCore, worker: Worker) -> None:
     """A worker task: take jobs and run them until the pool lets it go."""
     core.worker_began(worker)
-    current_core.set(core)
     yield_every = core.yield_every
     streak = 0  # jobs run since the last schedule point
     try:
