@@ -751,11 +751,22 @@ class PoolCore:
 
     @enable_ki_protection
     def worker_exited(self, worker: Worker) -> None:
-        """A worker task ends, however it ends."""
+        """A worker task ends, however it ends.
+
+        One that ends without the pool's word (a cancellation from outside
+        the pool, or an error) was the last: the pool's nursery is being
+        cancelled, no worker is left to run the jobs still queued and none
+        will start, so they are cancelled now (and the pool closed), not
+        when the ``async with`` exits: a shielded `Pool.shutdown`, `Pool.join`
+        or `Job.wait` in the body's ``finally`` returns.
+        """
+        abandoned = not worker.retired
         job = self._crew.exited(worker)
         self._removed()
         if job is not None and job.state is QUEUED:  # handed, never started
             self._resolve_unstarted(job)
+        if abandoned and not self._crew.workers and not self._crew.starting:
+            self.cancel_everything()
 
     def _remove(self, worker: Worker) -> None:
         self._crew.remove(worker)
