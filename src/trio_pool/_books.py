@@ -38,6 +38,8 @@ class Books:
     idle: list[Worker]
     waking: int
     starting: int
+    handed: int
+    """Jobs handed to a woken worker that has not run yet."""
     submitted: int
     running: int
     succeeded: int
@@ -96,6 +98,7 @@ def take_books(
         idle=list(crew.idle),
         waking=crew.waking,
         starting=crew.starting,
+        handed=crew.handed,
         submitted=counts.submitted,
         running=counts.running,
         succeeded=counts.succeeded,
@@ -142,6 +145,7 @@ def check_books(books: Books) -> None:
             assert job.state is RUNNING, job.state
             running += 1
     assert woken == b.waking, (woken, b.waking)
+    assert handed == b.handed, (handed, b.handed)
     _check_keys(b, [*live, *(w.job for w in b.workers if w.job is not None)])
     assert running == b.running, (running, b.running)
     for job in b.waiting_jobs:

@@ -821,7 +821,7 @@ class PoolCore:
             self._queue.withdraw()
         else:  # handed over: the worker finds nothing when it runs
             assert isinstance(holder, Worker)
-            self._crew.hold(holder, None)
+            self._crew.unhand(holder)
             self._unstarted_handed()
         self._resolve_unstarted(job)
         if isinstance(holder, Worker):
@@ -934,7 +934,7 @@ class PoolCore:
             if held is None:
                 continue
             if held.state is QUEUED:  # handed over, not started yet
-                self._crew.hold(worker, None)
+                self._crew.unhand(worker)
                 self._resolve_unstarted(held)
             else:
                 self._cancel_running(held)
@@ -981,8 +981,8 @@ class PoolCore:
             min_workers=self._min_workers,
             max_workers=self._max_workers,
             capacity=self._capacity,
-            queued=counts.unfinished() - counts.running,
-            running=counts.running,
+            queued=counts.unfinished() - counts.running - self._crew.handed,
+            running=counts.running + self._crew.handed,
             waiting_submitters=len(self._waiters),
             submitted=counts.submitted,
             succeeded=counts.succeeded,

@@ -45,7 +45,7 @@ class Worker:
 class Crew:
     """The live workers, the idle ones among them, and those on their way."""
 
-    __slots__ = ("_all_started", "idle", "starting", "waking", "workers")
+    __slots__ = ("_all_started", "handed", "idle", "starting", "waking", "workers")
 
     workers: set[Worker]
     """Every live worker (not retired), busy or idle."""
@@ -55,12 +55,16 @@ class Crew:
     """Workers woken with a job that have not run yet."""
     starting: int
     """Workers started whose task has not run yet."""
+    handed: int
+    """Jobs handed over to a woken worker that has not run yet (they start
+    when it runs; `Pool.statistics` counts them as running)."""
 
     def __init__(self) -> None:
         self.workers = set()
         self.idle = []
         self.waking = 0
         self.starting = 0
+        self.handed = 0
         self._all_started: trio.Event | None = None
 
     def __len__(self) -> int:
@@ -108,16 +112,25 @@ class Crew:
         self.waking += 1
         worker.woken = True
         worker.job = job
+        self.handed += 1
         job.holder = worker
         reschedule(worker.task)  # type: ignore[arg-type]  # (`_wake`, inlined)
         return worker
 
     def woke(self, worker: Worker) -> Job[Any] | None:
         """``worker`` runs after it was woken: the job it was handed, if any."""
+        job = worker.job
         if worker.woken:
             worker.woken = False
             self.waking -= 1
-        return worker.job
+            if job is not None:
+                self.handed -= 1
+        return job
+
+    def unhand(self, worker: Worker) -> None:
+        """The job handed to ``worker`` will not start (it was cancelled)."""
+        worker.job = None
+        self.handed -= 1
 
     def hold(self, worker: Worker, job: Job[Any] | None, span: object = None) -> None:
         """``worker`` now holds ``job`` (None: nothing)."""
@@ -151,10 +164,12 @@ class Crew:
         self.remove(worker)
         if worker in self.idle:
             self.idle.remove(worker)
+        job = worker.job
         if worker.woken:
             worker.woken = False
             self.waking -= 1
-        job = worker.job
+            if job is not None:
+                self.handed -= 1
         worker.job = None
         return job
 
