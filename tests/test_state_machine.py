@@ -215,7 +215,7 @@ def first_waits_for_its_key(core: Books) -> bool:
     """Whether the first blocked submitter's key is saturated."""
     if core.per_key_limit is None or not core.waiting_jobs:
         return False
-    key = core.waiting_jobs[0].key
+    key = core.waiting_jobs[0]._key
     return key is not None and core.key_active.get(key, 0) >= core.per_key_limit
 
 
@@ -808,7 +808,7 @@ class World:
         waiting: list[Spec] = []
         seqs: list[int] = []
         if core.waiting_jobs:
-            waiting = [job.args[0] for job in core.waiting_jobs]
+            waiting = [job._args[0] for job in core.waiting_jobs]
             assert all(isinstance(s, Spec) for s in waiting)
             seqs = [s.seq for s in waiting]
             assert seqs == sorted(seqs), f"submitters out of order: {waiting}"
@@ -852,10 +852,10 @@ class World:
                 self.check_still_running(spec, now)
         elif spec.ended == "returned":
             assert state is SUCCEEDED, f"{spec} returned but is {state}"
-            assert handle.value == spec.number, (spec, handle.value)
+            assert handle._value == spec.number, (spec, handle._value)
         elif spec.ended == "raised":
             assert state is FAILED, f"{spec} raised but is {state}"
-            assert handle.error is spec.error, (spec, handle.error)
+            assert handle._error is spec.error, (spec, handle._error)
         elif spec.ended == "cancelled":
             if state is TIMED_OUT:
                 assert spec.started_at is not None
@@ -865,11 +865,11 @@ class World:
                     f"{spec} timed out after {now - spec.started_at}s of {limit}s"
                 )
                 assert not spec.cancel_called, f"{spec} cancel()ed but timed out"
-                assert isinstance(handle.error, trio_pool.JobTimeout)
+                assert isinstance(handle._error, trio_pool.JobTimeout)
             else:
                 assert state is CANCELLED, f"{spec} was cancelled but is {state}"
                 assert self.cancel_source(spec, now), f"{spec} cancelled by nobody"
-                assert isinstance(handle.error, trio_pool.JobCancelled)
+                assert isinstance(handle._error, trio_pool.JobCancelled)
         else:
             raise AssertionError(f"{spec}: its body ended {spec.ended}")
         if handle.done:

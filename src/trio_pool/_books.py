@@ -6,6 +6,9 @@ tests run it after every step of the stateful test; it reads nothing but
 the snapshot, so it cannot change the pool.
 """
 
+# The job record's fields belong to the core; Job is its public face.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -124,7 +127,7 @@ def check_books(books: Books) -> None:
     b = books
     live = b.queued_jobs
     assert len(live) == b.backlog, (len(live), b.backlog)
-    assert all(e.holder is None for e in live), "a queued job has a holder"
+    assert all(e._holder is None for e in live), "a queued job has a holder"
     assert len(set(map(id, live))) == len(live), "a job is queued twice"
     workers = set(b.workers)
     assert set(b.idle) <= workers, "an idle worker is not a worker"
@@ -137,7 +140,7 @@ def check_books(books: Books) -> None:
         if job is None:
             continue
         assert worker not in b.idle, "an idle worker holds a job"
-        assert job.holder is worker, "a worker's job names another holder"
+        assert job._holder is worker, "a worker's job names another holder"
         if job.state is QUEUED:
             handed += 1
             assert worker.woken, "a job handed to a worker that was not woken"
@@ -150,7 +153,7 @@ def check_books(books: Books) -> None:
     assert running == b.running, (running, b.running)
     for job in b.waiting_jobs:
         assert job.state is QUEUED, job.state
-        assert job.holder is NOT_ACCEPTED, job.holder
+        assert job._holder is NOT_ACCEPTED, job._holder
     counts = (
         *(b.submitted, b.running, b.succeeded, b.failed, b.timed_out),
         *(b.cancelled, b.rejected, b.backlog, b.waking, b.starting),
@@ -187,8 +190,8 @@ def _check_keys(b: Books, placed: list[Job[Any]]) -> None:
         return
     counts: dict[Hashable, int] = {}
     for job in placed:
-        if job.key is not None:
-            counts[job.key] = counts.get(job.key, 0) + 1
+        if job._key is not None:
+            counts[job._key] = counts.get(job._key, 0) + 1
     assert counts == b.key_active, (counts, b.key_active)
     assert all(0 < n <= limit for n in counts.values()), counts
     held = 0
@@ -197,7 +200,7 @@ def _check_keys(b: Books, placed: list[Job[Any]]) -> None:
         assert b.key_active.get(key) == limit, f"key {key!r} is not saturated"
         for job in waiting:
             assert job.state is QUEUED, job.state
-            assert job.holder is WAITING_FOR_KEY, job.holder
-            assert job.key == key, (job.key, key)
+            assert job._holder is WAITING_FOR_KEY, job._holder
+            assert job._key == key, (job._key, key)
         held += len(waiting)
     assert held == b.held, (held, b.held)

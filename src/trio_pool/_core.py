@@ -27,6 +27,9 @@ A worker takes a job and starts it in one transition (`start_next`, or
 job from recording who holds it.
 """
 
+# The job record's fields belong to the core; Job is its public face.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import math
@@ -639,12 +642,12 @@ class PoolCore:
 
     def _start(self, worker: Worker, job: Job[Any], scope: trio.CancelScope) -> None:
         job.state = RUNNING
-        job.holder = worker
-        job.scope = scope
+        job._holder = worker
+        job._scope = scope
         worker.job = job  # (the crew's record; written here on the hot path)
         self._counts.running += 1
-        if job.timeout is not None:
-            scope.deadline = trio.current_time() + job.timeout
+        if job._timeout is not None:
+            scope.deadline = trio.current_time() + job._timeout
         if self._queue.live > self._crew.starting and not self._crew.waking:
             self._spread_work()
 
@@ -671,18 +674,18 @@ class PoolCore:
         worker.span = None
         counts = self._counts
         counts.running -= 1
-        if job.timeout is not None and job.scope is not None:
-            job.scope.deadline = math.inf
+        if job._timeout is not None and job._scope is not None:
+            job._scope.deadline = math.inf
         if state is SUCCEEDED:
             counts.succeeded += 1
         elif state is FAILED:
             counts.failed += 1
         elif state is TIMED_OUT:
             counts.timed_out += 1
-            error = job.timeout_error()
+            error = job._timeout_error()
         else:
             counts.cancelled += 1
-            error = job.cancelled_error()
+            error = job._cancelled_error()
         self._resolve(job, state, value, error)
         if state is FAILED:  # logged while the job's span is still current
             log(DEBUG, "job %r in pool %r failed", job.name, self._name, exc_info=error)
@@ -698,56 +701,56 @@ class PoolCore:
     ) -> None:
         """Move a job to a terminal state and wake every task waiting on it."""
         job.state = state
-        job.holder = None
-        job.scope = None
-        job.value = value
-        job.error = error
+        job._holder = None
+        job._scope = None
+        job._value = value
+        job._error = error
         if error is not None:
-            job.traceback = error.__traceback__
-            job.context = error.__context__
-            job.cause = error.__cause__
-            job.suppress_context = error.__suppress_context__
-        job.args = ()  # let the arguments go; the function stays for `name`
-        if job.lot is not None:
-            job.lot.unpark_all()
-        on_done = job.on_done
+            job._traceback = error.__traceback__
+            job._context = error.__context__
+            job._cause = error.__cause__
+            job._suppress_context = error.__suppress_context__
+        job._args = ()  # let the arguments go; the function stays for `name`
+        if job._lot is not None:
+            job._lot.unpark_all()
+        on_done = job._on_done
         if on_done is not None:
-            job.on_done = None  # called once; its references go with it
+            job._on_done = None  # called once; its references go with it
             on_done(job)
         if self._draining and not self._counts.unfinished():
             self._drain_waiters.unpark_all()  # `Pool.join`, `Pool.shutdown`
 
     def _resolve_unstarted(self, job: Job[Any]) -> None:
         self._counts.cancelled += 1
-        self._resolve(job, CANCELLED, error=job.cancelled_error())
+        self._resolve(job, CANCELLED, error=job._cancelled_error())
 
     @staticmethod
     def _cancel_running(job: Job[Any]) -> None:
-        job.cancel_requested = True
-        assert job.scope is not None
-        job.scope.cancel()
+        job._cancel_requested = True
+        assert job._scope is not None
+        job._scope.cancel()
 
     @enable_ki_protection
     def listen(self, job: Job[Any], listener: Callable[[Job[Any]], None]) -> None:
         """Call ``listener(job)`` as ``job`` resolves (it must not be done)."""
-        current = job.on_done
+        current = job._on_done
         if current is None:
-            job.on_done = listener
+            job._on_done = listener
         elif isinstance(current, Listeners):
             current.append(listener)
         else:
-            job.on_done = Listeners((current, listener))
+            job._on_done = Listeners((current, listener))
 
     @enable_ki_protection
     def unlisten(self, job: Job[Any], listener: Callable[[Job[Any]], None]) -> None:
         """Undo one `listen` (nothing if ``job`` is done: it has been called)."""
-        current = job.on_done
+        current = job._on_done
         if current == listener:  # == : bound methods are made anew each time
-            job.on_done = None
+            job._on_done = None
         elif isinstance(current, Listeners) and listener in current:
             current.remove(listener)
             if len(current) < 2:  # back to what one listener, or none, looks like
-                job.on_done = current[0] if current else None
+                job._on_done = current[0] if current else None
 
     @enable_ki_protection
     def worker_exited(self, worker: Worker) -> None:
@@ -793,7 +796,7 @@ class PoolCore:
     @staticmethod
     def outcome_of_cancel(job: Job[Any]) -> JobState:
         """The job's own scope caught its cancellation: timed out or cancelled?"""
-        return CANCELLED if job.cancel_requested else TIMED_OUT
+        return CANCELLED if job._cancel_requested else TIMED_OUT
 
     # ----------------------------------------------------------- job handles
 
@@ -807,7 +810,7 @@ class PoolCore:
             return
         if state is not QUEUED:
             return
-        holder = job.holder
+        holder = job._holder
         if holder is NOT_ACCEPTED:
             # Its submitter still holds it (a map's feeder waiting for room):
             # the pool has nothing to cancel. The feeder's own cancellation
@@ -856,9 +859,9 @@ class PoolCore:
     async def park_until_done(self, job: Job[Any], what: str = "wait") -> None:
         """Park until ``job`` is resolved; the slow path of `wait_done`."""
         self.check_caller(what)
-        lot = job.lot
+        lot = job._lot
         if lot is None:
-            lot = job.lot = ParkingLot()
+            lot = job._lot = ParkingLot()
         await lot.park()
 
     def retrieved(self, job: Job[Any]) -> None:

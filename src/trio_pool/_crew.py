@@ -5,6 +5,9 @@ an idle one. It changes only its own books and wakes the tasks it is told
 to wake; which worker gets which job, and when, is the core's decision.
 """
 
+# The job record's fields belong to the core; Job is its public face.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, final
@@ -113,7 +116,7 @@ class Crew:
         worker.woken = True
         worker.job = job
         self.handed += 1
-        job.holder = worker
+        job._holder = worker
         reschedule(worker.task)  # type: ignore[arg-type]  # (`_wake`, inlined)
         return worker
 

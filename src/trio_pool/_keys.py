@@ -8,6 +8,9 @@ returns the job that takes a freed place; how many are set aside in all is
 the queue's ``held`` (they count against the capacity), kept by the core.
 """
 
+# The job record's fields belong to the core; Job is its public face.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 from collections import deque
@@ -49,9 +52,9 @@ class KeyBooks:
 
     def hold(self, job: Job[Any]) -> None:
         """Set ``job`` (of a saturated key) aside until one of its key's ends."""
-        waiting = self._waiting.get(job.key)
+        waiting = self._waiting.get(job._key)
         if waiting is None:
-            waiting = self._waiting[job.key] = deque()
+            waiting = self._waiting[job._key] = deque()
         waiting.append(job)
 
     def release(self, key: Hashable) -> Job[Any] | None:
@@ -72,10 +75,10 @@ class KeyBooks:
 
     def withdraw(self, job: Job[Any]) -> None:
         """A job set aside was cancelled."""
-        waiting = self._waiting[job.key]
+        waiting = self._waiting[job._key]
         waiting.remove(job)
         if not waiting:
-            del self._waiting[job.key]
+            del self._waiting[job._key]
 
     def take_all_held(self) -> list[Job[Any]]:
         """Empty the jobs set aside; return them."""

@@ -10,6 +10,9 @@ owns the queue: it decides when a job goes in or comes out; the queue only
 keeps them in order.
 """
 
+# The job record's fields belong to the core; Job is its public face.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 from collections import deque
@@ -44,13 +47,13 @@ class JobQueue(deque["Job[Any]"]):
 
     def push(self, job: Job[Any]) -> None:
         """Queue ``job`` at the back (an accepted job: it has no holder now)."""
-        job.holder = None
+        job._holder = None
         self.append(job)
         self.live += 1
 
     def push_front(self, job: Job[Any]) -> None:
         """Put ``job`` back at the head (a worker gave it back unstarted)."""
-        job.holder = None
+        job._holder = None
         self.appendleft(job)
         self.live += 1
 

@@ -87,7 +87,7 @@ def free_at(now: float, mean: float, held: list[Job[Any] | None]) -> list[float]
         if job is None or job.state is not RUNNING:
             free.append(now)  # idle, or about to start a handed job
         else:  # (a job started before the pool measured has no start time)
-            started: float = getattr(job, "t_started", now)
+            started: float = getattr(job, "_t_started", now)
             free.append(max(now, started + mean))
     return free
 

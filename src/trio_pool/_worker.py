@@ -8,6 +8,9 @@ limit, `Job.cancel` or shutdown), so a job costs no cancel scope of its own
 unless it is cancelled.
 """
 
+# The worker runs the job record the core hands it; Job is its public face.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import sys
@@ -48,7 +51,7 @@ async def run_worker(core: PoolCore, worker: Worker) -> None:
                             streak = 0  # it parked: a schedule point
                         streak += 1
                         try:
-                            value = await job.fn(*job.args)
+                            value = await job._fn(*job._args)
                         except Exception as exc:
                             core.finish(worker, job, FAILED, error=exc)
                         else:
@@ -56,8 +59,8 @@ async def run_worker(core: PoolCore, worker: Worker) -> None:
                         # Only Job.cancel (shutdown included) and a time limit
                         # cancel this scope; cancel_called itself reads the
                         # clock, so ask it only for timed jobs.
-                        spent = job.cancel_requested or (
-                            job.timeout is not None and scope.cancel_called
+                        spent = job._cancel_requested or (
+                            job._timeout is not None and scope.cancel_called
                         )
                         job = None
                         if spent:
