@@ -1,6 +1,6 @@
 """`as_completed`: job handles in the order they finish."""
 
-# as_completed listens on each job through the core its record names.
+# as_completed listens on each job through its record (and its core checks the caller).
 # pyright: reportPrivateUsage=false
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class AsCompleted(Generic[T]):
             else:
                 self._pending.add(job)
         for job in self._pending:
-            job._core.listen(job, self._listener)
+            job._listen(self._listener)
 
     def _finished(self, job: Job[Any]) -> None:
         """Called by the core as one of the jobs resolves."""
@@ -104,7 +104,7 @@ class AsCompleted(Generic[T]):
             return
         self._closed = True
         for job in self._pending:
-            job._core.unlisten(job, self._listener)
+            job._unlisten(self._listener)
         self._pending.clear()
         self._ready.clear()
         self._lot.unpark_all()

@@ -33,16 +33,13 @@ job from recording who holds it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
 from threading import get_ident
-from typing import TYPE_CHECKING, Any, NoReturn, final
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 from trio.lowlevel import (
     ParkingLot,
-    cancel_shielded_checkpoint,
     checkpoint,
-    checkpoint_if_cancelled,
     current_task,
     enable_ki_protection,
 )
@@ -72,10 +69,10 @@ from ._rate import StartRate
 from ._shed import shed_refusal
 from ._statistics import Counts, PoolStatistics
 from ._telemetry import PoolTelemetry
-from ._waiters import RoomWaiters
+from ._waiters import DrainWaiters, RoomWaiters
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine, Hashable
 
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
@@ -86,15 +83,6 @@ YIELD_EVERY = 32
 schedule point at least once every this many pool calls that did not have to
 wait, and a worker once every this many jobs. Tests lower it so that rare
 interleavings become common."""
-
-
-@final
-class Listeners(list[Callable[[Job[Any]], None]]):
-    """Several callbacks of one job, called in order (see `PoolCore.listen`)."""
-
-    def __call__(self, job: Job[Any]) -> None:
-        for listener in self:
-            listener(job)
 
 
 class PoolCore:
@@ -162,8 +150,7 @@ class PoolCore:
         self._queue = JobQueue()
         self._crew = Crew()
         self._waiters = RoomWaiters()
-        self._drain_waiters = ParkingLot()
-        self._draining = 0  # tasks parked in _drain_waiters
+        self._drainers = DrainWaiters()
         self._closed = False
         self._since_yield = 0
         # A resize below the live workers may leave more jobs queued than
@@ -717,8 +704,8 @@ class PoolCore:
         if on_done is not None:
             job._on_done = None  # called once; its references go with it
             on_done(job)
-        if self._draining and not self._counts.unfinished():
-            self._drain_waiters.unpark_all()  # `Pool.join`, `Pool.shutdown`
+        if self._drainers.count and not self._counts.unfinished():
+            self._drainers.wake_all()  # `Pool.join`, `Pool.shutdown`
 
     def _resolve_unstarted(self, job: Job[Any]) -> None:
         self._counts.cancelled += 1
@@ -729,28 +716,6 @@ class PoolCore:
         job._cancel_requested = True
         assert job._scope is not None
         job._scope.cancel()
-
-    @enable_ki_protection
-    def listen(self, job: Job[Any], listener: Callable[[Job[Any]], None]) -> None:
-        """Call ``listener(job)`` as ``job`` resolves (it must not be done)."""
-        current = job._on_done
-        if current is None:
-            job._on_done = listener
-        elif isinstance(current, Listeners):
-            current.append(listener)
-        else:
-            job._on_done = Listeners((current, listener))
-
-    @enable_ki_protection
-    def unlisten(self, job: Job[Any], listener: Callable[[Job[Any]], None]) -> None:
-        """Undo one `listen` (nothing if ``job`` is done: it has been called)."""
-        current = job._on_done
-        if current == listener:  # == : bound methods are made anew each time
-            job._on_done = None
-        elif isinstance(current, Listeners) and listener in current:
-            current.remove(listener)
-            if len(current) < 2:  # back to what one listener, or none, looks like
-                job._on_done = current[0] if current else None
 
     @enable_ki_protection
     def worker_exited(self, worker: Worker) -> None:
@@ -786,17 +751,6 @@ class PoolCore:
         """Wake every idle worker with nothing to do, so that it stops."""
         self._crew.release_idle()
         self._removed()
-
-    @staticmethod
-    def running_job(worker: Worker) -> Job[Any] | None:
-        """The job running in ``worker``, if any (for the worker's error path)."""
-        job = worker.job
-        return job if job is not None and job.state is RUNNING else None
-
-    @staticmethod
-    def outcome_of_cancel(job: Job[Any]) -> JobState:
-        """The job's own scope caught its cancellation: timed out or cancelled?"""
-        return CANCELLED if job._cancel_requested else TIMED_OUT
 
     # ----------------------------------------------------------- job handles
 
@@ -835,14 +789,6 @@ class PoolCore:
             # (with a rate, idle workers wait beside queued jobs)
             self._release_idle()
 
-    async def wait_done(self, job: Job[Any]) -> None:
-        """Wait until ``job`` is resolved; a checkpoint. (`Job` inlines this.)"""
-        await checkpoint_if_cancelled()
-        if not job.done:
-            await self.park_until_done(job)
-        elif self.yield_due():  # done: a schedule point now and then
-            await cancel_shielded_checkpoint()
-
     def read_done(self, what: str) -> bool:
         """A done job's outcome is read: `check_caller` and `yield_due`
         (whose result it returns) in one call, both inlined: the common case
@@ -855,14 +801,6 @@ class PoolCore:
             return False
         self._since_yield = 0
         return True
-
-    async def park_until_done(self, job: Job[Any], what: str = "wait") -> None:
-        """Park until ``job`` is resolved; the slow path of `wait_done`."""
-        self.check_caller(what)
-        lot = job._lot
-        if lot is None:
-            lot = job._lot = ParkingLot()
-        await lot.park()
 
     def retrieved(self, job: Job[Any]) -> None:
         """A failed job's outcome was read: no WARNING for it."""
@@ -951,16 +889,7 @@ class PoolCore:
         if not self._counts.unfinished():
             await checkpoint()
             return
-        await self._park_draining()
-
-    @enable_ki_protection
-    async def _park_draining(self) -> None:
-        """Count the task as draining and park it: one KI-protected step."""
-        self._draining += 1
-        try:
-            await self._drain_waiters.park()
-        finally:
-            self._draining -= 1
+        await self._drainers.wait()
 
     @enable_ki_protection
     def exited(self) -> None:
@@ -1024,8 +953,8 @@ class PoolCore:
             capacity=self._capacity,
             min_workers=self._min_workers,
             max_workers=self._max_workers,
-            draining=self._draining,
-            drain_parked=self._drain_waiters.statistics().tasks_waiting,
+            draining=self._drainers.count,
+            drain_parked=self._drainers.parked(),
             rate_next_at=None if self._rate is None else self._rate.next_at(),
             since_yield=self._since_yield,
             unretrieved=len(self._unretrieved),

@@ -16,7 +16,12 @@ import math
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final
 
 import outcome
-from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
+from trio.lowlevel import (
+    ParkingLot,
+    cancel_shielded_checkpoint,
+    checkpoint_if_cancelled,
+    enable_ki_protection,
+)
 
 from ._errors import JobCancelled, JobTimeout
 
@@ -25,7 +30,6 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     import trio
-    from trio.lowlevel import ParkingLot
 
 T = TypeVar("T")
 
@@ -46,20 +50,8 @@ class JobOwner(Protocol):
         """Cancel ``job``."""
         ...
 
-    async def park_until_done(self, job: Job[Any], what: str = "wait") -> None:
-        """Park until ``job`` is resolved."""
-        ...
-
     def retrieved(self, job: Job[Any]) -> None:
         """``job``'s failure was read."""
-        ...
-
-    def listen(self, job: Job[Any], listener: Callable[[Job[Any]], None]) -> None:
-        """Call ``listener(job)`` as ``job`` resolves."""
-        ...
-
-    def unlisten(self, job: Job[Any], listener: Callable[[Job[Any]], None]) -> None:
-        """Undo one `listen`."""
         ...
 
 
@@ -292,11 +284,11 @@ class Job(Generic[T]):
             `outcome.Value` with the return value, or `outcome.Error` with the
             job's exception, `JobTimeout` or `JobCancelled`.
         """
-        await checkpoint_if_cancelled()  # core.wait_done(), inlined
+        await checkpoint_if_cancelled()  # `_wait_done`, inlined
         state = self.state
         core = self._core
         if state is QUEUED or state is RUNNING:
-            await core.park_until_done(self)
+            await self._park("wait")
         else:
             if core.read_done("wait"):
                 await cancel_shielded_checkpoint()
@@ -312,17 +304,56 @@ class Job(Generic[T]):
             JobCancelled: the job was cancelled.
             Exception: whatever the job raised, with its traceback.
         """
-        await checkpoint_if_cancelled()  # core.wait_done(), inlined
+        await checkpoint_if_cancelled()  # `_wait_done`, inlined
         state = self.state
         core = self._core
         if state is QUEUED or state is RUNNING:
-            await core.park_until_done(self, "result")
+            await self._park("result")
         else:
             if core.read_done("result"):
                 await cancel_shielded_checkpoint()
         if self._error is None:
             return self._value  # type: ignore[return-value]
         return self._outcome().unwrap()
+
+    async def _park(self, what: str) -> None:
+        """Park until the job is resolved; the slow path of `wait`, `result`."""
+        self._core.check_caller(what)
+        lot = self._lot
+        if lot is None:
+            lot = self._lot = ParkingLot()
+        await lot.park()
+
+    async def _wait_done(self) -> None:
+        """Wait until the job is resolved, without reading its outcome (a
+        failure not read is still reported); a checkpoint."""
+        await checkpoint_if_cancelled()
+        if not self.done:
+            await self._park("wait")
+        elif self._core.read_done("wait"):
+            await cancel_shielded_checkpoint()
+
+    @enable_ki_protection
+    def _listen(self, listener: Callable[[Job[Any]], None]) -> None:
+        """Call ``listener(job)`` as the job resolves (it must not be done)."""
+        current = self._on_done
+        if current is None:
+            self._on_done = listener
+        elif isinstance(current, Listeners):
+            current.append(listener)
+        else:
+            self._on_done = Listeners((current, listener))
+
+    @enable_ki_protection
+    def _unlisten(self, listener: Callable[[Job[Any]], None]) -> None:
+        """Undo one `_listen` (nothing if the job is done: it has been called)."""
+        current = self._on_done
+        if current == listener:  # == : bound methods are made anew each time
+            self._on_done = None
+        elif isinstance(current, Listeners) and listener in current:
+            current.remove(listener)
+            if len(current) < 2:  # back to what one listener, or none, looks like
+                self._on_done = current[0] if current else None
 
     def _outcome(self) -> outcome.Outcome[T]:
         """The resolved job's outcome, its error as it was when the job ended.
@@ -351,3 +382,12 @@ class Job(Generic[T]):
     def _cancelled_error(self) -> JobCancelled:
         """The error a cancelled job resolves with."""
         return JobCancelled(f"job {self.name!r} was cancelled")
+
+
+@final
+class Listeners(list["Callable[[Job[Any]], None]"]):
+    """Several callbacks of one job, called in order (see `Job._listen`)."""
+
+    def __call__(self, job: Job[Any]) -> None:
+        for listener in self:
+            listener(job)

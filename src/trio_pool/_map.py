@@ -311,4 +311,4 @@ class MapResults(AsyncIterator[R]):
             for job in owned:
                 job.cancel()
             for job in owned:
-                await self._core.wait_done(job)
+                await job._wait_done()
