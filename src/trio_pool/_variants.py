@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 import trio
 from trio.lowlevel import enable_ki_protection
 
-from ._core import PoolCore
+from ._core import PoolCore, current_yield_every
 from ._job import CANCELLED, WAITING_FOR_KEY, Job, JobState
 from ._shed import key_floor
 
@@ -418,4 +418,5 @@ def open_core(**options: Any) -> PoolCore:
     paced = options["rate"] is not None
     variant = functools.partial(core_class, keyed, paced)
     timed = options.pop("timings") or options["shed"]
-    return variant("timed" if timed else None)(variant=variant, **options)
+    cls = variant("timed" if timed else None)
+    return cls(variant=variant, yield_every=current_yield_every(), **options)
