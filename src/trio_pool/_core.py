@@ -264,8 +264,11 @@ class PoolCore(Intake):
             self.cancel_everything()
 
     def _remove(self, worker: Worker) -> None:
+        """``worker`` stops on the pool's word."""
         self._crew.remove(worker)
         self._removed()
+        if self._waiters:  # one fewer above the maximum: a starting worker
+            self._admit_waiters()  # may now be room for a blocked submitter
 
     @enable_ki_protection
     def resize(self, workers: int, max_workers: int) -> None:
