@@ -59,7 +59,7 @@ async def test_leaving_early_stops_listening_and_leaves_the_jobs_alone(
             async for job in finished:
                 assert job is jobs[0]
                 break
-        assert all(job.on_done is None for job in jobs)  # no listener left
+        assert all(job._on_done is None for job in jobs)  # no listener left
         assert not jobs[1].done
         await pool.join()
         assert all(job.state is trio_pool.JobState.SUCCEEDED for job in jobs)
@@ -110,7 +110,7 @@ async def test_from_another_thread_it_is_refused(
         job = pool.submit_nowait(sleep_and_return, 1)
         with pytest.raises(RuntimeError, match="as_completed"):
             await trio.to_thread.run_sync(trio_pool.as_completed, [job])
-        assert job.on_done is None
+        assert job._on_done is None
 
 
 async def test_an_empty_list_ends_at_once() -> None:
@@ -124,7 +124,7 @@ async def test_a_refused_call_registers_nothing(autojump_clock: trio.abc.Clock) 
         pending = pool.submit_nowait(sleep_and_return, 5)
         with pytest.raises(TypeError, match="Job handles"):
             trio_pool.as_completed([pending, None])  # type: ignore[list-item]
-        assert pending.on_done is None
+        assert pending._on_done is None
         await pending.wait()  # its pool finishes it as if nothing happened
         assert_balanced(pool)
 
@@ -161,9 +161,9 @@ async def test_a_job_listed_twice_comes_once_and_closing_leaves_no_listener(
         later = pool.submit_nowait(sleep_and_return, 5)
         one, two = trio_pool.as_completed([later]), trio_pool.as_completed([later])
         two.close()
-        assert later.on_done is not None  # `one` still listens
+        assert later._on_done is not None  # `one` still listens
         one.close()
-        assert later.on_done is None
+        assert later._on_done is None
 
 
 async def test_a_yielded_job_is_not_kept_alive_by_the_iterator(

@@ -773,7 +773,7 @@ async def test_a_job_failing_as_the_pool_is_cancelled_from_outside_stays_isolate
     assert scope.cancelled_caught  # the outside cancellation was not replaced
     failed, cancelled = handles
     assert failed.state is trio_pool.JobState.FAILED
-    error = failed.outcome().error  # type: ignore[attr-defined]
+    error = failed._error
     assert isinstance(error, BaseExceptionGroup)
     own: Any = error.split(ValueError)[0]  # pyright: ignore[reportUnknownMemberType]
     assert own is not None

@@ -32,6 +32,7 @@ import itertools
 import math
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ from trio._core import _run as trio_run
 import trio_pool
 from trio_pool import _core
 from trio_pool._books import Books
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 from .helpers import assert_no_bookkeeping
 
@@ -141,6 +145,7 @@ class JobPlan:
     timeout: float | None = None  # the timeout= argument otherwise
     child_kind: str = "value"  # what a "child" job submits
     child_blocking: bool = False  # with `await pool.submit` (else submit_nowait)
+    child_nested: bool = False  # blocking, from a job of a pool opened in it
     key: str | None = None  # its key, in a pool with per_key_limit
 
 
@@ -215,7 +220,7 @@ def first_waits_for_its_key(core: Books) -> bool:
     """Whether the first blocked submitter's key is saturated."""
     if core.per_key_limit is None or not core.waiting_jobs:
         return False
-    key = core.waiting_jobs[0].key
+    key = core.waiting_jobs[0]._key
     return key is not None and core.key_active.get(key, 0) >= core.per_key_limit
 
 
@@ -248,6 +253,14 @@ async def job_body(spec: Spec, world: World) -> int:
     except trio.Cancelled:
         spec.ended = "cancelled"
         raise
+    except BaseExceptionGroup as exc:
+        # A pool opened inside the job (a nested child), cancelled as it
+        # opened, raises its workers' Cancelled together, as a nursery does.
+        only_cancelled = exc.split(trio.Cancelled)[1] is None  # pyright: ignore[reportUnknownMemberType]
+        spec.ended = "cancelled" if only_cancelled else f"unexpected {exc!r}"
+        if not only_cancelled:
+            world.problem(f"{spec} raised {exc!r}")
+        raise
     except ValueError as exc:
         spec.ended = "raised" if exc is spec.error else f"raised {exc!r}"
         raise
@@ -278,6 +291,9 @@ class World:
         self.mass_cancel = False  # cancelled from outside, or the body raised
         self.shutdowns: list[tuple[float, float | None]] = []
         self.shutdown_returned = False
+        self.shutdown_in_finally = False  # the body's cleanup: a shielded shutdown
+        self.body_ended = False  # its ``finally`` ran
+        self.finally_shutdown_returned = False
         self.exited = False
         self.releasing = False  # teardown: every hanging job may go
         self.tasks = 0  # the test's own tasks still running
@@ -348,15 +364,31 @@ class World:
                 ) as pool:
                     self.pool = pool
                     task_status.started()
-                    await self.end_body.wait()
-                    if self.body_error is not None:
-                        raise self.body_error
+                    try:
+                        await self.end_body.wait()
+                        if self.body_error is not None:
+                            raise self.body_error
+                    finally:
+                        self.body_ended = True
+                        if self.shutdown_in_finally:
+                            await self.shielded_shutdown(pool)
         except KeyError as exc:
             self.expect(exc is self.body_error, f"the pool raised {exc!r}")
         except BaseException as exc:
             self.problem(f"the pool raised {exc!r}")
         finally:
             self.exited = True
+
+    async def shielded_shutdown(self, pool: trio_pool.Pool) -> None:
+        """The usual cleanup in the body's ``finally``: it returns, with
+        every job done, even after a cancellation from outside (issue 17,
+        finding 7), once the jobs still running have ended."""
+        with trio.CancelScope(shield=True):
+            await pool.shutdown()
+        self.finally_shutdown_returned = True
+        for spec in self.specs:
+            if spec.handle is not None:
+                self.expect(spec.handle.done, f"shutdown() returned, {spec} not done")
 
     def job_started(self, spec: Spec) -> None:
         """Called by each job body as it begins."""
@@ -498,6 +530,12 @@ class World:
         """A "child" job's body: submit another job to its own pool."""
         key = parent.plan.key  # the same key as its parent
         plan = JobPlan(kind=parent.plan.child_kind, seconds=1.0, key=key)
+        if parent.plan.child_nested:
+            # A job of a pool opened inside this job is inside this job too
+            # (issue 17, finding 3): its `submit` to this pool never waits.
+            async with trio_pool.open_pool(1, telemetry=False) as inner:
+                await inner.run(self.submit_nested_child, plan)
+            return
         spec = self.new_spec(plan, "child")
         assert self.pool is not None
         pool = self.pool
@@ -506,6 +544,16 @@ class World:
                 spec, lambda: pool.submit_nowait(job_body, spec, self, key=key)
             )
             return
+        await self.submit_child_blocking(spec, key)
+
+    async def submit_nested_child(self, plan: JobPlan) -> None:
+        """A job of an inner pool: ``await pool.submit`` to the outer one."""
+        await self.submit_child_blocking(self.new_spec(plan, "child"), plan.key)
+
+    async def submit_child_blocking(self, spec: Spec, key: str | None) -> None:
+        """``await pool.submit`` inside one of the pool's jobs."""
+        assert self.pool is not None
+        pool = self.pool
         # Inside a job, `submit` never waits for room: check it as a nowait.
         core = self.core
         closed = core.closed
@@ -697,8 +745,10 @@ class World:
             if spec.handle is not None:
                 self.expect(spec.handle.done, f"shutdown() returned, {spec} not done")
 
-    def cancel_outside(self) -> None:
+    def cancel_outside(self, then_shut_down: bool = False) -> None:
         self.mass_cancel = True
+        if then_shut_down and not self.body_ended:
+            self.shutdown_in_finally = True
         self.outer.cancel()
 
     def end_the_body(self, raising: bool) -> None:
@@ -788,11 +838,16 @@ class World:
         queued = sum(
             1 for s in self.specs if s.handle is not None and s.handle.state is QUEUED
         )
-        assert stats.running == running, (stats, running)
+        # A job handed to a worker that has not run yet is still QUEUED to
+        # its handle but counted as running (see `PoolStatistics`): between
+        # the two, nothing is lost, and the statistics never count it twice.
+        handed = stats.running - running
+        assert 0 <= handed <= stats.workers, (stats, running)
         assert (stats.succeeded, stats.failed) == (returned, raised), stats
         assert accepted <= stats.submitted <= accepted + pending, (stats, accepted)
         stopped_now = stats.timed_out + stats.cancelled
         assert stopped <= stopped_now <= stopped + pending, (stats, stopped)
+        queued -= handed
         assert queued <= stats.queued <= queued + pending, (stats, queued)
         rejected = self.rejected_seen
         assert rejected <= stats.rejected <= rejected + pending, (stats, rejected)
@@ -803,7 +858,7 @@ class World:
         waiting: list[Spec] = []
         seqs: list[int] = []
         if core.waiting_jobs:
-            waiting = [job.args[0] for job in core.waiting_jobs]
+            waiting = [job._args[0] for job in core.waiting_jobs]
             assert all(isinstance(s, Spec) for s in waiting)
             seqs = [s.seq for s in waiting]
             assert seqs == sorted(seqs), f"submitters out of order: {waiting}"
@@ -847,10 +902,10 @@ class World:
                 self.check_still_running(spec, now)
         elif spec.ended == "returned":
             assert state is SUCCEEDED, f"{spec} returned but is {state}"
-            assert handle.value == spec.number, (spec, handle.value)
+            assert handle._value == spec.number, (spec, handle._value)
         elif spec.ended == "raised":
             assert state is FAILED, f"{spec} raised but is {state}"
-            assert handle.error is spec.error, (spec, handle.error)
+            assert handle._error is spec.error, (spec, handle._error)
         elif spec.ended == "cancelled":
             if state is TIMED_OUT:
                 assert spec.started_at is not None
@@ -860,11 +915,11 @@ class World:
                     f"{spec} timed out after {now - spec.started_at}s of {limit}s"
                 )
                 assert not spec.cancel_called, f"{spec} cancel()ed but timed out"
-                assert isinstance(handle.error, trio_pool.JobTimeout)
+                assert isinstance(handle._error, trio_pool.JobTimeout)
             else:
                 assert state is CANCELLED, f"{spec} was cancelled but is {state}"
                 assert self.cancel_source(spec, now), f"{spec} cancelled by nobody"
-                assert isinstance(handle.error, trio_pool.JobCancelled)
+                assert isinstance(handle._error, trio_pool.JobCancelled)
         else:
             raise AssertionError(f"{spec}: its body ended {spec.ended}")
         if handle.done:
@@ -919,6 +974,8 @@ class World:
                 await trio.sleep(1000)  # the clock jumps to what is due first
         self.clock.autojump_threshold = math.inf
         assert self.exited, "the pool never exited"
+        if self.shutdown_in_finally:
+            assert self.finally_shutdown_returned, "the shielded shutdown hung"
         assert not self.tasks, f"{self.tasks} tasks of the test never ended"
         self.check(settled=True)
         assert self.pool is not None
@@ -1024,6 +1081,7 @@ job_plans = st.builds(
     timeout=st.sampled_from([None, 0.0, 0.5, 2.0]),
     child_kind=st.sampled_from(CHILD_KINDS),
     child_blocking=st.booleans(),
+    child_nested=st.booleans(),
     key=st.sampled_from([None, "a", "a", "b"]),
 )
 indexes = st.integers(min_value=0, max_value=1000)
@@ -1222,9 +1280,9 @@ class PoolMachine(RuleBasedStateMachine):
         self.act(lambda world: world.shutdown(grace))
 
     @precondition(stopping)
-    @rule()
-    def cancel_from_outside(self) -> None:
-        self.act(lambda world: world.cancel_outside())
+    @rule(then_shut_down=st.booleans())
+    def cancel_from_outside(self, then_shut_down: bool) -> None:
+        self.act(lambda world: world.cancel_outside(then_shut_down))
 
     @precondition(stopping)
     @rule(raising=st.booleans())

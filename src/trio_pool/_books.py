@@ -6,6 +6,9 @@ tests run it after every step of the stateful test; it reads nothing but
 the snapshot, so it cannot change the pool.
 """
 
+# The job record's fields belong to the core; Job is its public face.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -17,8 +20,11 @@ from ._job import NOT_ACCEPTED, QUEUED, RUNNING, WAITING_FOR_KEY
 if TYPE_CHECKING:
     from collections.abc import Hashable
 
-    from ._crew import Worker
+    from ._crew import Crew, Worker
     from ._job import Job
+    from ._keys import KeyBooks
+    from ._queue import JobQueue
+    from ._statistics import Counts
 
 
 @attrs.frozen
@@ -35,6 +41,8 @@ class Books:
     idle: list[Worker]
     waking: int
     starting: int
+    handed: int
+    """Jobs handed to a woken worker that has not run yet."""
     submitted: int
     running: int
     succeeded: int
@@ -73,6 +81,43 @@ class Books:
     telemetry: bool
 
 
+def take_books(
+    queue: JobQueue,
+    crew: Crew,
+    waiting: list[Job[Any]],
+    counts: Counts,
+    keys: KeyBooks | None,
+    **scalars: Any,
+) -> Books:
+    """Copy the books of the core's helpers; the core gives its own as
+    ``scalars`` (the other fields of `Books`)."""
+    key_active, key_waiting = ({}, {}) if keys is None else keys.snapshot()
+    return Books(
+        queued_jobs=queue.jobs(),
+        queue_length=len(queue),
+        backlog=queue.live,
+        held=queue.held,
+        workers=list(crew.workers),
+        idle=list(crew.idle),
+        waking=crew.waking,
+        starting=crew.starting,
+        handed=crew.handed,
+        submitted=counts.submitted,
+        running=counts.running,
+        succeeded=counts.succeeded,
+        failed=counts.failed,
+        timed_out=counts.timed_out,
+        cancelled=counts.cancelled,
+        rejected=counts.rejected,
+        shed=counts.shed,
+        waiting_jobs=waiting,
+        per_key_limit=None if keys is None else keys.limit,
+        key_active=key_active,
+        key_waiting=key_waiting,
+        **scalars,
+    )
+
+
 def check_books(books: Books) -> None:
     """Assert that the books agree with each other.
 
@@ -82,7 +127,7 @@ def check_books(books: Books) -> None:
     b = books
     live = b.queued_jobs
     assert len(live) == b.backlog, (len(live), b.backlog)
-    assert all(e.holder is None for e in live), "a queued job has a holder"
+    assert all(e._holder is None for e in live), "a queued job has a holder"
     assert len(set(map(id, live))) == len(live), "a job is queued twice"
     workers = set(b.workers)
     assert set(b.idle) <= workers, "an idle worker is not a worker"
@@ -95,7 +140,7 @@ def check_books(books: Books) -> None:
         if job is None:
             continue
         assert worker not in b.idle, "an idle worker holds a job"
-        assert job.holder is worker, "a worker's job names another holder"
+        assert job._holder is worker, "a worker's job names another holder"
         if job.state is QUEUED:
             handed += 1
             assert worker.woken, "a job handed to a worker that was not woken"
@@ -103,11 +148,12 @@ def check_books(books: Books) -> None:
             assert job.state is RUNNING, job.state
             running += 1
     assert woken == b.waking, (woken, b.waking)
+    assert handed == b.handed, (handed, b.handed)
     _check_keys(b, [*live, *(w.job for w in b.workers if w.job is not None)])
     assert running == b.running, (running, b.running)
     for job in b.waiting_jobs:
         assert job.state is QUEUED, job.state
-        assert job.holder is NOT_ACCEPTED, job.holder
+        assert job._holder is NOT_ACCEPTED, job._holder
     counts = (
         *(b.submitted, b.running, b.succeeded, b.failed, b.timed_out),
         *(b.cancelled, b.rejected, b.backlog, b.waking, b.starting),
@@ -144,8 +190,8 @@ def _check_keys(b: Books, placed: list[Job[Any]]) -> None:
         return
     counts: dict[Hashable, int] = {}
     for job in placed:
-        if job.key is not None:
-            counts[job.key] = counts.get(job.key, 0) + 1
+        if job._key is not None:
+            counts[job._key] = counts.get(job._key, 0) + 1
     assert counts == b.key_active, (counts, b.key_active)
     assert all(0 < n <= limit for n in counts.values()), counts
     held = 0
@@ -154,7 +200,7 @@ def _check_keys(b: Books, placed: list[Job[Any]]) -> None:
         assert b.key_active.get(key) == limit, f"key {key!r} is not saturated"
         for job in waiting:
             assert job.state is QUEUED, job.state
-            assert job.holder is WAITING_FOR_KEY, job.holder
-            assert job.key == key, (job.key, key)
+            assert job._holder is WAITING_FOR_KEY, job._holder
+            assert job._key == key, (job._key, key)
         held += len(waiting)
     assert held == b.held, (held, b.held)

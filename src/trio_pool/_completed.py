@@ -1,5 +1,8 @@
 """`as_completed`: job handles in the order they finish."""
 
+# as_completed listens on each job through its record (and its core checks the caller).
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 from collections import deque
@@ -46,7 +49,7 @@ class AsCompleted(Generic[T]):
         for job in distinct:
             if not isinstance(job, Job):  # pyright: ignore[reportUnnecessaryIsInstance]
                 raise TypeError(f"as_completed() takes Job handles, not {job!r}")
-        for core in {id(job.core): job.core for job in distinct}.values():
+        for core in {id(job._core): job._core for job in distinct}.values():
             core.check_caller("as_completed")
         self._listen(distinct)
 
@@ -58,7 +61,7 @@ class AsCompleted(Generic[T]):
             else:
                 self._pending.add(job)
         for job in self._pending:
-            job.core.listen(job, self._listener)
+            job._listen(self._listener)
 
     def _finished(self, job: Job[Any]) -> None:
         """Called by the core as one of the jobs resolves."""
@@ -101,7 +104,7 @@ class AsCompleted(Generic[T]):
             return
         self._closed = True
         for job in self._pending:
-            job.core.unlisten(job, self._listener)
+            job._unlisten(self._listener)
         self._pending.clear()
         self._ready.clear()
         self._lot.unpark_all()

@@ -5,6 +5,9 @@ an idle one. It changes only its own books and wakes the tasks it is told
 to wake; which worker gets which job, and when, is the core's decision.
 """
 
+# The job record's fields belong to the core; Job is its public face.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, final
@@ -45,7 +48,7 @@ class Worker:
 class Crew:
     """The live workers, the idle ones among them, and those on their way."""
 
-    __slots__ = ("_all_started", "idle", "starting", "waking", "workers")
+    __slots__ = ("_all_started", "handed", "idle", "starting", "waking", "workers")
 
     workers: set[Worker]
     """Every live worker (not retired), busy or idle."""
@@ -55,12 +58,16 @@ class Crew:
     """Workers woken with a job that have not run yet."""
     starting: int
     """Workers started whose task has not run yet."""
+    handed: int
+    """Jobs handed over to a woken worker that has not run yet (they start
+    when it runs; `Pool.statistics` counts them as running)."""
 
     def __init__(self) -> None:
         self.workers = set()
         self.idle = []
         self.waking = 0
         self.starting = 0
+        self.handed = 0
         self._all_started: trio.Event | None = None
 
     def __len__(self) -> int:
@@ -102,20 +109,31 @@ class Crew:
         self.idle.remove(worker)
 
     def hand_over(self, job: Job[Any]) -> Worker:
-        """Wake the most recently idle worker with ``job`` as its next one."""
+        """Wake the most recently idle worker with ``job`` as its next one,
+        which now holds it."""
         worker = self.idle.pop()
         self.waking += 1
         worker.woken = True
         worker.job = job
-        _wake(worker)
+        self.handed += 1
+        job._holder = worker
+        reschedule(worker.task)  # type: ignore[arg-type]  # (`_wake`, inlined)
         return worker
 
     def woke(self, worker: Worker) -> Job[Any] | None:
         """``worker`` runs after it was woken: the job it was handed, if any."""
+        job = worker.job
         if worker.woken:
             worker.woken = False
             self.waking -= 1
-        return worker.job
+            if job is not None:
+                self.handed -= 1
+        return job
+
+    def unhand(self, worker: Worker) -> None:
+        """The job handed to ``worker`` will not start (it was cancelled)."""
+        worker.job = None
+        self.handed -= 1
 
     def hold(self, worker: Worker, job: Job[Any] | None, span: object = None) -> None:
         """``worker`` now holds ``job`` (None: nothing)."""
@@ -149,10 +167,12 @@ class Crew:
         self.remove(worker)
         if worker in self.idle:
             self.idle.remove(worker)
+        job = worker.job
         if worker.woken:
             worker.woken = False
             self.waking -= 1
-        job = worker.job
+            if job is not None:
+                self.handed -= 1
         worker.job = None
         return job
 

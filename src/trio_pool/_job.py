@@ -2,8 +2,11 @@
 
 One object per job serves both (a separate record would double the objects
 the garbage collector walks for every job kept). Its documented members are
-the handle's API; the other attributes are the core's bookkeeping: only
-`PoolCore` changes them (telemetry adds its own note: ``span_context``).
+the handle's API; the other attributes are the job record's fields, private
+(a leading underscore): they belong to the core, and only the modules that
+keep the job's books read or write them, each saying so at its top (the
+core's modules and the worker; the map reads outcomes from them, and
+telemetry adds its own note, ``_span_context``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ import math
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final
 
 import outcome
-from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
+from trio.lowlevel import (
+    ParkingLot,
+    cancel_shielded_checkpoint,
+    checkpoint_if_cancelled,
+    enable_ki_protection,
+)
 
 from ._errors import JobCancelled, JobTimeout
 
@@ -22,7 +30,6 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     import trio
-    from trio.lowlevel import ParkingLot
 
 T = TypeVar("T")
 
@@ -34,28 +41,17 @@ class JobOwner(Protocol):
         """Refuse a call from another thread or Trio run."""
         ...
 
-    def yield_due(self) -> bool:
-        """Whether a call that did not wait takes a schedule point now."""
+    def read_done(self, what: str) -> bool:
+        """Refuse a call from another thread or Trio run; whether a call that
+        did not wait takes a schedule point now."""
         ...
 
     def cancel(self, job: Job[Any]) -> None:
         """Cancel ``job``."""
         ...
 
-    async def park_until_done(self, job: Job[Any], what: str = "wait") -> None:
-        """Park until ``job`` is resolved."""
-        ...
-
     def retrieved(self, job: Job[Any]) -> None:
         """``job``'s failure was read."""
-        ...
-
-    def listen(self, job: Job[Any], listener: Callable[[Job[Any]], None]) -> None:
-        """Call ``listener(job)`` as ``job`` resolves."""
-        ...
-
-    def unlisten(self, job: Job[Any], listener: Callable[[Job[Any]], None]) -> None:
-        """Undo one `listen`."""
         ...
 
 
@@ -97,24 +93,6 @@ TIMED_OUT = JobState.TIMED_OUT
 CANCELLED = JobState.CANCELLED
 
 
-API = frozenset(
-    {
-        "cancel",
-        "done",
-        "finished_at",
-        "name",
-        "result",
-        "run_duration",
-        "started_at",
-        "state",
-        "submitted_at",
-        "wait",
-        "wait_duration",
-    }
-)
-"""The documented members of a `Job` (what ``dir(job)`` lists, dunders aside)."""
-
-
 def describe(fn: object) -> str:
     """Return a readable name for a callable: its qualified name, or its repr."""
     name = getattr(fn, "__qualname__", None)
@@ -132,61 +110,61 @@ class Job(Generic[T]):
 
     Jobs are created by `Pool.submit`, `Pool.submit_nowait` and `Pool.run`;
     you never create one yourself. A job ends in exactly one terminal state,
-    and its handle resolves whatever happens to the pool. Attributes other
-    than the documented ones are the pool's bookkeeping, not part of the API.
+    and its handle resolves whatever happens to the pool. Its private
+    attributes are the pool's record of the job, not part of the API.
     """
 
     __slots__ = (
         "__weakref__",
-        "args",
-        "cancel_requested",
-        "cause",
-        "context",
-        "core",
-        "error",
-        "fn",
-        "holder",
-        "key",
-        "label",
-        "lot",
-        "on_done",
-        "retrieved",
-        "scope",
-        "span_context",
+        "_args",
+        "_cancel_requested",
+        "_cause",
+        "_context",
+        "_core",
+        "_error",
+        "_fn",
+        "_holder",
+        "_key",
+        "_label",
+        "_lot",
+        "_on_done",
+        "_retrieved",
+        "_scope",
+        "_span_context",
+        "_suppress_context",
+        "_t_finished",
+        "_t_started",
+        "_t_submitted",
+        "_timeout",
+        "_traceback",
+        "_value",
         "state",
-        "suppress_context",
-        "t_finished",
-        "t_started",
-        "t_submitted",
-        "timeout",
-        "traceback",
-        "value",
     )
 
-    core: JobOwner
-    fn: Callable[..., Awaitable[T]]
-    args: tuple[Any, ...]
-    label: str | None
-    timeout: float | None
-    on_done: Callable[[Job[Any]], None] | None
+    _core: JobOwner
+    _fn: Callable[..., Awaitable[T]]
+    _args: tuple[Any, ...]
+    _label: str | None
+    _timeout: float | None
+    _on_done: Callable[[Job[Any]], None] | None
     state: JobState
     """The job's current `JobState`. Read it; only the pool changes it."""
-    holder: object  # a worker, a Pending marker, or None (see __init__)
-    key: Hashable
-    cancel_requested: bool
-    retrieved: bool
-    scope: trio.CancelScope | None
-    lot: ParkingLot | None
-    value: T | None
-    error: BaseException | None
-    traceback: TracebackType | None
-    context: BaseException | None
-    cause: BaseException | None
-    suppress_context: bool
-    span_context: object
-    t_submitted: float
-    t_started: float
-    t_finished: float
+    _holder: object  # a worker, a Pending marker, or None (see __init__)
+    _key: Hashable
+    _cancel_requested: bool
+    _retrieved: bool
+    _scope: trio.CancelScope | None
+    _lot: ParkingLot | None
+    _value: T | None
+    _error: BaseException | None
+    _traceback: TracebackType | None
+    _context: BaseException | None
+    _cause: BaseException | None
+    _suppress_context: bool
+    _span_context: object
+    _t_submitted: float
+    _t_started: float
+    _t_finished: float
 
     def __init__(
         self,
@@ -198,24 +176,24 @@ class Job(Generic[T]):
         on_done: Callable[[Job[Any]], None] | None,
     ) -> None:
         # Where the job is, at every instant, follows from ``state`` and
-        # ``holder``: QUEUED and NOT_ACCEPTED is still its submitter's
+        # ``_holder``: QUEUED and NOT_ACCEPTED is still its submitter's
         # (waiting for room, perhaps); QUEUED and WAITING_FOR_KEY waits for
         # its key in the core's ``key_waiting``; QUEUED with no holder is in
         # the queue;
         # QUEUED with a worker was handed to that worker, which has not
-        # started it; RUNNING runs in ``holder``; any other state is resolved.
-        self.core = core
-        self.fn = fn
-        self.args = args
-        self.label = name
-        self.timeout = timeout
-        self.on_done = on_done
+        # started it; RUNNING runs in ``_holder``; any other state is resolved.
+        self._core = core
+        self._fn = fn
+        self._args = args
+        self._label = name
+        self._timeout = timeout
+        self._on_done = on_done
         self.state = QUEUED
-        self.holder = NOT_ACCEPTED
-        self.cancel_requested = False
-        self.retrieved = False
-        self.scope = None
-        self.lot = None  # created when someone waits
+        self._holder = NOT_ACCEPTED
+        self._cancel_requested = False
+        self._retrieved = False
+        self._scope = None
+        self._lot = None  # created when someone waits
         # Set when the job resolves: value, error, traceback, context, cause,
         # suppress_context. Set by a pool that records timings: t_submitted,
         # t_started, t_finished; by telemetry: span_context; by a pool with
@@ -224,17 +202,12 @@ class Job(Generic[T]):
     def __repr__(self) -> str:
         return f"<trio_pool.Job {self.name!r} {self.state.value}>"
 
-    def __dir__(self) -> list[str]:
-        """The documented API and the dunders: the bookkeeping attributes
-        are the core's, not the handle's."""
-        return sorted({*API, *(n for n in super().__dir__() if n.startswith("__"))})
-
     @property
     def name(self) -> str:
         """The name given at submit, or the function's qualified name."""
-        if self.label is None:
-            self.label = describe(self.fn)
-        return self.label
+        if self._label is None:
+            self._label = describe(self._fn)
+        return self._label
 
     @property
     def done(self) -> bool:
@@ -252,27 +225,27 @@ class Job(Generic[T]):
         ``shed=True`` or active telemetry (see `open_pool`); in other pools
         this and the other timings are always ``None``.
         """
-        return getattr(self, "t_submitted", None)
+        return getattr(self, "_t_submitted", None)
 
     @property
     def started_at(self) -> float | None:
         """When a worker started it, or ``None`` until then (and if it never
         starts)."""
-        return getattr(self, "t_started", None)
+        return getattr(self, "_t_started", None)
 
     @property
     def finished_at(self) -> float | None:
         """When it reached its terminal state, or ``None`` until then."""
-        return getattr(self, "t_finished", None)
+        return getattr(self, "_t_finished", None)
 
     @property
     def wait_duration(self) -> float | None:
         """Seconds from submission to start; for a job cancelled before it
         started, to its cancellation. ``None`` until known."""
-        submitted: float | None = getattr(self, "t_submitted", None)
-        ended: float | None = getattr(self, "t_started", None)
+        submitted: float | None = getattr(self, "_t_submitted", None)
+        ended: float | None = getattr(self, "_t_started", None)
         if ended is None:  # (0.0 is a time: MockClock starts there)
-            ended = getattr(self, "t_finished", None)
+            ended = getattr(self, "_t_finished", None)
         if submitted is None or ended is None:
             return None
         return ended - submitted
@@ -281,8 +254,8 @@ class Job(Generic[T]):
     def run_duration(self) -> float | None:
         """Seconds from start to finish; ``None`` until the job is done, and
         for a job that never started."""
-        started: float | None = getattr(self, "t_started", None)
-        finished: float | None = getattr(self, "t_finished", None)
+        started: float | None = getattr(self, "_t_started", None)
+        finished: float | None = getattr(self, "_t_finished", None)
         if started is None or finished is None:
             return None
         return finished - started
@@ -299,7 +272,7 @@ class Job(Generic[T]):
         Raises:
             RuntimeError: called from another thread or another Trio run.
         """
-        self.core.cancel(self)
+        self._core.cancel(self)
 
     async def wait(self) -> outcome.Outcome[T]:
         """Wait until the job is done and return its outcome without raising.
@@ -311,16 +284,15 @@ class Job(Generic[T]):
             `outcome.Value` with the return value, or `outcome.Error` with the
             job's exception, `JobTimeout` or `JobCancelled`.
         """
-        await checkpoint_if_cancelled()  # core.wait_done(), inlined
+        await checkpoint_if_cancelled()  # `_wait_done`, inlined
         state = self.state
-        core = self.core
+        core = self._core
         if state is QUEUED or state is RUNNING:
-            await core.park_until_done(self)
+            await self._park("wait")
         else:
-            core.check_caller("wait")
-            if core.yield_due():
+            if core.read_done("wait"):
                 await cancel_shielded_checkpoint()
-        return self.outcome()
+        return self._outcome()
 
     async def result(self) -> T:
         """Wait until the job is done and return its value.
@@ -332,43 +304,90 @@ class Job(Generic[T]):
             JobCancelled: the job was cancelled.
             Exception: whatever the job raised, with its traceback.
         """
-        await checkpoint_if_cancelled()  # core.wait_done(), inlined
+        await checkpoint_if_cancelled()  # `_wait_done`, inlined
         state = self.state
-        core = self.core
+        core = self._core
         if state is QUEUED or state is RUNNING:
-            await core.park_until_done(self, "result")
+            await self._park("result")
         else:
-            core.check_caller("result")
-            if core.yield_due():
+            if core.read_done("result"):
                 await cancel_shielded_checkpoint()
-        if self.error is None:
-            return self.value  # type: ignore[return-value]
-        return self.outcome().unwrap()
+        if self._error is None:
+            return self._value  # type: ignore[return-value]
+        return self._outcome().unwrap()
 
-    def outcome(self) -> outcome.Outcome[T]:
+    async def _park(self, what: str) -> None:
+        """Park until the job is resolved; the slow path of `wait`, `result`."""
+        self._core.check_caller(what)
+        lot = self._lot
+        if lot is None:
+            lot = self._lot = ParkingLot()
+        await lot.park()
+
+    async def _wait_done(self) -> None:
+        """Wait until the job is resolved, without reading its outcome (a
+        failure not read is still reported); a checkpoint."""
+        await checkpoint_if_cancelled()
+        if not self.done:
+            await self._park("wait")
+        elif self._core.read_done("wait"):
+            await cancel_shielded_checkpoint()
+
+    @enable_ki_protection
+    def _listen(self, listener: Callable[[Job[Any]], None]) -> None:
+        """Call ``listener(job)`` as the job resolves (it must not be done)."""
+        current = self._on_done
+        if current is None:
+            self._on_done = listener
+        elif isinstance(current, Listeners):
+            current.append(listener)
+        else:
+            self._on_done = Listeners((current, listener))
+
+    @enable_ki_protection
+    def _unlisten(self, listener: Callable[[Job[Any]], None]) -> None:
+        """Undo one `_listen` (nothing if the job is done: it has been called)."""
+        current = self._on_done
+        if current == listener:  # == : bound methods are made anew each time
+            self._on_done = None
+        elif isinstance(current, Listeners) and listener in current:
+            current.remove(listener)
+            if len(current) < 2:  # back to what one listener, or none, looks like
+                self._on_done = current[0] if current else None
+
+    def _outcome(self) -> outcome.Outcome[T]:
         """The resolved job's outcome, its error as it was when the job ended.
 
         Every reader gets the error with the traceback, ``__context__`` and
         ``__cause__`` it had when the job ended, whatever an earlier reader's
         ``raise`` added to the shared exception object.
         """
-        error = self.error
+        error = self._error
         if error is None:
-            return outcome.Value(self.value)  # type: ignore[arg-type]
-        if not self.retrieved:
-            self.retrieved = True
-            self.core.retrieved(self)
-        error.__traceback__ = self.traceback
-        error.__context__ = self.context
-        error.__cause__ = self.cause
-        error.__suppress_context__ = self.suppress_context
+            return outcome.Value(self._value)  # type: ignore[arg-type]
+        if not self._retrieved:
+            self._retrieved = True
+            self._core.retrieved(self)
+        error.__traceback__ = self._traceback
+        error.__context__ = self._context
+        error.__cause__ = self._cause
+        error.__suppress_context__ = self._suppress_context
         return outcome.Error(error)
 
-    def timeout_error(self) -> JobTimeout:
+    def _timeout_error(self) -> JobTimeout:
         """The error a timed-out job resolves with."""
-        timeout = self.timeout if self.timeout is not None else math.inf
+        timeout = self._timeout if self._timeout is not None else math.inf
         return JobTimeout(f"job {self.name!r} ran past its time limit of {timeout}s")
 
-    def cancelled_error(self) -> JobCancelled:
+    def _cancelled_error(self) -> JobCancelled:
         """The error a cancelled job resolves with."""
         return JobCancelled(f"job {self.name!r} was cancelled")
+
+
+@final
+class Listeners(list["Callable[[Job[Any]], None]"]):
+    """Several callbacks of one job, called in order (see `Job._listen`)."""
+
+    def __call__(self, job: Job[Any]) -> None:
+        for listener in self:
+            listener(job)

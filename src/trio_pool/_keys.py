@@ -4,8 +4,12 @@ A key counts its jobs queued, handed over or running (at most ``limit``);
 a job of a saturated key is set aside, in order, until one of its key's
 jobs ends. A key with neither leaves no entry behind. The core decides when
 a job is claimed, set aside or released; `KeyBooks` keeps the counts and
-returns the job that takes a freed place.
+returns the job that takes a freed place; how many are set aside in all is
+the queue's ``held`` (they count against the capacity), kept by the core.
 """
+
+# The job record's fields belong to the core; Job is its public face.
+# pyright: reportPrivateUsage=false
 
 from __future__ import annotations
 
@@ -22,16 +26,13 @@ if TYPE_CHECKING:
 class KeyBooks:
     """The per-key counts and the jobs waiting for their key."""
 
-    __slots__ = ("_active", "_waiting", "held", "limit")
+    __slots__ = ("_active", "_waiting", "limit")
 
     limit: int
     """The most jobs of one key queued or running at once."""
-    held: int
-    """Jobs set aside, every key together."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.held = 0
         self._active: dict[Hashable, int] = {}
         self._waiting: dict[Hashable, deque[Job[Any]]] = {}
 
@@ -51,11 +52,10 @@ class KeyBooks:
 
     def hold(self, job: Job[Any]) -> None:
         """Set ``job`` (of a saturated key) aside until one of its key's ends."""
-        waiting = self._waiting.get(job.key)
+        waiting = self._waiting.get(job._key)
         if waiting is None:
-            waiting = self._waiting[job.key] = deque()
+            waiting = self._waiting[job._key] = deque()
         waiting.append(job)
-        self.held += 1
 
     def release(self, key: Hashable) -> Job[Any] | None:
         """A job of ``key`` ended or left: return the key's next job set aside,
@@ -65,7 +65,6 @@ class KeyBooks:
             job = waiting.popleft()
             if not waiting:
                 del self._waiting[key]
-            self.held -= 1
             return job
         active = self._active[key] - 1
         if active:
@@ -76,17 +75,15 @@ class KeyBooks:
 
     def withdraw(self, job: Job[Any]) -> None:
         """A job set aside was cancelled."""
-        waiting = self._waiting[job.key]
+        waiting = self._waiting[job._key]
         waiting.remove(job)
         if not waiting:
-            del self._waiting[job.key]
-        self.held -= 1
+            del self._waiting[job._key]
 
     def take_all_held(self) -> list[Job[Any]]:
         """Empty the jobs set aside; return them."""
         jobs = [job for waiting in self._waiting.values() for job in waiting]
         self._waiting.clear()
-        self.held = 0
         return jobs
 
     def waiting_before(self, key: Hashable) -> int:

@@ -24,6 +24,9 @@ every item. Leaving the ``async with``
 jobs not delivered yet and waits until they are done.
 """
 
+# The map delivers its jobs' outcomes from the record, without a call per result.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import sys
@@ -270,12 +273,12 @@ class MapResults(AsyncIterator[R]):
 
     def _deliver(self, job: Job[Any]) -> R:
         if self._outcomes:
-            return job.outcome()  # type: ignore[return-value]
-        error = job.error
+            return job._outcome()  # type: ignore[return-value]
+        error = job._error
         if error is None:
-            return job.value  # type: ignore[return-value]
+            return job._value  # type: ignore[return-value]
         self._end()  # as Executor.map: the first failure ends it
-        result = job.outcome()
+        result = job._outcome()
         if isinstance(error, (StopIteration, StopAsyncIteration)):
             raise RuntimeError(  # as PEP 479 does: never a quiet end of the loop
                 f"job {job.name!r} raised {type(error).__name__}"
@@ -308,4 +311,4 @@ class MapResults(AsyncIterator[R]):
             for job in owned:
                 job.cancel()
             for job in owned:
-                await self._core.wait_done(job)
+                await job._wait_done()

@@ -104,6 +104,7 @@ class Pool:
 
     def __init__(self, core: PoolCore) -> None:
         self._core = core
+        self._shed = core.shed  # the default of submit(shed=); never changes
 
     def __repr__(self) -> str:
         core = self._core
@@ -200,7 +201,7 @@ class Pool:
         core = self._core
         job = core.new_job("submit", fn, args, name, timeout, key)
         await checkpoint_if_cancelled()
-        if core.shed if shed is None else check_bool("shed", shed):
+        if self._shed if shed is None else check_bool("shed", shed):
             core.shed_by_deadline(job)
         if core.offer(job) if key is None else core.offer_keyed(job):
             if core.yield_due():
@@ -234,7 +235,7 @@ class Pool:
         """
         core = self._core
         job = core.new_job("submit_nowait", fn, args, name, timeout, key)
-        if core.shed if shed is None else check_bool("shed", shed):
+        if self._shed if shed is None else check_bool("shed", shed):
             core.shed_by_deadline(job)
         if core.offer(job) if key is None else core.offer_keyed(job):
             return job

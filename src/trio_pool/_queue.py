@@ -1,11 +1,17 @@
 """The queue of accepted jobs waiting for a worker, with its tombstones.
 
 A job cancelled while queued stays in the deque as a tombstone (removing it
-from the middle would cost a pass over the queue); `JobQueue.pop` skips
+from the middle would cost a pass over the queue); `JobQueue.take_first` skips
 tombstones, ``live`` counts only the jobs that will run, and the tombstones
-are swept once they outnumber the live jobs. The core owns the queue: it
-decides when a job goes in or comes out; the queue only keeps them in order.
+are swept once they outnumber the live jobs. The queue also counts the jobs
+a pool with keys sets aside for their key (``held``): they count against
+the capacity as queued jobs do, so the room check reads both here. The core
+owns the queue: it decides when a job goes in or comes out; the queue only
+keeps them in order.
 """
+
+# The job record's fields belong to the core; Job is its public face.
+# pyright: reportPrivateUsage=false
 
 from __future__ import annotations
 
@@ -19,33 +25,42 @@ if TYPE_CHECKING:
 
 
 @final
-class JobQueue:
-    """Accepted jobs in the order they start; cancelled ones are skipped."""
+class JobQueue(deque["Job[Any]"]):
+    """Accepted jobs in the order they start; cancelled ones are skipped.
 
-    __slots__ = ("_jobs", "live")
+    A `deque` itself, so that `PoolCore.start_next` (the hot path) can pop
+    without a call; only its own methods and that inlined `pop` change it.
+    """
+
+    __slots__ = ("held", "live")
 
     live: int
     """Jobs in the queue that are still QUEUED (tombstones excluded)."""
+    held: int
+    """Jobs set aside for their key (kept by the core's `KeyBooks`), which
+    count against the capacity too; always 0 in a pool without keys."""
 
     def __init__(self) -> None:
-        self._jobs: deque[Job[Any]] = deque()
+        super().__init__()
         self.live = 0
+        self.held = 0
 
     def push(self, job: Job[Any]) -> None:
-        """Queue ``job`` at the back."""
-        self._jobs.append(job)
+        """Queue ``job`` at the back (an accepted job: it has no holder now)."""
+        job._holder = None
+        self.append(job)
         self.live += 1
 
     def push_front(self, job: Job[Any]) -> None:
         """Put ``job`` back at the head (a worker gave it back unstarted)."""
-        self._jobs.appendleft(job)
+        job._holder = None
+        self.appendleft(job)
         self.live += 1
 
-    def pop(self) -> Job[Any] | None:
+    def take_first(self) -> Job[Any] | None:
         """Take the first live job, dropping the tombstones before it."""
-        jobs = self._jobs
-        while jobs:
-            job = jobs.popleft()
+        while self:
+            job = self.popleft()
             if job.state is QUEUED:
                 self.live -= 1
                 return job
@@ -54,20 +69,18 @@ class JobQueue:
     def withdraw(self) -> None:
         """One queued job was cancelled: it stays as a tombstone."""
         self.live -= 1
-        if len(self._jobs) > 2 * self.live + 32:  # sweep the tombstones
-            self._jobs = deque(job for job in self._jobs if job.state is QUEUED)
+        if len(self) > 2 * self.live + 32:  # sweep the tombstones
+            live = [job for job in self if job.state is QUEUED]
+            self.clear()
+            self.extend(live)
 
     def take_all(self) -> list[Job[Any]]:
         """Empty the queue; return its live jobs in order."""
-        jobs = [job for job in self._jobs if job.state is QUEUED]
-        self._jobs.clear()
+        jobs = self.jobs()
+        self.clear()
         self.live = 0
         return jobs
 
     def jobs(self) -> list[Job[Any]]:
         """The live jobs in order (for the invariant check)."""
-        return [job for job in self._jobs if job.state is QUEUED]
-
-    def __len__(self) -> int:
-        """Entries, tombstones included."""
-        return len(self._jobs)
+        return [job for job in self if job.state is QUEUED]

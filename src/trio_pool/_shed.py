@@ -24,10 +24,14 @@ started and the time its queued job waits in the queue is not counted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from ._job import RUNNING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from ._job import Job
 
 
 def key_floor(now: float, mean: float, before: int, limit: int) -> float:
@@ -73,3 +77,51 @@ def estimated_start(
     free.extend([now] * (width - len(free)))
     free.sort()
     return max(free[place] + rounds * mean, floor)
+
+
+def free_at(now: float, mean: float, held: list[Job[Any] | None]) -> list[float]:
+    """When each live worker is free, by the mean running time, from the job
+    each holds (None: idle)."""
+    free: list[float] = []
+    for job in held:
+        if job is None or job.state is not RUNNING:
+            free.append(now)  # idle, or about to start a handed job
+        else:  # (a job started before the pool measured has no start time)
+            started: float = getattr(job, "_t_started", now)
+            free.append(max(now, started + mean))
+    return free
+
+
+def shed_refusal(
+    job_name: str,
+    pool_name: str,
+    now: float,
+    mean: float,
+    deadline: float,
+    *,
+    ahead: int,
+    width: int,
+    floor: float,
+    held: Callable[[], list[Job[Any] | None]],
+) -> str | None:
+    """Why a job submitted now must be shed, or None if it would finish in
+    time (the arguments as in `estimated_start`; ``held()`` as in `free_at`,
+    asked only if needed)."""
+    start = estimated_start(
+        now,
+        mean,
+        deadline,
+        ahead=ahead,
+        width=width,
+        floor=floor,
+        free_at=lambda: free_at(now, mean, held()),
+    )
+    if start + mean < deadline:  # (at the deadline itself it is cancelled)
+        return None
+    what = "start" if start > deadline else "finish"
+    return (
+        f"pool {pool_name!r} sheds job {job_name!r}: it would {what} at about "
+        f"{start - now if what == 'start' else start + mean - now:.3g}s from "
+        f"now, after the caller's deadline in {deadline - now:.3g}s "
+        f"(estimated from a mean running time of {mean:.3g}s)"
+    )

@@ -46,7 +46,10 @@ class PoolStatistics:
     """A snapshot of a pool, in the manner of Trio's own ``statistics()``.
 
     At every moment, ``submitted == queued + running + succeeded + failed +
-    timed_out + cancelled``.
+    timed_out + cancelled``. A job handed to an idle worker that has not run
+    since counts as running (its `Job.state` is still ``QUEUED`` until the
+    worker starts it, at its next step), so ``queued`` counts only the jobs
+    that wait for a worker.
     """
 
     name: str
@@ -62,12 +65,12 @@ class PoolStatistics:
     capacity: int
     """How many jobs may wait in the queue."""
     queued: int
-    """Accepted jobs that have not started yet (in the queue, set aside for
-    their key, or handed to a worker that has not run since). The queue holds
-    at most ``capacity`` jobs plus one for each worker being started for
-    them."""
+    """Accepted jobs waiting for a worker (in the queue, or set aside for
+    their key): at most ``capacity``, plus one for each worker being started
+    for them (and, after a `Pool.resize` down, those accepted before it)."""
     running: int
-    """Jobs executing now."""
+    """Jobs executing now, and jobs handed to an idle worker that starts
+    them at its next step."""
     waiting_submitters: int
     """Tasks blocked in `Pool.submit` waiting for room (their jobs are not
     accepted yet, so they are not counted in ``submitted``)."""

@@ -11,6 +11,9 @@ such error of the pool at WARNING (with its traceback) and otherwise ignores
 it.
 """
 
+# Telemetry keeps its note (the span's context) on the job record and reads its times.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import threading
@@ -301,7 +304,7 @@ class PoolTelemetry:
         """Called in the submitter's task: remember its context."""
         if self.tracing:
             try:
-                job.span_context = otel_context.get_current()
+                job._span_context = otel_context.get_current()
             except Exception as exc:
                 self._provider_failed(exc)
 
@@ -324,13 +327,13 @@ class PoolTelemetry:
     def started(self, job: Job[Any]) -> JobSpan | None:
         """Called in the worker as the job starts: open its span, make it current."""
         try:
-            waited = job.t_started - job.t_submitted
+            waited = job._t_started - job._t_submitted
             if self._instruments is not None:
                 self._instruments.wait.record(waited, self._attributes)
             if self._tracer is None:
                 return None
-            parent = job.span_context
-            job.span_context = None
+            parent = job._span_context
+            job._span_context = None
             name = job.name
             span = self._tracer.start_span(
                 f"run {name}",
@@ -353,7 +356,7 @@ class PoolTelemetry:
 
     def _ended(self, job: Job[Any], job_span: JobSpan | None) -> None:
         state = job.state.value
-        error = job.error
+        error = job._error
         error_type = None
         if error is not None:
             if state == "timed_out":
@@ -367,7 +370,7 @@ class PoolTelemetry:
                 attributes = self._outcome_attributes[state]
                 if error_type is not None:
                     attributes = {**attributes, ERROR_TYPE: error_type}
-                duration = job.t_finished - job.t_started
+                duration = job._t_finished - job._t_started
                 self._instruments.duration.record(duration, attributes)
             if job_span is None:
                 return

@@ -16,6 +16,9 @@ order) into one class per combination, made once. A pool that begins to
 shed without timings becomes its timed variant (see `PoolCore`).
 """
 
+# The job record's fields belong to the core; Job is its public face.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import functools
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 import trio
 from trio.lowlevel import enable_ki_protection
 
-from ._core import PoolCore
+from ._core import PoolCore, current_yield_every
 from ._job import CANCELLED, WAITING_FOR_KEY, Job, JobState
 from ._shed import key_floor
 
@@ -56,7 +59,7 @@ class KeyedCore(PoolCore):
         key: Hashable = None,
     ) -> Job[Any]:
         job = super().make_job(fn, args, name, limit, on_done, key)
-        job.key = key
+        job._key = key
         return job
 
     @enable_ki_protection
@@ -69,10 +72,10 @@ class KeyedCore(PoolCore):
         if self._closed:
             self.refuse_closed()
         keys = self._key_books()
-        if not keys.saturated(job.key):
+        if not keys.saturated(job._key):
             if not self.offer(job):
                 return False
-            keys.claim(job.key)
+            keys.claim(job._key)
             return True
         if (self._waiters and self._blocked_ahead()) or not self._room_for(aside=True):
             return False
@@ -82,13 +85,14 @@ class KeyedCore(PoolCore):
 
     def _hold(self, job: Job[Any]) -> None:
         """Set a job of a saturated key aside until one of its key's ends."""
-        job.holder = WAITING_FOR_KEY
+        job._holder = WAITING_FOR_KEY
         self._key_books().hold(job)
+        self._queue.held += 1
 
     def _place(self, job: Job[Any]) -> None:
         """Put an accepted job in the queue, or aside if its key is saturated."""
-        if self._key_books().claim(job.key):
-            self._enqueue(job)
+        if self._key_books().claim(job._key):
+            self._queue.push(job)
         else:
             self._hold(job)
 
@@ -97,21 +101,10 @@ class KeyedCore(PoolCore):
         key's next job set aside takes its place at the back of the queue."""
         job = self._key_books().release(key)
         if job is not None:
-            self._enqueue(job)  # the key's count stays: one out, one in
+            self._queue.held -= 1
+            self._queue.push(job)  # the key's count stays: one out, one in
             if self._crew.idle and not self._crew.waking:
                 self._spread_work()
-
-    def _room_for(self, aside: bool) -> bool:
-        queued = self._queue.live
-        held = self._key_books().held
-        if aside:
-            return self._fits(queued, held + 1)
-        if not self._crew.starting:
-            return queued + held < self._capacity
-        return self._fits(queued + 1, held)
-
-    def _aside(self) -> int:
-        return self._key_books().held
 
     def _admit_waiters(self) -> None:
         waiters = self._waiters
@@ -119,7 +112,7 @@ class KeyedCore(PoolCore):
         admitted = 0
         while waiters:
             job = waiters.first()
-            if not self._room_for(aside=keys.saturated(job.key)):
+            if not self._room_for(aside=keys.saturated(job._key)):
                 break  # (one set aside waits for the queue to empty)
             waiters.admit_first()
             self._place(job)
@@ -131,7 +124,7 @@ class KeyedCore(PoolCore):
         waiters = self._waiters
         keys = self._key_books()
         for job in waiters.jobs():  # the first whose key may run
-            if keys.claim(job.key):
+            if keys.claim(job._key):
                 waiters.admit(job)
                 self._accepted()
                 return job
@@ -140,7 +133,7 @@ class KeyedCore(PoolCore):
     def _blocked_ahead(self) -> bool:
         """One whose key is saturated waits for a place aside, and lets
         others by."""
-        return not self._key_books().saturated(self._waiters.first().key)
+        return not self._key_books().saturated(self._waiters.first()._key)
 
     def _resolve(
         self,
@@ -149,7 +142,7 @@ class KeyedCore(PoolCore):
         value: object = None,
         error: BaseException | None = None,
     ) -> None:
-        freed_key = None if job.holder is WAITING_FOR_KEY else job.key
+        freed_key = None if job._holder is WAITING_FOR_KEY else job._key
         super()._resolve(job, state, value, error)
         if freed_key is not None:  # once the job is done: its next may start
             self._key_done(freed_key)
@@ -157,8 +150,8 @@ class KeyedCore(PoolCore):
     def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
         floor = super()._shed_floor(job, now, mean, ahead)
         keys = self._key_books()
-        if keys.saturated(job.key):
-            before = keys.waiting_before(job.key)
+        if keys.saturated(job._key):
+            before = keys.waiting_before(job._key)
             floor = max(floor, key_floor(now, mean, before, keys.limit))
         return floor
 
@@ -191,7 +184,7 @@ class PacedCore(PoolCore):
         crew = self._crew
         idle = crew.idle
         if idle and not crew.waking and self._paced_start():
-            self._hand_over(job)
+            crew.hand_over(job)
         else:
             can_grow = not idle and len(crew.workers) < self._max_workers
             if not (self._waiters and self._blocked_ahead()) and self._room_for(
@@ -199,10 +192,10 @@ class PacedCore(PoolCore):
             ):
                 self._enqueue_growing(job, can_grow)
             elif idle and self._paced_start():
-                self._hand_over(job)
+                crew.hand_over(job)
             else:
                 return False
-        self._accepted()
+        self._counts.submitted += 1  # the accept tail (see `_accepted`)
         return True
 
     def _starting_room(self) -> int:
@@ -275,7 +268,7 @@ class PacedCore(PoolCore):
             if job is None:  # only submitters whose keys are saturated wait
                 rate.give_back()
                 break
-            self._hand_over(job)
+            crew.hand_over(job)
         return math.inf
 
     def _rate_tokens(self) -> float | None:
@@ -306,12 +299,12 @@ class TimedCore(PoolCore):
         key: Hashable = None,
     ) -> Job[Any]:
         job = super().make_job(fn, args, name, limit, on_done, key)
-        job.t_submitted = trio.current_time()
+        job._t_submitted = trio.current_time()
         return job
 
     def _start(self, worker: Worker, job: Job[Any], scope: trio.CancelScope) -> None:
         super()._start(worker, job, scope)
-        job.t_started = trio.current_time()
+        job._t_started = trio.current_time()
 
     def _resolve(
         self,
@@ -320,7 +313,7 @@ class TimedCore(PoolCore):
         value: object = None,
         error: BaseException | None = None,
     ) -> None:
-        job.t_finished = trio.current_time()  # before its listeners read it
+        job._t_finished = trio.current_time()  # before its listeners read it
         super()._resolve(job, state, value, error)
 
     @enable_ki_protection
@@ -335,7 +328,7 @@ class TimedCore(PoolCore):
         super().finish(worker, job, state, value, error)
         if state is not CANCELLED:  # a cancelled run says nothing of length
             try:
-                run = job.t_finished - job.t_started
+                run = job._t_finished - job._t_started
             except AttributeError:  # started before shedding began to measure
                 return
             mean = self._mean_run
@@ -381,6 +374,13 @@ class TracedCore(TimedCore):
         super().finish(worker, job, state, value, error)
         self._recorder().ended(job, span)
 
+    @enable_ki_protection
+    def offer(self, job: Job[Any]) -> bool:
+        if not super().offer(job):
+            return False
+        self._recorder().accepted()  # (offers count their job themselves)
+        return True
+
     def _accepted(self, count: int = 1) -> None:
         super()._accepted(count)
         self._recorder().accepted(count)
@@ -418,4 +418,5 @@ def open_core(**options: Any) -> PoolCore:
     paced = options["rate"] is not None
     variant = functools.partial(core_class, keyed, paced)
     timed = options.pop("timings") or options["shed"]
-    return variant("timed" if timed else None)(variant=variant, **options)
+    cls = variant("timed" if timed else None)
+    return cls(variant=variant, yield_every=current_yield_every(), **options)

@@ -1,4 +1,6 @@
-"""Submitters blocked for want of room, first come, first served.
+"""Tasks that wait on the pool: submitters blocked for want of room, first
+come, first served (`RoomWaiters`), and tasks waiting for it to drain
+(`DrainWaiters`).
 
 Each blocked `Pool.submit` (or map feeder) parks here with its job, which
 is not accepted yet. The core decides when one is admitted or refused; this
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, final
 import outcome
 from trio.lowlevel import (
     Abort,
+    ParkingLot,
     Task,
     current_task,
     enable_ki_protection,
@@ -87,3 +90,34 @@ class RoomWaiters(OrderedDict[Task, "Job[Any]"]):
             task, _ = tasks.popitem(last=False)
             reschedule(task, outcome.Error(error()))
         return count
+
+
+@final
+class DrainWaiters:
+    """Tasks waiting until no accepted job is left (`Pool.join`, `shutdown`)."""
+
+    __slots__ = ("_lot", "count")
+
+    count: int
+    """Tasks waiting (a woken one still counts until it runs)."""
+
+    def __init__(self) -> None:
+        self._lot = ParkingLot()
+        self.count = 0
+
+    @enable_ki_protection
+    async def wait(self) -> None:
+        """Count the task as waiting and park it: one KI-protected step."""
+        self.count += 1
+        try:
+            await self._lot.park()
+        finally:
+            self.count -= 1
+
+    def wake_all(self) -> None:
+        """The pool has drained: wake every waiting task."""
+        self._lot.unpark_all()
+
+    def parked(self) -> int:
+        """Tasks parked now (for the invariant check)."""
+        return self._lot.statistics().tasks_waiting

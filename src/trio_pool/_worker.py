@@ -8,6 +8,9 @@ limit, `Job.cancel` or shutdown), so a job costs no cancel scope of its own
 unless it is cancelled.
 """
 
+# The worker runs the job record the core hands it; Job is its public face.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import sys
@@ -16,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from trio.lowlevel import Abort, checkpoint, enable_ki_protection, wait_task_rescheduled
 
-from ._core import current_core
-from ._job import CANCELLED, FAILED, SUCCEEDED, Job, JobState
+from ._job import CANCELLED, FAILED, RUNNING, SUCCEEDED, TIMED_OUT, Job, JobState
 
 if TYPE_CHECKING:
     from ._core import PoolCore
@@ -30,7 +32,6 @@ if sys.version_info < (3, 11):
 async def run_worker(core: PoolCore, worker: Worker) -> None:
     """A worker task: take jobs and run them until the pool lets it go."""
     core.worker_began(worker)
-    current_core.set(core)
     yield_every = core.yield_every
     streak = 0  # jobs run since the last schedule point
     try:
@@ -50,7 +51,7 @@ async def run_worker(core: PoolCore, worker: Worker) -> None:
                             streak = 0  # it parked: a schedule point
                         streak += 1
                         try:
-                            value = await job.fn(*job.args)
+                            value = await job._fn(*job._args)
                         except Exception as exc:
                             core.finish(worker, job, FAILED, error=exc)
                         else:
@@ -58,8 +59,8 @@ async def run_worker(core: PoolCore, worker: Worker) -> None:
                         # Only Job.cancel (shutdown included) and a time limit
                         # cancel this scope; cancel_called itself reads the
                         # clock, so ask it only for timed jobs.
-                        spent = job.cancel_requested or (
-                            job.timeout is not None and scope.cancel_called
+                        spent = job._cancel_requested or (
+                            job._timeout is not None and scope.cancel_called
                         )
                         job = None
                         if spent:
@@ -67,14 +68,14 @@ async def run_worker(core: PoolCore, worker: Worker) -> None:
             except Exception as exc:
                 # Escaped the job's scope: e.g. an ExceptionGroup from the
                 # job's own nursery, after its Cancelled were taken out.
-                job = core.running_job(worker)
+                job = running_job(worker)
                 if job is None:
                     raise
                 core.finish(worker, job, FAILED, error=exc)
             except BaseException as exc:
                 # (the core's record, not the local: a KeyboardInterrupt may
                 # land after the core started a job, before the local is set)
-                job = core.running_job(worker)
+                job = running_job(worker)
                 if job is None:
                     raise
                 own, escaping = split_escape(exc)
@@ -87,7 +88,7 @@ async def run_worker(core: PoolCore, worker: Worker) -> None:
                 raise escaping from None
             else:
                 if job is not None:  # the scope caught the job's Cancelled
-                    core.finish(worker, job, core.outcome_of_cancel(job))
+                    core.finish(worker, job, outcome_of_cancel(job))
     finally:
         core.worker_exited(worker)
 
@@ -128,6 +129,19 @@ async def _wait_for_job(
             job = core.start_next(worker, scope)
         if job is not None:
             return job
+
+
+def running_job(worker: Worker) -> Job[Any] | None:
+    """The job running in ``worker``, if any (the core's record: a
+    KeyboardInterrupt may land after the core started a job, before the
+    loop's local is set)."""
+    job = worker.job
+    return job if job is not None and job.state is RUNNING else None
+
+
+def outcome_of_cancel(job: Job[Any]) -> JobState:
+    """The job's own scope caught its cancellation: timed out or cancelled?"""
+    return CANCELLED if job._cancel_requested else TIMED_OUT
 
 
 def split_escape(

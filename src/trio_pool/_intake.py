@@ -1,0 +1,413 @@
+"""The transitions of jobs: accept, refuse, cancel, resolve; close and stop.
+
+`Intake` is the half of the core's transitions that the submitters and the
+job handles drive (`PoolCore` adds the workers' half): it offers a job to an
+idle worker or the queue, admits blocked submitters as room appears, sheds
+by the caller's deadline, cancels, resolves a job and wakes its waiters,
+closes the pool and cancels everything. Every method that changes the books
+is synchronous and KI-protected.
+"""
+
+# The job record's fields belong to the core; Job is its public face.
+# pyright: reportPrivateUsage=false
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import trio
+from trio.lowlevel import (
+    checkpoint,
+    enable_ki_protection,
+)
+
+from ._checks import USE_DEFAULT, check_async_fn, check_name
+from ._crew import Worker
+from ._errors import PoolClosed, PoolOverloaded
+from ._job import (
+    CANCELLED,
+    NOT_ACCEPTED,
+    QUEUED,
+    RUNNING,
+    WAITING_FOR_KEY,
+    Job,
+    JobState,
+)
+from ._log import DEBUG, log
+from ._shed import shed_refusal
+from ._state import CoreState
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Hashable
+
+
+class Intake(CoreState):
+    """The jobs' transitions (see the module); `PoolCore` is the class pools run."""
+
+    def new_job(
+        self,
+        method: str,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        name: str | None,
+        timeout: float | None,
+        key: Hashable = None,
+    ) -> Job[Any]:
+        """Check a submission's arguments and its caller; make the job's record.
+
+        Nothing changes in the pool: the job is not accepted yet.
+        """
+        fn = check_async_fn(method, fn)
+        if name is not None:
+            check_name("name", name)
+        limit = (
+            self._job_timeout if timeout is USE_DEFAULT else self.time_limit(timeout)
+        )
+        if key is not None:
+            self._check_key(key)
+        self._guard.check(method)
+        return self.make_job(fn, args, name, limit, None, key)
+
+    def make_job(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        name: str | None,
+        limit: float | None,
+        on_done: Callable[[Job[Any]], None] | None,
+        key: Hashable = None,
+    ) -> Job[Any]:
+        """Make the record of a job whose arguments were checked."""
+        return Job(self, fn, args, name, limit, on_done)
+
+    async def wait_to_accept(self, job: Job[Any]) -> None:
+        """Wait for room for ``job``, within ``submit_timeout``; the slow path."""
+        if self.in_own_job():
+            raise self.overloaded("for submit() inside one of its own jobs")
+        submit_timeout = self._submit_timeout
+        if submit_timeout is None:
+            await self._waiters.wait(job)
+            return
+        with trio.move_on_after(submit_timeout):
+            await self._waiters.wait(job)
+            return
+        raise self.overloaded(f"within submit_timeout={submit_timeout!r}s")
+
+    @enable_ki_protection
+    def shed_by_deadline(self, job: Job[Any]) -> None:
+        """Refuse ``job`` if it cannot finish before the caller's deadline.
+
+        Raises:
+            PoolOverloaded: with ``reason == "deadline"`` (counted as rejected).
+        """
+        deadline = trio.current_effective_deadline()
+        if deadline == math.inf or self._closed:  # (closed: PoolClosed instead)
+            return
+        if not self._timed:  # measure from now on; no estimate until then
+            self._begin_timing()
+            return
+        mean = self._mean_run
+        if mean is None:
+            return
+        now = trio.current_time()
+        ahead = self._queue.live + self._crew.waking + len(self._waiters)
+        message = shed_refusal(
+            job.name,
+            self._name,
+            now,
+            mean,
+            deadline,
+            ahead=ahead,
+            width=max(self._max_workers, len(self._crew.workers)),
+            floor=self._shed_floor(job, now, mean, ahead),
+            held=lambda: [worker.job for worker in self._crew.workers],
+        )
+        if message is None:
+            return
+        self._counts.shed += 1
+        error = PoolOverloaded(message)
+        error.reason = "deadline"
+        self._refused("deadline")
+        raise error
+
+    def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
+        """The earliest start of ``job`` that the pool's limits allow, with
+        ``ahead`` jobs before it (a pool with a rate or keys adds its own)."""
+        return now
+
+    def _refused(self, reason: str, count: int = 1) -> None:
+        """Count ``count`` refused submissions (the one refuse tail)."""
+        self._counts.rejected += count
+
+    def _accepted(self, count: int = 1) -> None:
+        """Count ``count`` accepted jobs (the accept tail; `offer`, the hot
+        path, counts its job itself, and telemetry counts it in its `offer`)."""
+        self._counts.submitted += count
+
+    @enable_ki_protection
+    def refuse_closed(self) -> NoReturn:
+        """Count a submission to a closed pool and raise `PoolClosed`."""
+        self._refused("closed")
+        raise PoolClosed(f"pool {self._name!r} is closed and takes no more jobs")
+
+    @enable_ki_protection
+    def overloaded(self, when: str) -> PoolOverloaded:
+        """Count a refusal for want of room; return the error to raise."""
+        error = PoolOverloaded(
+            f"pool {self._name!r} has no room {when}: all {len(self._crew.workers)} "
+            f"workers busy and {self._queue.live} of capacity={self._capacity} "
+            "queued",
+        )
+        self._refused("overloaded")
+        return error
+
+    @enable_ki_protection
+    def offer(self, job: Job[Any]) -> bool:
+        """Accept ``job`` if a worker is idle or the queue has room.
+
+        Raises:
+            PoolClosed: the pool takes no more work (counted as rejected).
+        """
+        if self._closed:
+            self.refuse_closed()
+        crew = self._crew
+        idle = crew.idle
+        if idle and not crew.waking:
+            crew.hand_over(job)
+        else:
+            queue = self._queue
+            can_grow = not idle and len(crew.workers) < self._max_workers
+            # (blocked submitters go first, whatever room appeared meanwhile;
+            # the room check is `_room_for`'s, its first case inlined)
+            if not (self._waiters and self._blocked_ahead()) and (
+                can_grow
+                or (
+                    self._room_for(aside=False)
+                    if crew.starting
+                    else queue.live + queue.held < self._capacity
+                )
+            ):
+                queue.push(job)  # (`_enqueue_growing`, inlined)
+                if can_grow and queue.live > crew.starting:
+                    self._grow("for a waiting job")
+            elif idle:  # a small or zero capacity: wake a second worker after all
+                crew.hand_over(job)
+            else:
+                return False
+        self._counts.submitted += 1  # the accept tail (see `_accepted`)
+        return True
+
+    def offer_keyed(self, job: Job[Any]) -> bool:
+        """`offer` for a job with a key (only a pool with keys takes one)."""
+        return self.offer(job)
+
+    def _enqueue_growing(self, job: Job[Any], can_grow: bool) -> None:
+        """Queue ``job``; start a worker for it if the pool may grow."""
+        self._queue.push(job)
+        if can_grow and self._queue.live > self._crew.starting:
+            self._grow("for a waiting job")
+
+    def _admit_waiters(self) -> None:
+        """Accept blocked submitters' jobs while there is room for them."""
+        waiters = self._waiters
+        queue = self._queue
+        capacity = self._capacity
+        crew = self._crew
+        admitted = 0
+        while waiters and (
+            self._room_for(aside=False)
+            if crew.starting
+            else queue.live + queue.held < capacity
+        ):
+            queue.push(waiters.admit_first())
+            admitted += 1
+        if admitted:
+            self._accepted(admitted)
+
+    def _grow(self, why: str | None) -> None:
+        """Start one more worker (``why`` goes to the DEBUG log, if any)."""
+        assert self._nursery is not None
+        worker = self._crew.add()
+        self._nursery.start_soon(
+            self._run_worker, self, worker, name=f"trio_pool worker of {self._name!r}"
+        )
+        if why is not None:
+            log(
+                DEBUG,
+                "pool %r: started a worker %s (%d of at most %d)",
+                self._name,
+                why,
+                len(self._crew.workers),
+                self._max_workers,
+            )
+
+    def _take_queued(self) -> Job[Any] | None:
+        """Take the queue's first live job (`start_next` inlines it)."""
+        job = self._queue.take_first()
+        if job is not None and (self._waiters or self._over_capacity_allowed):
+            self._queue_place_freed()
+        return job
+
+    def _queue_place_freed(self) -> None:
+        """A job left the queue for a worker: blocked submitters fill its place."""
+        if self._over_capacity_allowed:
+            self._over_capacity_allowed = self._over_capacity()
+        if self._waiters:
+            self._admit_waiters()
+
+    def _take_waiter(self) -> Job[Any] | None:
+        """With capacity 0: accept and take the first blocked submitter's job
+        whose key may run."""
+        waiters = self._waiters
+        if not waiters:
+            return None
+        job = waiters.admit_first()
+        self._accepted()
+        return job
+
+    def _resolve(
+        self,
+        job: Job[Any],
+        state: JobState,
+        value: object = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Move a job to a terminal state and wake every task waiting on it."""
+        job.state = state
+        job._holder = None
+        job._scope = None
+        job._value = value
+        job._error = error
+        if error is not None:
+            job._traceback = error.__traceback__
+            job._context = error.__context__
+            job._cause = error.__cause__
+            job._suppress_context = error.__suppress_context__
+        job._args = ()  # let the arguments go; the function stays for `name`
+        if job._lot is not None:
+            job._lot.unpark_all()
+        on_done = job._on_done
+        if on_done is not None:
+            job._on_done = None  # called once; its references go with it
+            on_done(job)
+        if self._drainers.count and not self._counts.unfinished():
+            self._drainers.wake_all()  # `Pool.join`, `Pool.shutdown`
+
+    def _resolve_unstarted(self, job: Job[Any]) -> None:
+        self._counts.cancelled += 1
+        self._resolve(job, CANCELLED, error=job._cancelled_error())
+
+    @staticmethod
+    def _cancel_running(job: Job[Any]) -> None:
+        job._cancel_requested = True
+        assert job._scope is not None
+        job._scope.cancel()
+
+    def _removed(self) -> None:
+        """A worker was removed (a pool with a rate wakes its pacer)."""
+
+    def _unstarted_handed(self) -> None:
+        """A job handed over will not start (a pool with a rate gives its
+        token back)."""
+
+    def _release_idle(self) -> None:
+        """Wake every idle worker with nothing to do, so that it stops."""
+        self._crew.release_idle()
+        self._removed()
+
+    @enable_ki_protection
+    def cancel(self, job: Job[Any]) -> None:
+        """Cancel a job: resolve it if it has not started, else cancel its scope."""
+        self.check_caller("cancel")
+        state = job.state
+        if state is RUNNING:
+            self._cancel_running(job)
+            return
+        if state is not QUEUED:
+            return
+        holder = job._holder
+        if holder is NOT_ACCEPTED:
+            # Its submitter still holds it (a map's feeder waiting for room):
+            # the pool has nothing to cancel. The feeder's own cancellation
+            # withdraws it.
+            return
+        if holder is WAITING_FOR_KEY:
+            assert self._keys is not None
+            self._keys.withdraw(job)
+            self._queue.held -= 1
+        elif holder is None:  # in the queue
+            self._queue.withdraw()
+        else:  # handed over: the worker finds nothing when it runs
+            assert isinstance(holder, Worker)
+            self._crew.unhand(holder)
+            self._unstarted_handed()
+        self._resolve_unstarted(job)
+        if isinstance(holder, Worker):
+            return
+        if self._waiters:
+            self._admit_waiters()
+        elif holder is None and self._closed and not self._queue.live:
+            # (with a rate, idle workers wait beside queued jobs)
+            self._release_idle()
+
+    def retrieved(self, job: Job[Any]) -> None:
+        """A failed job's outcome was read: no WARNING for it."""
+        self._unretrieved.retrieved(job)
+
+    @enable_ki_protection
+    def close(self) -> None:
+        """Stop taking work; blocked submitters get `PoolClosed`."""
+        if self._closed:
+            return
+        self._closed = True
+        name = self._name
+        refused = self._waiters.refuse_all(
+            lambda: PoolClosed(f"pool {name!r} closed while submit() waited")
+        )
+        if not self._queue.live:
+            self._release_idle()
+        log(DEBUG, "pool %r closed", self._name)
+        if refused:
+            self._refused("closed", refused)
+
+    @enable_ki_protection
+    def cancel_everything(self) -> None:
+        """Close, resolve every job not started, cancel every running one."""
+        self.close()
+        if self._keys is not None:
+            # first, so that none takes a freed key's place
+            self._queue.held = 0
+            for job in self._keys.take_all_held():
+                self._resolve_unstarted(job)
+        for job in self._queue.take_all():
+            self._resolve_unstarted(job)
+        for worker in list(self._crew.workers):
+            held = worker.job
+            if held is None:
+                continue
+            if held.state is QUEUED:  # handed over, not started yet
+                self._crew.unhand(worker)
+                self._resolve_unstarted(held)
+            else:
+                self._cancel_running(held)
+        self._release_idle()
+
+    async def wait_drained(self) -> None:
+        """Wait until no accepted job is left unfinished; a checkpoint.
+
+        Jobs accepted while it waits are waited for too.
+        """
+        if not self._counts.unfinished():
+            await checkpoint()
+            return
+        await self._drainers.wait()
+
+    @enable_ki_protection
+    def exited(self) -> None:
+        """The pool's nursery is gone: warn of the failures nobody retrieved."""
+        self._nursery = None
+        self._guard.live = False
+        self._unretrieved.flush()
+        if self._telemetry is not None:
+            self._telemetry.closed()

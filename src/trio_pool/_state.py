@@ -1,0 +1,323 @@
+"""The pool's books, and the queries over them: the base of its transitions.
+
+`CoreState` holds every field of a pool's core: its settings, the helpers
+that keep each concern's books (the queue, the crew of workers, the blocked
+submitters, the per-key counts, the start rate, the counts, the failures
+nobody read), and answers the questions the transitions ask: who may call,
+whether a job fits (the one room rule, `CoreState._fits`), the statistics,
+the books and their invariant check. It changes nothing but the schedule-point
+count of the caller; the transitions are its subclasses' (`Intake` for the
+jobs, `PoolCore` for the workers), all of them one object: one owner.
+"""
+
+# The job record's fields belong to the core; Job is its public face.
+# pyright: reportPrivateUsage=false
+
+from __future__ import annotations
+
+from threading import get_ident
+from typing import TYPE_CHECKING, Any
+
+from trio.lowlevel import (
+    ParkingLot,
+)
+
+from ._books import Books, check_books, take_books
+from ._caller import RunGuard, runs_inside
+from ._checks import USE_DEFAULT, check_seconds
+from ._crew import Crew, Worker
+from ._failures import Unretrieved
+from ._keys import KeyBooks
+from ._queue import JobQueue
+from ._rate import StartRate
+from ._statistics import Counts, PoolStatistics
+from ._telemetry import PoolTelemetry
+from ._waiters import DrainWaiters, RoomWaiters
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
+    import trio
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+
+class CoreState:
+    """The fields of a pool's core, and the queries over them (see the module).
+
+    Every field is private; the other modules call the transitions, read
+    `statistics`, and the tests read `books` (a snapshot) and call
+    `check_invariants`.
+    """
+
+    _timed = False
+    """Whether the pool records each job's times (a class of `_variants`)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        workers: int,
+        max_workers: int,
+        capacity: int,
+        idle_timeout: float,
+        job_timeout: float | None,
+        submit_timeout: float | None,
+        telemetry: bool,
+        rate: float | None,
+        burst: int,
+        per_key_limit: int | None,
+        shed: bool,
+        tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None,
+        run_worker: Callable[[Any, Worker], Coroutine[Any, Any, None]],
+        run_pacer: Callable[
+            [Callable[[], float | None], ParkingLot], Coroutine[Any, Any, None]
+        ],
+        variant: Callable[[str | None], type[CoreState]],
+        yield_every: int,
+    ) -> None:
+        self._name = name
+        self._min_workers = workers
+        self._max_workers = max_workers
+        self._capacity = capacity
+        self._idle_timeout = idle_timeout
+        self._job_timeout = job_timeout
+        self._submit_timeout = submit_timeout
+        self._telemetry: PoolTelemetry | None = None
+        if telemetry:
+            recorder = PoolTelemetry(
+                name, self.statistics, tracer_provider, meter_provider
+            )
+            if recorder.active:
+                self._telemetry = recorder
+                self._become(variant("traced"))
+        self._shed = shed  # the default of submit(shed=)
+        # This pool's class with a level of timing (see `_variants`).
+        self._variant = variant
+        self._mean_run: float | None = None  # moving average of running times
+        self._rate = None if rate is None else StartRate(rate, burst)
+        self._pacer = ParkingLot()  # where the pacer task sleeps (rate limits)
+        self._run_pacer = run_pacer
+        self._clock: trio.abc.Clock | None = None  # for statistics from threads
+        self._keys = None if per_key_limit is None else KeyBooks(per_key_limit)
+        self._yield_every = yield_every
+        self._run_worker = run_worker
+        self._guard = RunGuard(name)  # the run and thread the pool belongs to
+        self._nursery: trio.Nursery | None = None
+        self._queue = JobQueue()
+        self._crew = Crew()
+        self._waiters = RoomWaiters()
+        self._drainers = DrainWaiters()
+        self._closed = False
+        self._since_yield = 0
+        # A resize below the live workers may leave more jobs queued than
+        # capacity + starting workers cover; they were accepted before it.
+        self._over_capacity_allowed = False
+        self._unretrieved = Unretrieved(name)
+        self._counts = Counts()
+
+    @property
+    def name(self) -> str:
+        """The pool's name."""
+        return self._name
+
+    @property
+    def min_workers(self) -> int:
+        """The fewest workers the pool keeps."""
+        return self._min_workers
+
+    @property
+    def max_workers(self) -> int:
+        """The most workers the pool may run."""
+        return self._max_workers
+
+    @property
+    def capacity(self) -> int:
+        """How many jobs may wait in the queue."""
+        return self._capacity
+
+    @property
+    def shed(self) -> bool:
+        """The default of ``submit(shed=)``."""
+        return self._shed
+
+    @property
+    def yield_every(self) -> int:
+        """A worker passes a schedule point once every this many jobs."""
+        return self._yield_every
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds a worker above the minimum may stay idle."""
+        return self._idle_timeout
+
+    def check_caller(self, what: str) -> None:
+        """Refuse a call from another thread or another Trio run (`RunGuard`).
+
+        Raises:
+            RuntimeError: naming the right way to call ``what``.
+        """
+        self._guard.check(what)
+
+    def yield_due(self) -> bool:
+        """Count a call that did not wait; True once every ``yield_every``.
+
+        The caller then takes a schedule point (see `Pool`).
+        """
+        self._since_yield += 1
+        if self._since_yield < self._yield_every:
+            return False
+        self._since_yield = 0
+        return True
+
+    def _check_key(self, key: object) -> None:
+        """Refuse a ``key`` that is not hashable, or given to a pool without
+        ``per_key_limit``."""
+        if self._keys is None:
+            raise ValueError(
+                f"key={key!r} needs a pool opened with per_key_limit=N "
+                f"(pool {self._name!r} has none)"
+            )
+        try:
+            hash(key)
+        except TypeError:
+            raise TypeError(f"key must be hashable, not {key!r}") from None
+
+    def time_limit(self, timeout: float | None) -> float | None:
+        """The checked time limit of a job: ``timeout``, or the pool's default."""
+        if timeout is USE_DEFAULT:
+            return self._job_timeout
+        return check_seconds("timeout", timeout)
+
+    def in_own_job(self) -> bool:
+        """Whether the caller runs inside one of this pool's jobs (or a task
+        one of them started): waiting there on the pool could wait for itself."""
+        return runs_inside(worker.task for worker in self._crew.workers)
+
+    def _begin_timing(self) -> None:
+        """Shedding needs timings: record them from now on (see `_variants`)."""
+        self._become(self._variant("timed"))
+
+    def _become(self, cls: type[CoreState]) -> None:
+        """Run the transitions of ``cls`` (a variant of this pool) from now on."""
+        object.__setattr__(self, "__class__", cls)
+
+    def _blocked_ahead(self) -> bool:
+        """Whether a blocked submitter must be served before a new job (first
+        come, first served), given that submitters wait."""
+        return True
+
+    def _starting_room(self) -> int:
+        """Workers being started that will take a job from the queue when
+        they run (after a `resize` down, a surplus one takes none; with a
+        rate limit, one may find no token)."""
+        starting = self._crew.starting
+        if not starting:
+            return 0
+        fits = self._max_workers - len(self._crew.workers) + starting
+        return max(0, min(starting, fits))
+
+    def _fits(self, queued: int, aside: int) -> bool:
+        """Whether ``queued`` jobs in the queue and ``aside`` set aside for
+        their key are within the room: ``capacity``, plus a place for each
+        starting worker that will take a job from the queue (never one set
+        aside). The one room check: every acceptance keeps it true."""
+        return queued + aside <= self._capacity + min(self._starting_room(), queued)
+
+    def _room_for(self, aside: bool) -> bool:
+        """Whether one more job fits, in the queue or (``aside``, in a pool
+        with keys) set aside. (`offer` and `_admit_waiters` inline the case
+        of no starting worker.)"""
+        queue = self._queue
+        if aside:
+            return self._fits(queue.live, queue.held + 1)
+        if not self._crew.starting:
+            return queue.live + queue.held < self._capacity
+        return self._fits(queue.live + 1, queue.held)
+
+    def _over_capacity(self) -> bool:
+        """More jobs wait than the room allows (after a `resize` down)."""
+        return not self._fits(self._queue.live, self._queue.held)
+
+    def read_done(self, what: str) -> bool:
+        """A done job's outcome is read: `check_caller` and `yield_due`
+        (whose result it returns) in one call, both inlined: the common case
+        of `Job.result`."""
+        guard = self._guard
+        if get_ident() != guard.thread or not guard.live:
+            guard.check_run(what)
+        self._since_yield += 1
+        if self._since_yield < self._yield_every:
+            return False
+        self._since_yield = 0
+        return True
+
+    def statistics(self) -> PoolStatistics:
+        """A snapshot of the books (read-only: safe from a metric reader's thread)."""
+        counts = self._counts
+        keys = self._keys
+        return PoolStatistics(
+            name=self._name,
+            workers=len(self._crew.workers),
+            idle_workers=len(self._crew.idle),
+            min_workers=self._min_workers,
+            max_workers=self._max_workers,
+            capacity=self._capacity,
+            queued=counts.unfinished() - counts.running - self._crew.handed,
+            running=counts.running + self._crew.handed,
+            waiting_submitters=len(self._waiters),
+            submitted=counts.submitted,
+            succeeded=counts.succeeded,
+            failed=counts.failed,
+            timed_out=counts.timed_out,
+            cancelled=counts.cancelled,
+            rejected=counts.rejected,
+            closed=self._closed,
+            rate_tokens=self._rate_tokens(),
+            waiting_for_key=None if keys is None else self._queue.held,
+            active_keys=None if keys is None else keys.active_keys(),
+            shed=counts.shed,
+        )
+
+    def _rate_tokens(self) -> float | None:
+        """Starts the rate limit allows now (None: no rate)."""
+        return None
+
+    def books(self) -> Books:
+        """A copy of every book, for the tests and `check_invariants`."""
+        waiting = self._waiters.jobs()
+        return take_books(
+            self._queue,
+            self._crew,
+            waiting,
+            self._counts,
+            self._keys,
+            closed=self._closed,
+            opened=self._guard.opened,
+            exited=self._guard.opened and not self._guard.live,
+            first_waits_for_key=bool(waiting) and not self._blocked_ahead(),
+            room=self._capacity + self._starting_room(),
+            over_capacity=self._over_capacity(),
+            over_capacity_aside=not self._room_for(aside=True),
+            over_capacity_allowed=self._over_capacity_allowed,
+            capacity=self._capacity,
+            min_workers=self._min_workers,
+            max_workers=self._max_workers,
+            draining=self._drainers.count,
+            drain_parked=self._drainers.parked(),
+            rate_next_at=None if self._rate is None else self._rate.next_at(),
+            since_yield=self._since_yield,
+            unretrieved=len(self._unretrieved),
+            mean_run=self._mean_run,
+            timed=self._timed,
+            telemetry=self._telemetry is not None,
+        )
+
+    def check_invariants(self) -> None:
+        """Assert that the books agree with each other; the tests call this.
+
+        Raises:
+            AssertionError: naming the first invariant that does not hold.
+        """
+        check_books(self.books())

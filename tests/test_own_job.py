@@ -1,0 +1,87 @@
+"""The own-job rule follows the tasks, not a context variable (issue 17, finding 3).
+
+Inside one of a pool's jobs (or a task one of them started in a nursery of
+its own), waiting on the pool could wait for itself: `Pool.submit` on a full
+pool raises `PoolOverloaded` at once and `Pool.join` raises `RuntimeError`.
+A task a job starts in a nursery outside the pool is not inside the job, and
+a job of a pool opened inside another pool's job is inside both.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+import trio_pool
+
+from .helpers import assert_balanced
+
+
+async def test_a_task_a_job_starts_outside_the_pool_may_wait_on_it(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    results: list[str] = []
+    async with trio.open_nursery() as outside:
+
+        async def helper(pool: trio_pool.Pool) -> None:
+            # The queue is full: this waits for room, as any outside task does.
+            job = await pool.submit(trio.sleep, 1)
+            await job.result()
+            await pool.join()  # not inside a job: it may wait
+            results.append("helper done")
+
+        async with trio_pool.open_pool(1, capacity=1) as pool:
+
+            async def starter() -> None:
+                outside.start_soon(helper, pool)
+                await trio.sleep(1)
+
+            await pool.submit(starter)
+            await pool.submit(trio.sleep, 1)  # the queue is full now
+            await pool.join()
+            assert_balanced(pool)
+    assert results == ["helper done"]
+
+
+async def test_a_task_a_job_starts_in_its_own_nursery_is_inside_the_job(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(1, capacity=0) as pool:
+        seen: list[type[BaseException]] = []
+
+        async def child() -> None:
+            with pytest.raises(trio_pool.PoolOverloaded):
+                await pool.submit(trio.sleep, 1)
+            with pytest.raises(RuntimeError, match="inside one of its own jobs"):
+                await pool.join()
+            seen.append(RuntimeError)
+
+        async def job() -> None:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(child)
+
+        await pool.run(job)
+        assert seen == [RuntimeError]
+
+
+async def test_a_job_of_an_inner_pool_is_inside_the_outer_pools_job(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(1, capacity=0) as outer:
+        outcomes: list[str] = []
+
+        async def inner_job() -> None:
+            # The outer pool's one worker runs the job that opened this pool:
+            # waiting for room there would wait for itself.
+            with trio.fail_after(10):
+                with pytest.raises(trio_pool.PoolOverloaded):
+                    await outer.submit(trio.sleep, 1)
+            outcomes.append("refused at once")
+
+        async def outer_job() -> None:
+            async with trio_pool.open_pool(1) as inner:
+                await inner.run(inner_job)
+
+        await outer.run(outer_job)
+        assert outcomes == ["refused at once"]
+        assert trio.current_time() == 0
