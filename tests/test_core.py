@@ -816,8 +816,15 @@ def interrupt_at(
 def run_interrupted(main: Callable[[], Awaitable[None]]) -> None:
     """Run ``main`` under a MockClock; it must end with the KeyboardInterrupt."""
     clock = trio.testing.MockClock(autojump_threshold=0)
-    with pytest.raises(KeyboardInterrupt):
-        trio.run(main, clock=clock)
+    # Trio turns SIGINT into KeyboardInterrupt only over Python's own
+    # handler, which a process started with SIGINT ignored (in the
+    # background, by a shell without job control) does not have.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            trio.run(main, clock=clock)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_ctrl_c_as_an_idle_worker_starts_a_handed_over_job(

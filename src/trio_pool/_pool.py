@@ -8,6 +8,7 @@ owns every piece of state. How the pieces fit:
 * ``_worker.py``: the worker loop;
 * ``_job.py``: the job handle and the core's record of a job;
 * ``_map.py``: `Pool.map`, on the core's methods;
+* ``_opened.py``: the workers' nursery around the ``async with`` body;
 * ``_telemetry.py``: spans and metrics, guarded;
 * ``_checks.py``, ``_errors.py``, ``_statistics.py``: the leaves.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Literal, TypeVar, final, overload
 
 import trio
@@ -39,17 +39,15 @@ from ._checks import (
     check_seconds,
     default_capacity,
 )
-from ._errors import leaves
 from ._log import INFO, log
 from ._map import MapResults
+from ._opened import opened
 from ._rate import run_pacer
 from ._variants import open_core
 from ._worker import run_worker
 
 if TYPE_CHECKING:
-    import sys
     from collections.abc import (
-        AsyncGenerator,
         AsyncIterable,
         Awaitable,
         Callable,
@@ -67,15 +65,7 @@ if TYPE_CHECKING:
     from ._job import Job
     from ._statistics import PoolStatistics
 
-    if sys.version_info < (3, 11):
-        from exceptiongroup import BaseExceptionGroup
-
     PosArgT = TypeVarTuple("PosArgT")
-else:
-    import sys
-
-    if sys.version_info < (3, 11):
-        from exceptiongroup import BaseExceptionGroup
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -463,59 +453,6 @@ class Pool:
         return self._core.statistics()
 
 
-@asynccontextmanager
-async def _opened(pool: Pool, core: PoolCore) -> AsyncGenerator[Pool, None]:
-    """Run ``core``'s workers in a nursery around the ``async with`` body."""
-    body_error: BaseException | None = None
-    worker_errors: list[BaseException] = []
-    log(
-        INFO,
-        "pool %r started: %d workers, capacity %d",
-        core.name,
-        core.min_workers,
-        core.capacity,
-    )
-    try:
-        async with trio.open_nursery() as nursery:
-            await core.open(nursery).wait()  # every worker started and idle
-            try:
-                yield pool
-            except BaseException as exc:
-                body_error = exc
-                core.cancel_everything()
-                nursery.cancel_scope.cancel()
-            else:
-                core.close()
-    except BaseExceptionGroup as group:
-        rest = group.split(trio.Cancelled)[1]  # pyright: ignore[reportUnknownMemberType]
-        if rest is None and body_error is None:
-            raise
-        if rest is not None:
-            worker_errors = leaves(rest)
-    finally:
-        core.cancel_everything()  # resolve anything an outer cancel left
-        core.exited()
-        log(INFO, "pool %r stopped: %s", core.name, core.statistics())
-    if worker_errors:
-        body_own = _without_cancelled(body_error)  # the pool's own: no news
-        if body_own is not None and all(body_own is not e for e in worker_errors):
-            worker_errors.insert(0, body_own)  # not a job's error read in the body
-        if len(worker_errors) == 1:
-            raise worker_errors[0]
-        raise BaseExceptionGroup("errors in trio_pool", worker_errors)
-    if body_error is not None:
-        raise body_error
-
-
-def _without_cancelled(error: BaseException | None) -> BaseException | None:
-    """``error`` without its `trio.Cancelled` (also inside groups), or None."""
-    if isinstance(error, BaseExceptionGroup):
-        return error.split(trio.Cancelled)[1]  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-    if isinstance(error, trio.Cancelled):
-        return None
-    return error
-
-
 def open_pool(
     workers: int,
     *,
@@ -620,4 +557,4 @@ def open_pool(
         run_worker=run_worker,
         run_pacer=run_pacer,
     )
-    return AsyncWithOnly(_opened(Pool(core), core), "trio_pool.open_pool(...)", "pool")
+    return AsyncWithOnly(opened(Pool(core), core), "trio_pool.open_pool(...)", "pool")
