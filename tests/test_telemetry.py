@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import NonRecordingSpan, SpanKind, StatusCode
 
 import trio_pool
 from trio_pool._telemetry import SCHEMA_URL
@@ -260,7 +261,7 @@ async def test_every_metric_while_running_and_after(
         await trio.sleep(1)
         raise ValueError("bad")
 
-    async with otel.pool(2, capacity=2, name="m", job_timeout=50) as pool:
+    async with otel.pool(2, capacity=2, name="m", job_timeout=50, timings=True) as pool:
         for _ in range(4):
             await pool.submit(work, 10)
         with pytest.raises(trio_pool.PoolOverloaded):
@@ -399,7 +400,9 @@ async def test_prometheus_exposition_passes_promtool(
     async def boom() -> None:
         raise ValueError("x")
 
-    async with trio_pool.open_pool(2, name="prom", meter_provider=provider) as pool:
+    async with trio_pool.open_pool(
+        2, name="prom", meter_provider=provider, timings=True
+    ) as pool:
         await pool.submit(work, 1)
         await pool.submit(boom)
         await trio.sleep(2)
@@ -423,3 +426,76 @@ async def test_prometheus_exposition_passes_promtool(
         "trio_pool_worker_limit",
     ]:
         assert name in exposition, name
+
+
+async def test_counts_come_from_the_pool_and_outlive_it(
+    otel: Telemetry, autojump_clock: trio.abc.Clock
+) -> None:
+    # The counters are observed from the pool's own counts (no work per job);
+    # a closed pool's counts stay under its name, and pools of one name add up.
+    name = {"trio_pool.name": "same"}
+    async with otel.pool(1, capacity=0, name="same") as pool:
+        await pool.run(work, 1)
+        pool.submit_nowait(work, 1)  # to the idle worker
+        with pytest.raises(trio_pool.PoolOverloaded):
+            pool.submit_nowait(work, 1)  # no room: capacity 0
+        assert otel.points("trio_pool.submitted_jobs") == [(name, 2)]
+    async with otel.pool(2, name="same") as pool:
+        await pool.run(work, 1)
+        with (
+            trio.move_on_after(0.5),  # jobs here take 1 s
+            pytest.raises(trio_pool.PoolOverloaded, match="deadline"),
+        ):
+            await pool.submit(work, 1, shed=True)
+        pool.close()
+        with pytest.raises(trio_pool.PoolClosed):
+            pool.submit_nowait(work, 1)
+        assert otel.points("trio_pool.submitted_jobs") == [(name, 3)]
+    assert otel.points("trio_pool.submitted_jobs") == [(name, 3)]
+    assert sorted(otel.points("trio_pool.rejected_jobs"), key=str) == sorted(
+        [
+            ({**name, "trio_pool.rejection.reason": reason}, 1)
+            for reason in ("overloaded", "closed", "deadline")
+        ],
+        key=str,
+    )
+
+
+async def test_queue_waits_are_recorded_only_in_pools_that_keep_timings(
+    otel: Telemetry, autojump_clock: trio.abc.Clock
+) -> None:
+    async with otel.pool(1, name="untimed") as pool:
+        await pool.run(work, 1)
+    assert otel.points("trio_pool.job.wait.duration") == []
+    assert otel.points("trio_pool.job.duration") != []  # the per-job record
+    async with otel.pool(1, name="timed", timings=True) as pool:
+        await pool.run(work, 1)
+    assert otel.points("trio_pool.job.wait.duration") == [
+        ({"trio_pool.name": "timed"}, 1)
+    ]
+
+
+async def test_a_span_that_is_not_sampled_costs_no_attribute_work(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    spans = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    seen: list[object] = []
+    real = NonRecordingSpan.set_attribute
+
+    def spy(self: NonRecordingSpan, key: str, value: object) -> None:
+        seen.append(key)
+        real(self, key, value)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(NonRecordingSpan, "set_attribute", spy)
+        async with trio_pool.open_pool(1, tracer_provider=provider) as pool:
+
+            async def fail() -> None:
+                raise ValueError("not recorded")
+
+            await pool.run(work, 1)
+            await (await pool.submit(fail)).wait()
+    assert seen == []
+    assert spans.get_finished_spans() == ()

@@ -139,6 +139,8 @@ class Intake(CoreState):
     def _refused(self, reason: str, count: int = 1) -> None:
         """Count ``count`` refused submissions (the one refuse tail)."""
         self._counts.rejected += count
+        if reason == "closed":
+            self._counts.closed_refusals += count
 
     def _accepted(self, count: int = 1) -> None:
         """Count ``count`` accepted jobs (the accept tail; `offer`, the hot

@@ -64,6 +64,7 @@ class CoreState:
         job_timeout: float | None,
         submit_timeout: float | None,
         telemetry: bool,
+        timings: bool,
         rate: float | None,
         burst: int,
         per_key_limit: int | None,
@@ -87,7 +88,12 @@ class CoreState:
         self._telemetry: PoolTelemetry | None = None
         if telemetry:
             recorder = PoolTelemetry(
-                name, self.statistics, tracer_provider, meter_provider
+                name,
+                self.statistics,
+                lambda: self._counts,
+                tracer_provider,
+                meter_provider,
+                record_waits=timings,
             )
             if recorder.active:
                 self._telemetry = recorder

@@ -13,6 +13,7 @@ class Counts:
 
     __slots__ = (
         "cancelled",
+        "closed_refusals",
         "failed",
         "rejected",
         "running",
@@ -30,11 +31,20 @@ class Counts:
         self.timed_out = 0
         self.cancelled = 0
         self.rejected = 0
-        self.shed = 0
+        self.shed = 0  # of the rejected: refused by the deadline
+        self.closed_refusals = 0  # of the rejected: the pool was closed
 
     def finished(self) -> int:
         """Jobs in a terminal state."""
         return self.succeeded + self.failed + self.timed_out + self.cancelled
+
+    def rejected_by_reason(self) -> dict[str, int]:
+        """The refusals by reason (``overloaded``, ``closed``, ``deadline``)."""
+        return {
+            "overloaded": self.rejected - self.shed - self.closed_refusals,
+            "closed": self.closed_refusals,
+            "deadline": self.shed,
+        }
 
     def unfinished(self) -> int:
         """Accepted jobs not finished yet (queued, handed over or running)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 from opentelemetry import context as otel_context
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, TracerProvider
 
     from ._job import Job
-    from ._statistics import PoolStatistics
+    from ._statistics import Counts, PoolStatistics
 
 
 SCOPE_NAME: Final = "trio_pool"
@@ -50,6 +51,7 @@ JOB_OUTCOME: Final = "trio_pool.job.outcome"
 JOB_WAIT: Final = "trio_pool.job.wait.duration"
 REJECTION_REASON: Final = "trio_pool.rejection.reason"
 WORKER_STATE: Final = "trio_pool.worker.state"
+REJECTION_REASONS: Final = ("overloaded", "closed", "deadline")
 ERROR_TYPE: Final = "error.type"
 
 GAUGES: Final = (
@@ -142,11 +144,18 @@ class _Instruments:
         meter = get_meter(provider)
         self.pools: dict[int, PoolTelemetry] = {}
         self.lock = threading.Lock()  # readers may collect from another thread
-        self.submitted = meter.create_counter(
-            "trio_pool.submitted_jobs", unit="{job}", description="Jobs accepted."
+        # The counts of the pools that closed, by pool name: a counter's
+        # series goes on after its pool, as a synchronous counter's would.
+        self.retired: dict[str, Counter[str]] = {}
+        meter.create_observable_counter(
+            "trio_pool.submitted_jobs",
+            [self._submitted],
+            unit="{job}",
+            description="Jobs accepted.",
         )
-        self.rejected = meter.create_counter(
+        meter.create_observable_counter(
             "trio_pool.rejected_jobs",
+            [self._rejected],
             unit="{job}",
             description="Submissions refused.",
         )
@@ -176,6 +185,38 @@ class _Instruments:
     def _live(self) -> list[PoolTelemetry]:
         with self.lock:
             return list(self.pools.values())
+
+    def _totals(self) -> dict[str, Counter[str]]:
+        """The counts of every pool name, live pools and retired ones."""
+        with self.lock:
+            totals = {name: Counter(counts) for name, counts in self.retired.items()}
+            live = list(self.pools.values())
+        for pool in live:
+            totals.setdefault(pool.name, Counter()).update(pool.tally())
+        return totals
+
+    def retire(self, pool: PoolTelemetry) -> None:
+        """Stop observing ``pool``; keep its counts under its name."""
+        tally = pool.tally()
+        with self.lock:
+            self.pools.pop(id(pool), None)
+            self.retired.setdefault(pool.name, Counter()).update(tally)
+
+    def _submitted(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [
+            metrics.Observation(counts["submitted"], {POOL_NAME: name})
+            for name, counts in self._totals().items()
+        ]
+
+    def _rejected(self, _: CallbackOptions) -> Iterable[Observation]:
+        observations: list[Observation] = []
+        for name, counts in self._totals().items():
+            for reason in REJECTION_REASONS:
+                count = counts[reason]
+                if count:
+                    attributes = {POOL_NAME: name, REJECTION_REASON: reason}
+                    observations.append(metrics.Observation(count, attributes))
+        return observations
 
     def _observer(
         self, field: str
@@ -235,11 +276,16 @@ class PoolTelemetry:
         self,
         name: str,
         statistics: Callable[[], PoolStatistics],
+        counts: Callable[[], Counts],
         tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
+        *,
+        record_waits: bool = False,
     ) -> None:
         self.name = name
         self.statistics = statistics
+        self._counts = counts
+        self._record_waits = record_waits
         self._failed = False
         tracer_provider = tracer_provider or trace.get_tracer_provider()
         meter_provider = meter_provider or metrics.get_meter_provider()
@@ -262,10 +308,6 @@ class PoolTelemetry:
         self._outcome_attributes = {
             outcome: {POOL_NAME: name, JOB_OUTCOME: outcome}
             for outcome in ("succeeded", "failed", "timed_out", "cancelled")
-        }
-        self._rejected_attributes = {
-            reason: {POOL_NAME: name, REJECTION_REASON: reason}
-            for reason in ("overloaded", "closed", "deadline")
         }
 
     @property
@@ -294,11 +336,20 @@ class PoolTelemetry:
                 instruments.pools[id(self)] = self
 
     def closed(self) -> None:
-        """Stop reporting this pool's gauges."""
+        """Stop reporting this pool's gauges; its counts stay, by its name."""
         instruments = self._instruments
         if instruments is not None:
-            with instruments.lock:
-                instruments.pools.pop(id(self), None)
+            try:
+                instruments.retire(self)
+            except Exception as exc:
+                self._provider_failed(exc)
+
+    def tally(self) -> Counter[str]:
+        """The pool's accepted and refused submissions, from its own counts."""
+        counts = self._counts()
+        tally = Counter(counts.rejected_by_reason())
+        tally["submitted"] = counts.submitted
+        return tally
 
     def created(self, job: Job[Any]) -> None:
         """Called in the submitter's task: remember its context."""
@@ -308,27 +359,11 @@ class PoolTelemetry:
             except Exception as exc:
                 self._provider_failed(exc)
 
-    def accepted(self, count: int = 1) -> None:
-        """Count accepted jobs."""
-        if self._instruments is not None:
-            try:
-                self._instruments.submitted.add(count, self._attributes)
-            except Exception as exc:
-                self._provider_failed(exc)
-
-    def rejected(self, reason: str) -> None:
-        """Count one refused submission (``overloaded`` or ``closed``)."""
-        if self._instruments is not None:
-            try:
-                self._instruments.rejected.add(1, self._rejected_attributes[reason])
-            except Exception as exc:
-                self._provider_failed(exc)
-
     def started(self, job: Job[Any]) -> JobSpan | None:
         """Called in the worker as the job starts: open its span, make it current."""
         try:
             waited = job._t_started - job._t_submitted
-            if self._instruments is not None:
+            if self._record_waits and self._instruments is not None:
                 self._instruments.wait.record(waited, self._attributes)
             if self._tracer is None:
                 return None
@@ -375,6 +410,8 @@ class PoolTelemetry:
             if job_span is None:
                 return
             span = job_span.span
+            if not span.is_recording():  # not sampled: nothing to add or end
+                return
             span.set_attribute(JOB_OUTCOME, state)
             if error is not None and error_type is not None:
                 span.set_attribute(ERROR_TYPE, error_type)

@@ -374,23 +374,6 @@ class TracedCore(TimedCore):
         super().finish(worker, job, state, value, error)
         self._recorder().ended(job, span)
 
-    @enable_ki_protection
-    def offer(self, job: Job[Any]) -> bool:
-        if not super().offer(job):
-            return False
-        self._recorder().accepted()  # (offers count their job themselves)
-        return True
-
-    def _accepted(self, count: int = 1) -> None:
-        super()._accepted(count)
-        self._recorder().accepted(count)
-
-    def _refused(self, reason: str, count: int = 1) -> None:
-        super()._refused(reason, count)
-        recorder = self._recorder()
-        for _ in range(count):
-            recorder.rejected(reason)
-
 
 TIMING = {None: (), "timed": (TimedCore,), "traced": (TracedCore,)}
 """The classes of each level of timing."""
@@ -417,6 +400,6 @@ def open_core(**options: Any) -> PoolCore:
     keyed = options["per_key_limit"] is not None
     paced = options["rate"] is not None
     variant = functools.partial(core_class, keyed, paced)
-    timed = options.pop("timings") or options["shed"]
+    timed = options["timings"] or options["shed"]
     cls = variant("timed" if timed else None)
     return cls(variant=variant, yield_every=current_yield_every(), **options)
