@@ -43,7 +43,7 @@ nitpick_ignore_regex = [
     ),
     (
         r"py:.*",
-        r"(AbstractAsyncContextManager|Unpack|functools\.partial|PoolCore)",
+        r"(AbstractAsyncContextManager|Unpack|functools\.partial|PoolCore|JobOwner)",
     ),
     (
         r"py:.*",

@@ -880,3 +880,39 @@ async def test_dir_of_a_job_lists_only_the_documented_api() -> None:
         *("wait_duration", "run_duration"),
     }
     assert [n for n in dir(job) if not n.startswith("_")] == sorted(documented)
+
+
+def test_ctrl_c_as_the_pool_closes_comes_out_as_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by review: a Ctrl-C as the body ended, before the workers'
+    nursery closed, left it open ('Nursery stack corrupted')."""
+    pools: list[trio_pool.Pool] = []
+
+    async def main() -> None:
+        async with trio_pool.open_pool(2) as pool:
+            pools.append(pool)
+            await pool.submit(trio.sleep, 1)
+            manager = contextlib._AsyncGeneratorContextManager  # open_pool's own
+            interrupt_at(monkeypatch, manager, "__aexit__", after=False)
+
+    run_interrupted(main)
+    assert_no_bookkeeping(pools[0])
+
+
+def test_ctrl_c_as_a_map_opens_comes_out_as_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by review: the same with the map's feeder nursery."""
+    pools: list[trio_pool.Pool] = []
+
+    async def main() -> None:
+        async with trio_pool.open_pool(2) as pool:
+            pools.append(pool)
+            interrupt_at(monkeypatch, trio.Nursery, "start_soon", after=True)
+            async with pool.map(trio.sleep, [1, 2]) as results:
+                async for _ in results:
+                    pass  # pragma: no cover
+
+    run_interrupted(main)
+    assert_no_bookkeeping(pools[0])

@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import sys
 import traceback
+import weakref
 
 import outcome
 import pytest
@@ -339,3 +341,27 @@ async def test_failures_are_debug_and_warning_only_when_nobody_retrieved_them(
     assert "'kept'" in warning[1]
     assert "the pool stopped" in warning[1]
     assert kept.state is trio_pool.JobState.FAILED
+
+
+@pytest.mark.parametrize("how", ["run", "map"])
+async def test_an_idle_worker_keeps_no_result_alive(how: str) -> None:
+    # Found by review: an idle worker held its last job's return value (the
+    # loop's local) until it ran another job; map's results the same way.
+    class Result:
+        pass
+
+    async def make(_: object = None) -> Result:
+        await trio.lowlevel.checkpoint()
+        return Result()
+
+    async with trio_pool.open_pool(1) as pool:
+        if how == "run":
+            result = await pool.run(make)
+        else:
+            async with pool.map(make, [None]) as results:
+                (result,) = [value async for value in results]
+        ref = weakref.ref(result)
+        del result
+        await trio.testing.wait_all_tasks_blocked()  # the worker is idle
+        gc.collect()
+        assert ref() is None

@@ -5,6 +5,8 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, final
 
+from trio.lowlevel import enable_ki_protection
+
 if TYPE_CHECKING:
     from collections.abc import Generator
     from types import TracebackType
@@ -32,9 +34,14 @@ class AsyncWithOnly(AbstractAsyncContextManager[T]):
         self._call = call
         self._target = target
 
+    # KI-protected, as trio's own nursery manager is: a Ctrl-C between the
+    # workers' nursery opening and the body starting (or between the body
+    # ending and the nursery closing) would leave the nursery open.
+    @enable_ki_protection
     async def __aenter__(self) -> T:
         return await self._manager.__aenter__()
 
+    @enable_ki_protection
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,

@@ -39,6 +39,7 @@ from trio.lowlevel import (
     ParkingLot,
     cancel_shielded_checkpoint,
     checkpoint_if_cancelled,
+    enable_ki_protection,
 )
 
 from ._errors import leaves
@@ -103,6 +104,7 @@ class MapResults(AsyncIterator[R]):
         self._closed = False
         self._busy = False
 
+    @enable_ki_protection  # as trio's nursery manager: the nursery never leaks
     async def __aenter__(self) -> Self:
         if self._entered:
             raise RuntimeError("a pool.map() result can be entered only once")
@@ -115,6 +117,7 @@ class MapResults(AsyncIterator[R]):
         )
         return self
 
+    @enable_ki_protection
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,

@@ -56,6 +56,7 @@ async def run_worker(core: PoolCore, worker: Worker) -> None:
                             core.finish(worker, job, FAILED, error=exc)
                         else:
                             core.finish(worker, job, SUCCEEDED, value)
+                            value = None  # an idle worker keeps no result alive
                         # Only Job.cancel (shutdown included) and a time limit
                         # cancel this scope; cancel_called itself reads the
                         # clock, so ask it only for timed jobs.

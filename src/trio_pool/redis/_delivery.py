@@ -73,7 +73,7 @@ class DeadLetter:
     retry it. Bytes that are not UTF-8 are lone surrogates here
     (``surrogateescape``); `raw_fields` has them as they are."""
     raw_fields: tuple[tuple[bytes, bytes], ...]
-    """The same fields, as the bytes Redis holds: exactly the source entry's,
+    """The same fields as the bytes Redis holds, exactly the source entry's
     whatever they are (field names given twice included)."""
 
     @property
