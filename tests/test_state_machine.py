@@ -662,6 +662,19 @@ class World:
             assert spec.handle is not None
             self.expect(spec.handle.done, f"join() returned before {spec} ended")
 
+    def watch_room(self) -> None:
+        self.spawn(self.room_watcher)
+
+    async def room_watcher(self) -> None:
+        """A task of the test in `Pool.wait_for_room`: it leaves only with
+        room or with the pool closed (the invariant check asserts that no
+        task stays parked while there is room)."""
+        assert self.pool is not None
+        try:
+            await self.pool.wait_for_room()
+        except trio_pool.PoolClosed:
+            self.expect(self.pool.statistics().closed, "PoolClosed from an open pool")
+
     def follow(self, specs: list[Spec]) -> None:
         self.spawn(self.follower, specs)
 
@@ -1219,6 +1232,10 @@ class PoolMachine(RuleBasedStateMachine):
     @rule()
     def join_in_a_task(self) -> None:
         self.act(lambda world: world.join())
+
+    @rule()
+    def wait_for_room_in_a_task(self) -> None:
+        self.act(lambda world: world.watch_room())
 
     @precondition(lambda self: bool(self.handles()))
     @rule()

@@ -73,6 +73,10 @@ class Books:
     max_workers: int
     draining: int
     drain_parked: int
+    watching: int
+    """Tasks parked in `Pool.wait_for_room`."""
+    watched_room: bool
+    """Tasks are parked in `Pool.wait_for_room` while there is room."""
     rate_next_at: float | None
     since_yield: int
     unretrieved: int
@@ -170,8 +174,10 @@ def check_books(books: Books) -> None:
     assert b.min_workers <= b.max_workers
     # (a woken drain waiter still counts until it runs)
     assert b.draining >= b.drain_parked, (b.draining, b.drain_parked)
+    assert not b.watched_room, "a task waits for room while there is room"
     if b.closed:
         assert not b.waiting_jobs, "a submitter waits on a closed pool"
+        assert not b.watching, "a task waits for room in a closed pool"
     if b.exited:
         assert not b.workers, "workers outlived the pool"
         assert not b.idle, "idle workers outlived the pool"

@@ -108,7 +108,7 @@ class PoolCore(Intake):
             first = queue.popleft()
             if first.state is QUEUED:
                 queue.live -= 1
-                if self._waiters or self._over_capacity_allowed:
+                if self._waiters or self._over_capacity_allowed or self._watchers:
                     self._queue_place_freed()
                 job = first
                 break
@@ -137,6 +137,8 @@ class PoolCore(Intake):
             self._remove(worker)
             return True
         self._crew.rest(worker)
+        if self._watchers:
+            self._room_appeared()
         return False
 
     def may_retire(self) -> bool:
@@ -269,6 +271,8 @@ class PoolCore(Intake):
         self._removed()
         if self._waiters:  # one fewer above the maximum: a starting worker
             self._admit_waiters()  # may now be room for a blocked submitter
+        if self._watchers:  # (or room to grow)
+            self._room_appeared()
 
     @enable_ki_protection
     def resize(self, workers: int, max_workers: int) -> None:
@@ -302,3 +306,5 @@ class PoolCore(Intake):
             self._grow("after a resize")
         if self._waiters:
             self._admit_waiters()
+        if self._watchers:
+            self._room_appeared()

@@ -94,6 +94,34 @@ class Intake(CoreState):
             return
         raise self.overloaded(f"within submit_timeout={submit_timeout!r}s")
 
+    async def wait_for_room(self) -> None:
+        """Wait until `offer` would accept a job without a key; a checkpoint.
+
+        Returns at once (after the checkpoint) if it would now; else parks
+        until a transition that frees room finds that it would (blocked
+        submitters are admitted first), or the pool closes.
+
+        Raises:
+            PoolClosed: the pool is closed, or closes while it waits.
+        """
+        await checkpoint()
+        if self._closed:
+            raise PoolClosed(f"pool {self._name!r} is closed and has no room")
+        if self._room_now():
+            return
+        self._watching()
+        await self._watchers.wait()
+
+    def _watching(self) -> None:
+        """A task begins to wait for room (a pool with a rate wakes its pacer,
+        which watches for the token an idle worker needs)."""
+
+    def _room_appeared(self) -> None:
+        """Room may have appeared, and tasks watch for it: wake them if a
+        job without a key would be accepted now."""
+        if self._room_now():
+            self._watchers.wake_all()
+
     @enable_ki_protection
     def shed_by_deadline(self, job: Job[Any]) -> None:
         """Refuse ``job`` if it cannot finish before the caller's deadline.
@@ -247,16 +275,21 @@ class Intake(CoreState):
     def _take_queued(self) -> Job[Any] | None:
         """Take the queue's first live job (`start_next` inlines it)."""
         job = self._queue.take_first()
-        if job is not None and (self._waiters or self._over_capacity_allowed):
+        if job is not None and (
+            self._waiters or self._over_capacity_allowed or self._watchers
+        ):
             self._queue_place_freed()
         return job
 
     def _queue_place_freed(self) -> None:
-        """A job left the queue for a worker: blocked submitters fill its place."""
+        """A job left the queue for a worker: blocked submitters fill its
+        place, then room watchers are told of any room left."""
         if self._over_capacity_allowed:
             self._over_capacity_allowed = self._over_capacity()
         if self._waiters:
             self._admit_waiters()
+        if self._watchers:
+            self._room_appeared()
 
     def _take_waiter(self) -> Job[Any] | None:
         """With capacity 0: accept and take the first blocked submitter's job
@@ -352,6 +385,8 @@ class Intake(CoreState):
         elif holder is None and self._closed and not self._queue.live:
             # (with a rate, idle workers wait beside queued jobs)
             self._release_idle()
+        if self._watchers:
+            self._room_appeared()
 
     def retrieved(self, job: Job[Any]) -> None:
         """A failed job's outcome was read: no WARNING for it."""
@@ -372,6 +407,10 @@ class Intake(CoreState):
         log(DEBUG, "pool %r closed", self._name)
         if refused:
             self._refused("closed", refused)
+        if self._watchers:
+            self._watchers.refuse_all(
+                lambda: PoolClosed(f"pool {name!r} closed while wait_for_room() waited")
+            )
 
     @enable_ki_protection
     def cancel_everything(self) -> None:

@@ -397,6 +397,39 @@ class Pool:
         self._refuse_own_job("join", "wait from outside the pool's jobs")
         await core.wait_drained()
 
+    async def wait_for_room(self) -> None:
+        """Wait until `submit_nowait` would accept a job, without submitting.
+
+        Returns at once if it would now, else as soon as room appears: an
+        idle worker, a place in the queue, or room to start a worker. Blocked
+        submitters keep their turn: it returns only when a job would be
+        accepted after every one of them. Another task may take the room
+        before the caller runs again, so submit in a loop::
+
+            while True:
+                await pool.wait_for_room()
+                try:
+                    job = pool.submit_nowait(fn, item)
+                except trio_pool.PoolOverloaded:
+                    continue
+                break
+
+        The room is that of a job without ``key=``; in a pool with ``rate=``,
+        an idle worker is room only once a start token is there. Nothing is
+        polled: the transitions that free room wake the waiting tasks. This
+        is a checkpoint.
+
+        Raises:
+            PoolClosed: the pool is closed, or closes while it waits.
+            RuntimeError: called from another thread or another Trio run, or
+                from inside one of the pool's own jobs (where it could wait
+                for itself: use `submit_nowait` there).
+        """
+        core = self._core
+        core.check_caller("wait_for_room")
+        self._refuse_own_job("wait_for_room", "use submit_nowait there")
+        await core.wait_for_room()
+
     def _refuse_own_job(self, what: str, instead: str) -> None:
         if self._core.in_own_job():
             raise RuntimeError(

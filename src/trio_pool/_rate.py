@@ -55,11 +55,14 @@ class StartRate:
         A nanosecond of slack absorbs float rounding (``0.3 + 1.0 - 1.0`` is
         not ``0.3``), so that a burst's starts happen at one instant.
         """
-        empty_at = self.empty_at
-        if now < empty_at - self.tolerance - ROUNDING:
+        if not self.ready(now):
             return False
-        self.empty_at = max(empty_at, now) + self.interval
+        self.empty_at = max(self.empty_at, now) + self.interval
         return True
+
+    def ready(self, now: float) -> bool:
+        """Whether a token is there at ``now`` (`take` would spend it)."""
+        return now >= self.empty_at - self.tolerance - ROUNDING
 
     def give_back(self) -> None:
         """Return the token of a start that did not happen."""

@@ -32,7 +32,7 @@ from ._queue import JobQueue
 from ._rate import StartRate
 from ._statistics import Counts, PoolStatistics
 from ._telemetry import PoolTelemetry
-from ._waiters import DrainWaiters, RoomWaiters
+from ._waiters import DrainWaiters, RoomWaiters, RoomWatchers
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -114,6 +114,7 @@ class CoreState:
         self._queue = JobQueue()
         self._crew = Crew()
         self._waiters = RoomWaiters()
+        self._watchers = RoomWatchers()  # `Pool.wait_for_room`
         self._drainers = DrainWaiters()
         self._closed = False
         self._since_yield = 0
@@ -242,6 +243,18 @@ class CoreState:
             return queue.live + queue.held < self._capacity
         return self._fits(queue.live + 1, queue.held)
 
+    def _room_now(self) -> bool:
+        """Whether `offer` would accept a job without a key now (what
+        `Pool.wait_for_room` waits for): an idle worker takes it, or, unless
+        a blocked submitter goes first, the pool may grow or the queue has
+        room."""
+        crew = self._crew
+        if crew.idle:
+            return True
+        if self._waiters and self._blocked_ahead():
+            return False
+        return len(crew.workers) < self._max_workers or self._room_for(aside=False)
+
     def _over_capacity(self) -> bool:
         """More jobs wait than the room allows (after a `resize` down)."""
         return not self._fits(self._queue.live, self._queue.held)
@@ -312,6 +325,8 @@ class CoreState:
             max_workers=self._max_workers,
             draining=self._drainers.count,
             drain_parked=self._drainers.parked(),
+            watching=len(self._watchers),
+            watched_room=bool(self._watchers) and self._room_now(),
             rate_next_at=None if self._rate is None else self._rate.next_at(),
             since_yield=self._since_yield,
             unretrieved=len(self._unretrieved),

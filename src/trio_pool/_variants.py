@@ -201,6 +201,28 @@ class PacedCore(PoolCore):
     def _starting_room(self) -> int:
         return 0  # a new worker may find no token
 
+    def _room_now(self) -> bool:
+        """`offer`'s decision: room in the queue, or an idle worker with a
+        token and no job queued before (growing is no room: see `offer`)."""
+        if self._waiters and self._blocked_ahead():
+            return False
+        if self._room_for(aside=False):
+            return True
+        return (
+            bool(self._crew.idle)
+            and not self._queue.live
+            and self._start_rate().ready(trio.current_time())
+        )
+
+    def _watching(self) -> None:
+        self._wake_pacer()  # to look at the tokens for the watcher (`pace`)
+
+    def _room_appeared(self) -> None:
+        if self._room_now():
+            self._watchers.wake_all()
+        elif self._crew.idle:
+            self._wake_pacer()  # an idle worker waits for a token: `pace`
+
     @enable_ki_protection
     def start_next(self, worker: Worker, scope: trio.CancelScope) -> Job[Any] | None:
         if worker.retired or len(self._crew.workers) > self._max_workers:
@@ -269,6 +291,11 @@ class PacedCore(PoolCore):
                 rate.give_back()
                 break
             crew.hand_over(job)
+        if self._watchers and crew.idle:  # `wait_for_room`: room is a token
+            if self._room_now():
+                self._watchers.wake_all()
+            elif not rate.ready(trio.current_time()):
+                return rate.next_at()
         return math.inf
 
     def _rate_tokens(self) -> float | None:

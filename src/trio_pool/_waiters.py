@@ -1,5 +1,6 @@
 """Tasks that wait on the pool: submitters blocked for want of room, first
-come, first served (`RoomWaiters`), and tasks waiting for it to drain
+come, first served (`RoomWaiters`), tasks waiting for room without a job
+(`RoomWatchers`, `Pool.wait_for_room`), and tasks waiting for it to drain
 (`DrainWaiters`).
 
 Each blocked `Pool.submit` (or map feeder) parks here with its job, which
@@ -90,6 +91,45 @@ class RoomWaiters(OrderedDict[Task, "Job[Any]"]):
             task, _ = tasks.popitem(last=False)
             reschedule(task, outcome.Error(error()))
         return count
+
+
+@final
+class RoomWatchers(dict[Task, None]):
+    """Tasks waiting for room without submitting (`Pool.wait_for_room`).
+
+    A `dict` itself, so that the core's "does anyone watch?" is a plain
+    truth test. The core wakes them all when a ``submit_nowait`` would be
+    accepted (after the blocked submitters, who go first), or with an
+    error when the pool closes. Registering and parking are one
+    KI-protected step, as in `RoomWaiters.wait`.
+    """
+
+    __slots__ = ()
+
+    @enable_ki_protection
+    async def wait(self) -> None:
+        """Park the calling task until `wake_all` or `refuse_all`."""
+        tasks = self
+        task = current_task()
+        tasks[task] = None
+
+        def abort(_: object) -> Abort:
+            del tasks[task]
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+    def wake_all(self) -> None:
+        """Room appeared: wake every watching task."""
+        for task in self:
+            reschedule(task)
+        self.clear()
+
+    def refuse_all(self, error: Callable[[], BaseException]) -> None:
+        """Wake every watching task with a new ``error()``."""
+        for task in self:
+            reschedule(task, outcome.Error(error()))
+        self.clear()
 
 
 @final

@@ -45,6 +45,7 @@ async def the_pool() -> None:
         assert_type(pool.statistics(), trio_pool.PoolStatistics)
         assert_type(pool.statistics().queued, int)
         assert_type(await pool.join(), None)
+        assert_type(await pool.wait_for_room(), None)
         assert_type(pool.close(), None)
         assert_type(await pool.shutdown(grace_period=1.0), None)
 
