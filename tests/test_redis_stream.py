@@ -221,9 +221,12 @@ async def test_a_pool_full_of_other_jobs_gets_no_entries(
         for _ in range(3):
             pool.submit_nowait(release.wait)
         async with consume(pool, client, stream, handler) as consumer:
-            # Nothing to wait for: show that nothing happens for a while (the
-            # reader looks at the full pool every 50 ms meanwhile).
-            await trio.sleep(0.2)
+            # The reader waits on the pool's notification, not by polling.
+            with trio.fail_after(LIMIT):
+                while pool._core.books().watching != 1:  # pyright: ignore[reportPrivateUsage]
+                    await trio.sleep(0.01)
+            await trio.sleep(0.2)  # nothing happens meanwhile
+            assert pool._core.books().watching == 1  # pyright: ignore[reportPrivateUsage]
             assert consumer.statistics().read == 0
             release.set()
             with trio.fail_after(LIMIT):

@@ -141,7 +141,6 @@ class ConsumerState:
         self._lag: int | None = None
         self._reading = False
         # Wake-ups.
-        self._room = trio.lowlevel.ParkingLot()  # one of our jobs ended
         self._to_settle: deque[Held] = deque()
         self._settle_wanted = trio.lowlevel.ParkingLot()
         self._settled = trio.lowlevel.ParkingLot()

@@ -2,14 +2,13 @@
 ``idle_time / 2`` those idle for ``idle_time`` with ``XAUTOCLAIM``) as long as
 the pool has room, and runs each as a job that hands its entry to the settler.
 
-It polls a pool that other submitters keep full (the pool tells only its own
-submitters when room frees up): a notification from the pool needs the core.
+With no room, it waits on the pool's notification (`Pool.wait_for_room`),
+whoever fills the pool: nothing is polled.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Final
 
 import trio
 
@@ -21,10 +20,6 @@ from ._ledger import ConsumerState, Held, Verdict, describe
 from ._payload import PayloadError, decode_job, raw, text
 from ._redis_calls import FIRST_ID, run_script
 from ._scripts import parse_claim
-
-ROOM_POLL: Final = 0.05
-"""Seconds between looks at a pool that other submitters keep full (the pool
-tells only its own submitters when room frees up)."""
 
 
 class ReaderMixin(ConsumerState):
@@ -83,10 +78,10 @@ class ReaderMixin(ConsumerState):
                 return None
             if room > 0:
                 return room
-            if self._in_hand:
-                await self._room.park()  # one of our jobs ends
-            else:  # others' jobs fill the pool, and the pool tells only them
-                await trio.sleep(ROOM_POLL)
+            try:  # ours or others' jobs fill the pool: it says when room appears
+                await self._pool.wait_for_room()
+            except trio_pool.PoolClosed:
+                return None
 
     async def _read_new(self, room: int, block_ms: int) -> bool:
         try:
@@ -232,4 +227,3 @@ class ReaderMixin(ConsumerState):
             # Cancelled: a time limit, our shutdown, or the pool's. The
             # settler asks the job which, once it has ended.
             self._judge(held, Verdict.RETRY, "cancelled", "cancelled")
-        self._room.unpark_all()
