@@ -224,7 +224,7 @@ async def test_a_pool_full_of_other_jobs_gets_no_entries(
             # The reader waits on the pool's notification, not by polling.
             with trio.fail_after(LIMIT):
                 while pool._core.books().watching != 1:  # pyright: ignore[reportPrivateUsage]
-                    await trio.sleep(0.01)
+                    await trio.testing.wait_all_tasks_blocked(0.01)
             await trio.sleep(0.2)  # nothing happens meanwhile
             assert pool._core.books().watching == 1  # pyright: ignore[reportPrivateUsage]
             assert consumer.statistics().read == 0
