@@ -102,10 +102,10 @@ async def pooled(url: str, stream: str, name: str) -> None:
         async with (
             trio_pool.open_pool(WORKERS, capacity=CAPACITY) as pool,
             open_stream_consumer(
-                pool, client, stream, GROUP, name, noop, idle_time=10
+                pool, client, noop, stream=stream, group=GROUP, name=name, idle_time=10
             ) as consumer,
         ):
-            await consumer.wait_drained()
+            await consumer.join()
             await client.rpush(f"{stream}:end", [repr(time.time())])
 
 

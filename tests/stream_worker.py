@@ -57,14 +57,15 @@ async def main(args: argparse.Namespace) -> None:
             open_stream_consumer(
                 pool,
                 client,
-                stream,
-                args.group,
-                consumer_name,
                 handler,
+                stream=stream,
+                group=args.group,
+                name=consumer_name,
+                create_group="start",
                 idle_time=args.idle_time,
             ) as consumer,
         ):
-            await consumer.wait_drained()
+            await consumer.join()
         stats: dict[str, Any] = attrs.asdict(consumer.statistics())
         await client.set(f"{stream}:stats:{consumer_name}", json.dumps(stats))
 

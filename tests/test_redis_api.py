@@ -110,7 +110,7 @@ def test_decode_dead_letter_refuses_other_entries() -> None:
         ({"pool": "pool"}, TypeError, "pool must be a trio_pool.Pool"),
         ({"stream": ""}, TypeError, "stream must be a non-empty str, not ''"),
         ({"group": 3}, TypeError, "group must be a non-empty str, not 3"),
-        ({"consumer": None}, TypeError, "consumer must be a non-empty str"),
+        ({"name": None}, TypeError, "name must be a non-empty str"),
         ({"handler": print}, TypeError, "handler must be an async function"),
         ({"handler": 3}, TypeError, "handler must be an async function, not 3"),
         ({"idle_time": 0}, ValueError, "idle_time must be > 0 and finite, not 0"),
@@ -122,7 +122,8 @@ def test_decode_dead_letter_refuses_other_entries() -> None:
         ({"grace_period": -1}, ValueError, "grace_period must be >= 0, not -1"),
         ({"grace_period": "1"}, TypeError, "grace_period must be a number"),
         ({"telemetry": 1}, TypeError, "telemetry must be True or False"),
-        ({"create_group": None}, TypeError, "create_group must be True or False"),
+        ({"create_group": True}, ValueError, "create_group must be None, 'new' or"),
+        ({"create_group": "$"}, ValueError, "or 'start', not '$'"),
     ],
 )
 async def test_bad_arguments_fail_at_once(
@@ -134,7 +135,7 @@ async def test_bad_arguments_fail_at_once(
             "client": None,
             "stream": "s",
             "group": "g",
-            "consumer": "c",
+            "name": "c",
             "handler": nothing,
             **kwargs,
         }
@@ -148,11 +149,18 @@ async def test_shutdown_checks_its_grace_period(
 ) -> None:
     async with trio_pool.open_pool(1) as pool:
         async with open_stream_consumer(
-            pool, client, stream, "g", "c", nothing, idle_time=0.05
+            pool,
+            client,
+            nothing,
+            stream=stream,
+            group="g",
+            name="c",
+            create_group="start",
+            idle_time=0.05,
         ) as consumer:
             with pytest.raises(ValueError, match="grace_period must be >= 0"):
                 await consumer.shutdown(-1)
-            assert consumer.statistics().reading
+            assert not consumer.statistics().closed
             assert repr(consumer) == (
                 f"<trio_pool.redis.StreamConsumer 'c' stream={stream!r} group='g'>"
             )
@@ -164,19 +172,59 @@ async def test_shutdown_checks_its_grace_period(
             assert consumer.dead_letter_stream == f"{stream}:dead"
             await consumer.shutdown(1)
             await consumer.shutdown()  # twice is fine
-            assert not consumer.statistics().reading
+            assert consumer.statistics().closed
 
 
+@pytest.mark.parametrize("stream_exists", [True, False])
 async def test_without_create_group_a_missing_group_is_an_error(
-    client: coredis.Redis[bytes], stream: str
+    client: coredis.Redis[bytes], stream: str, stream_exists: bool
 ) -> None:
-    await add_job(client, stream, 1)
+    if stream_exists:
+        await add_job(client, stream, 1)
     async with trio_pool.open_pool(1) as pool:
-        with pytest.raises(LookupError, match=f"stream {stream!r} has no group 'g'"):
+        with pytest.raises(
+            LookupError,
+            match=f"stream {stream!r} has no consumer group 'g'; pass create_group=",
+        ):
             async with open_stream_consumer(
-                pool, client, stream, "g", "c", nothing, create_group=False
+                pool, client, nothing, stream=stream, group="g", name="c"
             ):
                 raise AssertionError("not reached")  # pragma: no cover
+        assert await client.exists([stream]) == stream_exists  # nothing created
+
+
+@pytest.mark.parametrize(("create_group", "handled"), [("new", [2]), ("start", [1, 2])])
+async def test_create_group_says_from_where(
+    client: coredis.Redis[bytes], stream: str, create_group: str, handled: list[int]
+) -> None:
+    await add_job(client, stream, 1)  # before the group exists
+    seen: list[int] = []
+
+    async def handler(delivery: Delivery) -> None:
+        seen.append(delivery.payload)
+
+    async with trio_pool.open_pool(1) as pool:
+        async with open_stream_consumer(
+            pool,
+            client,
+            handler,
+            stream=stream,
+            group="g",
+            name="c",
+            create_group=create_group,  # type: ignore[arg-type]
+        ) as consumer:
+            await add_job(client, stream, 2)
+            with trio.fail_after(10):
+                await consumer.join()
+    assert seen == handled
+    # An existing group is used as it is, whatever create_group says.
+    async with trio_pool.open_pool(1) as pool:
+        async with open_stream_consumer(
+            pool, client, handler, stream=stream, group="g", name="c"
+        ) as consumer:
+            with trio.fail_after(10):
+                await consumer.join()
+    assert seen == handled
 
 
 def points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, Any], Any]]]:
@@ -213,10 +261,11 @@ async def test_metrics_report_the_statistics(
         async with open_stream_consumer(
             pool,
             client,
-            stream,
-            "g",
-            "c",
             handler,
+            stream=stream,
+            group="g",
+            name="c",
+            create_group="start",
             idle_time=0.05,
             max_deliveries=1,
             meter_provider=meters,
@@ -242,6 +291,7 @@ async def test_metrics_report_the_statistics(
                 "trio_pool.stream.reclaimed_entries",
                 "trio_pool.stream.acked_entries",
                 "trio_pool.stream.failed_entries",
+                "trio_pool.stream.timed_out_entries",
                 "trio_pool.stream.dead_lettered_entries",
                 "trio_pool.stream.released_entries",
                 "trio_pool.stream.in_hand",
@@ -249,7 +299,7 @@ async def test_metrics_report_the_statistics(
                 "trio_pool.stream.lag",
             }
             release.set()
-            await consumer.wait_drained()
+            await consumer.join()
     # A stopped consumer leaves the collection.
     assert points(reader).get("trio_pool.stream.in_hand", []) == []
 
@@ -270,9 +320,17 @@ async def test_a_raising_meter_provider_changes_nothing(
         ]
         for name, options in choices:
             async with open_stream_consumer(
-                pool, client, stream, "g", name, nothing, idle_time=60, **options
+                pool,
+                client,
+                nothing,
+                stream=stream,
+                group="g",
+                name=name,
+                create_group="start",
+                idle_time=60,
+                **options,
             ) as consumer:
                 with trio.fail_after(10):
-                    await consumer.wait_drained()
+                    await consumer.join()
     assert "an OpenTelemetry provider raised" in caplog.text
     assert pool.statistics().succeeded == 5

@@ -62,7 +62,14 @@ async def test_a_killed_redis_ends_the_consumer_with_one_redis_error(
     async with trio_pool.open_pool(2) as pool:
         with pytest.raises(RedisError) as caught:
             async with open_stream_consumer(
-                pool, client, stream, "group", "c1", handler, idle_time=0.3
+                pool,
+                client,
+                handler,
+                stream=stream,
+                group="group",
+                name="c1",
+                create_group="start",
+                idle_time=0.3,
             ):
                 with trio.fail_after(LIMIT):
                     await started.wait()
@@ -84,11 +91,18 @@ async def test_a_handler_failing_with_a_redis_error_is_not_the_consumers(
     await add_jobs(client, stream, range(3))
     async with trio_pool.open_pool(2) as pool:
         async with open_stream_consumer(
-            pool, client, stream, "group", "c1", handler, idle_time=5,
+            pool,
+            client,
+            handler,
+            stream=stream,
+            group="group",
+            name="c1",
+            create_group="start",
+            idle_time=5,
             max_deliveries=1,
-        ) as consumer:  # fmt: skip
+        ) as consumer:
             with trio.fail_after(LIMIT):
-                await consumer.wait_drained()
+                await consumer.join()
     stats = consumer.statistics()
     assert (stats.acked, stats.dead_lettered) == (2, 1)
 
@@ -116,7 +130,14 @@ async def test_shutdown_returns_in_bounded_time_while_redis_hangs(
     try:
         async with trio_pool.open_pool(total) as pool:
             async with open_stream_consumer(
-                pool, client, stream, "group", "c1", handler, idle_time=10
+                pool,
+                client,
+                handler,
+                stream=stream,
+                group="group",
+                name="c1",
+                create_group="start",
+                idle_time=10,
             ) as consumer:
                 with trio.fail_after(LIMIT):
                     await all_started.wait()
@@ -153,14 +174,21 @@ async def test_a_client_timeout_shorter_than_the_blocking_read_is_no_failure(
         coredis.Redis(host=server.host, port=server.port, stream_timeout=0.3) as quick,
         trio_pool.open_pool(2) as pool,
         open_stream_consumer(
-            pool, quick, stream, "group", "c1", handler, idle_time=4
+            pool,
+            quick,
+            handler,
+            stream=stream,
+            group="group",
+            name="c1",
+            create_group="start",
+            idle_time=4,
         ) as consumer,  # reads block for up to 2 s: far past 0.3 s
     ):
         await trio.sleep(1.5)  # a quiet stream, for several client timeouts
         await add_jobs(quick, stream, [1])
         with trio.fail_after(LIMIT):
             await handled.wait()
-            await consumer.wait_drained()
+            await consumer.join()
     assert consumer.statistics().acked == 1
 
 
@@ -181,7 +209,14 @@ async def test_an_entry_that_vanishes_while_in_hand_is_logged_once_with_why(
     caplog.set_level(logging.INFO, logger="trio_pool")
     async with trio_pool.open_pool(2) as pool:
         async with open_stream_consumer(
-            pool, client, stream, "group", "c1", handler, idle_time=0.3
+            pool,
+            client,
+            handler,
+            stream=stream,
+            group="group",
+            name="c1",
+            create_group="start",
+            idle_time=0.3,
         ) as consumer:  # renewals every 0.1 s
             with trio.fail_after(LIMIT):
                 await both_started.wait()

@@ -106,10 +106,17 @@ async def test_undecodable_entries_are_dead_lettered_alone_with_their_bytes(
             good_ids.append(await add_raw(client, stream, *GOOD[position][0]))
     async with trio_pool.open_pool(32) as pool:
         async with open_consumer(
-            pool, client, stream, "group", "c1", handler, idle_time=IDLE
+            pool,
+            client,
+            handler,
+            stream=stream,
+            group="group",
+            name="c1",
+            create_group="start",
+            idle_time=IDLE,
         ) as consumer:
             with trio.fail_after(LIMIT):
-                await consumer.wait_drained()
+                await consumer.join()
     stats = consumer.statistics()
     assert (stats.read, stats.in_hand, stats.settling) == (len(BAD) + len(GOOD), 0, 0)
     assert (stats.dead_lettered, stats.acked) == (len(BAD), len(GOOD))
@@ -141,10 +148,17 @@ async def test_a_good_entry_of_a_dead_letter_is_requeued_from_its_raw_fields(
     await add_raw(client, stream, b"v", b"1", b"job", b"\xff\xfe", b"note", b"\xfa")
     async with trio_pool.open_pool(2) as pool:
         async with open_consumer(
-            pool, client, stream, "group", "c1", handler, idle_time=IDLE
+            pool,
+            client,
+            handler,
+            stream=stream,
+            group="group",
+            name="c1",
+            create_group="start",
+            idle_time=IDLE,
         ) as consumer:
             with trio.fail_after(LIMIT):
-                await consumer.wait_drained()
+                await consumer.join()
     ((_flat, letter),) = (await dead_letters(client, stream)).values()
     assert letter.raw_fields == (
         (b"v", b"1"),
@@ -176,11 +190,18 @@ async def test_a_handler_error_that_cannot_be_written_is_dead_lettered(
     await add_raw(client, stream, b"v", b"1", b"job", b'"good"')
     async with trio_pool.open_pool(2) as pool:
         async with open_consumer(
-            pool, client, stream, "group", "c1", handler, idle_time=IDLE,
+            pool,
+            client,
+            handler,
+            stream=stream,
+            group="group",
+            name="c1",
+            create_group="start",
+            idle_time=IDLE,
             max_deliveries=1,
-        ) as consumer:  # fmt: skip
+        ) as consumer:
             with trio.fail_after(LIMIT):
-                await consumer.wait_drained()
+                await consumer.join()
     assert (consumer.statistics().acked, consumer.statistics().dead_lettered) == (1, 1)
     ((_flat, letter),) = (await dead_letters(client, stream)).values()
     assert letter.error_type == type(error).__qualname__

@@ -14,10 +14,12 @@ import functools
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 
+import coredis
 import outcome
 from typing_extensions import assert_type
 
 import trio_pool
+import trio_pool.redis
 
 
 async def double(number: int) -> int:
@@ -132,3 +134,33 @@ async def completing(pool: trio_pool.Pool) -> None:
             assert_type(job, trio_pool.Job[int])
             assert_type(await job.result(), int)
     assert_type(trio_pool.as_completed(job for job in ints), trio_pool.AsCompleted[int])
+
+
+async def handle(delivery: trio_pool.redis.Delivery) -> None:
+    pass
+
+
+async def consuming(pool: trio_pool.Pool, client: coredis.Redis[bytes]) -> None:
+    opened = trio_pool.redis.open_stream_consumer(
+        pool, client, handle, stream="s", group="g", name="c", create_group="new"
+    )
+    assert_type(opened, AbstractAsyncContextManager[trio_pool.redis.StreamConsumer])
+    async with opened as consumer:
+        assert_type(consumer.name, str)
+        assert_type(consumer.close(), None)
+        assert_type(await consumer.join(), None)
+        stats = consumer.statistics()
+        assert_type(stats, trio_pool.redis.ConsumerStatistics)
+        assert_type(stats.closed, bool)
+        assert_type(stats.timed_out, int)
+    # stream, group and name only by keyword; create_group says from where
+    trio_pool.redis.open_stream_consumer(pool, client, "s", "g", "c", handle)  # type: ignore[call-arg, arg-type]
+    trio_pool.redis.open_stream_consumer(
+        pool,
+        client,
+        handle,
+        stream="s",
+        group="g",
+        name="c",
+        create_group=True,  # type: ignore[arg-type]
+    )

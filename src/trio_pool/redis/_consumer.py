@@ -33,7 +33,7 @@ import trio_pool
 from .._checks import check_async_fn, check_bool, check_int, check_seconds
 from .._log import INFO, WARNING, log
 from ._errors import consumer_error
-from ._lifecycle import ConsumerCore
+from ._lifecycle import CREATE_GROUP, ConsumerCore
 from ._telemetry import ConsumerTelemetry
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
 
     from ._delivery import Delivery
+    from ._lifecycle import CreateGroup
     from ._statistics import ConsumerStatistics
 
 if sys.version_info < (3, 11):
@@ -85,7 +86,9 @@ class StreamConsumer:
     """A consumer in a Redis consumer group, feeding a `trio_pool.Pool`.
 
     Made by `open_stream_consumer`, which says what it does. `statistics` and
-    `stop` never block; `shutdown` and `wait_drained` are checkpoints.
+    `close` never block; `shutdown` and `join` are checkpoints. The names
+    are the pool's for the same ideas (`trio_pool.Pool.close`,
+    `trio_pool.Pool.join`).
     """
 
     def __init__(self, core: ConsumerCore) -> None:
@@ -122,13 +125,14 @@ class StreamConsumer:
         """Return a `ConsumerStatistics` snapshot. Never blocks."""
         return self._core.statistics()
 
-    def stop(self) -> None:
+    def close(self) -> None:
         """Stop taking entries. Never blocks.
 
         A read on its way is abandoned (whatever Redis delivered to it stays
         pending, for a consumer to reclaim after the idle time). The jobs in
         hand go on, and their entries are acknowledged as they succeed.
-        Stopping twice does nothing.
+        `ConsumerStatistics.closed` is true from then on. Closing twice does
+        nothing.
         """
         self._core.stop()
 
@@ -154,7 +158,7 @@ class StreamConsumer:
         """
         await self._core.shutdown(_check_grace(grace_period))
 
-    async def wait_drained(self) -> None:
+    async def join(self) -> None:
         """Wait until the group has handled everything in the stream so far.
 
         Returns once this consumer holds no entry and, in Redis, the group
@@ -177,7 +181,7 @@ async def _opened(
     consumer: StreamConsumer,
     core: ConsumerCore,
     grace_period: float,
-    create_group: bool,
+    create_group: CreateGroup | None,
 ) -> AsyncGenerator[StreamConsumer, None]:
     """Run ``core``'s tasks in a nursery around the ``async with`` body."""
     await core.prepare(create_group)
@@ -241,20 +245,20 @@ async def _opened(
 def open_stream_consumer(
     pool: trio_pool.Pool,
     client: coredis.Redis[Any],
-    stream: str,
-    group: str,
-    consumer: str,
     handler: Callable[[Delivery], Awaitable[object]],
     *,
+    stream: str,
+    group: str,
+    name: str,
+    create_group: CreateGroup | None = None,
     idle_time: float = 60.0,
     max_deliveries: int = 5,
     dead_letter_stream: str | None = None,
     grace_period: float | None = None,
-    create_group: bool = True,
     meter_provider: MeterProvider | None = None,
     telemetry: bool = True,
 ) -> AbstractAsyncContextManager[StreamConsumer]:
-    """Consume ``stream`` as ``consumer`` of ``group``, running ``handler`` in ``pool``.
+    """Consume ``stream`` as ``name`` in ``group``, running ``handler`` in ``pool``.
 
     Use it as ``async with open_stream_consumer(...) as consumer:`` inside the
     pool's ``async with`` and the client's. Each entry becomes one job of the
@@ -288,12 +292,19 @@ def open_stream_consumer(
     Args:
         pool: the pool that runs the jobs. Other tasks may submit to it too.
         client: an open ``coredis.Redis`` client (inside its ``async with``).
-        stream: the stream's key; created, with the group, if missing.
-        group: the consumer group; created if missing (from the stream's
-            first entry) unless ``create_group`` is false.
-        consumer: this consumer's name, unique in the group (the same name
-            in two live processes makes them steal each other's entries).
         handler: an async function of one `Delivery`.
+        stream: the stream's key.
+        group: the consumer group. It must exist, unless ``create_group``
+            says to create it (and the stream, if missing) and from where.
+        name: this consumer's name, unique in the group (the same name in
+            two live processes makes them steal each other's entries);
+            returned as `StreamConsumer.name`, as ``open_pool(name=)`` is
+            ``Pool.name``.
+        create_group: if the group does not exist, ``None`` (the default)
+            refuses to start; ``"new"`` creates it at the end of the stream
+            (only entries added from now on, Redis's ``$``); ``"start"``
+            creates it at the start (the stream's whole history, ``0``). An
+            existing group is used as it is.
         idle_time: seconds an entry may stay unacknowledged, and not renewed,
             before another consumer may take it over: the crash-detection
             delay and the retry delay.
@@ -303,15 +314,14 @@ def open_stream_consumer(
             default.
         grace_period: seconds the jobs in hand may take to finish when the
             ``async with`` ends normally (``None``: no limit).
-        create_group: create the group (and stream) if missing.
         meter_provider: where the consumer's metrics go; the global provider
             by default.
         telemetry: ``False`` turns the consumer's metrics off.
 
     Raises:
         TypeError, ValueError: a bad argument, at once.
-        LookupError: on entering, with ``create_group=False``, when the
-            group does not exist.
+        LookupError: on entering, when the group (or the stream) does not
+            exist and ``create_group`` is ``None``; it names both.
         coredis.exceptions.RedisError: on entering (creating the group).
         ConsumerError: out of the ``async with``, when the consumer failed
             while it ran (Redis failed or went away): one exception, a
@@ -323,7 +333,7 @@ def open_stream_consumer(
         raise TypeError(f"pool must be a trio_pool.Pool, not {pool!r}")
     _check_name("stream", stream)
     _check_name("group", group)
-    _check_name("consumer", consumer)
+    _check_name("name", name)
     _check_handler(handler)
     idle = _check_idle_time(idle_time)
     check_int("max_deliveries", max_deliveries, 1, sys.maxsize)
@@ -333,7 +343,10 @@ def open_stream_consumer(
         raise ValueError("dead_letter_stream must not be the stream itself")
     grace = _check_grace(grace_period)
     check_bool("telemetry", telemetry)
-    check_bool("create_group", create_group)
+    if create_group not in CREATE_GROUP:
+        raise ValueError(
+            f"create_group must be None, 'new' or 'start', not {create_group!r}"
+        )
     core: ConsumerCore
 
     def statistics() -> ConsumerStatistics:
@@ -344,7 +357,7 @@ def open_stream_consumer(
             pool_name=pool.name,
             stream=stream,
             group=group,
-            consumer=consumer,
+            consumer=name,
             statistics=statistics,
             meter_provider=meter_provider,
         )
@@ -356,7 +369,7 @@ def open_stream_consumer(
         client=client,
         stream=stream,
         group=group,
-        consumer=consumer,
+        consumer=name,
         handler=handler,
         idle_time=idle,
         max_deliveries=max_deliveries,

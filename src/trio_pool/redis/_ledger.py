@@ -135,6 +135,7 @@ class ConsumerState:
         self._reclaimed: int = 0
         self._acked: int = 0
         self._failed: int = 0
+        self._timed_out: int = 0
         self._dead_lettered: int = 0
         self._released: int = 0
         self._pending: int | None = None
@@ -181,11 +182,12 @@ class ConsumerState:
             settling=settling,
             acked=self._acked,
             failed=self._failed,
+            timed_out=self._timed_out,
             dead_lettered=self._dead_lettered,
             released=self._released,
             pending=self._pending,
             lag=self._lag,
-            reading=self._reading,
+            closed=not self._reading,
         )
 
     def _judge(self, held: Held, verdict: Verdict, error_type: str, error: str) -> None:

@@ -4,7 +4,7 @@ shutdown with a bounded settle, drain, prepare); `StreamConsumer` is its facade.
 from __future__ import annotations
 
 import contextlib
-from typing import Final, final
+from typing import Final, Literal, final
 
 import trio
 from coredis.exceptions import StreamDuplicateConsumerGroupError
@@ -20,8 +20,16 @@ from ._renewer import RenewerMixin
 from ._scripts import CLAIM, DEAD_LETTER, RENEW
 from ._settler import SettlerMixin
 
+CreateGroup = Literal["new", "start"]
+"""Where `open_stream_consumer` creates a missing group (``create_group=``)."""
+CREATE_GROUP: Final[dict[CreateGroup | None, str | None]] = {
+    None: None,  # a missing group is an error
+    "new": "$",  # entries added from now on
+    "start": "0",  # the stream's whole history
+}
+"""The first id a created group delivers after, for each ``create_group``."""
 DRAIN_POLL: Final = 0.1
-"""Seconds between questions to Redis in `StreamConsumer.wait_drained` while
+"""Seconds between questions to Redis in `StreamConsumer.join` while
 other consumers hold entries (their acknowledgements tell this one nothing)."""
 SETTLE_LIMIT: Final = 5.0
 """Seconds a stopping consumer may spend settling (acknowledging,
@@ -119,19 +127,26 @@ class ConsumerCore(ReaderMixin, SettlerMixin, RenewerMixin):
         last_delivered = as_text(info.get("last-delivered-id")) or FIRST_ID
         return info.get("pending") == 0 and id_key(newest_id) <= id_key(last_delivered)
 
-    async def prepare(self, create_group: bool) -> None:
-        """Load the scripts (no retry noise on first use); create the group."""
+    async def prepare(self, create_group: CreateGroup | None) -> None:
+        """Load the scripts (no retry noise on first use); check the group, or
+        create it where ``create_group`` says if it is missing."""
         with self._client.decoding(False):  # fields as the bytes they are
             for script in (CLAIM, RENEW, DEAD_LETTER):
                 await self._client.script_load(script)
-            if not create_group:
-                if await self._group_info() is None:
+            first = CREATE_GROUP[create_group]
+            if first is None:
+                if (
+                    not await self._client.exists([self._stream])
+                    or await self._group_info() is None
+                ):
                     raise LookupError(
-                        f"stream {self._stream!r} has no group {self._group!r} "
-                        "(and create_group is False)"
+                        f"stream {self._stream!r} has no consumer group "
+                        f"{self._group!r}; pass create_group='new' (entries "
+                        "added from now on) or create_group='start' (the "
+                        "stream's whole history) to create it"
                     )
                 return
             with contextlib.suppress(StreamDuplicateConsumerGroupError):
                 await self._client.xgroup_create(
-                    self._stream, self._group, "0", mkstream=True
+                    self._stream, self._group, first, mkstream=True
                 )

@@ -58,7 +58,7 @@ class SettlerMixin(ConsumerState):
             if held.verdict is Verdict.DEAD:
                 await self._move_to_dead_letters(held)
             elif held.verdict is Verdict.RETRY:
-                self._failed += 1
+                self._count_failure(held)
                 log(
                     DEBUG,
                     "stream consumer %r: entry %s failed (%s: %s) on delivery %d "
@@ -125,4 +125,12 @@ class SettlerMixin(ConsumerState):
                 held.error,
             )
         else:  # another consumer took it over meanwhile: its call
+            self._count_failure(held)
+
+    def _count_failure(self, held: Held) -> None:
+        """Count an entry whose job failed, left pending: a time-out apart,
+        as the pool counts them."""
+        if held.job is not None and held.job.state is trio_pool.JobState.TIMED_OUT:
+            self._timed_out += 1
+        else:
             self._failed += 1

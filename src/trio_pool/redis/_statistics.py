@@ -10,8 +10,10 @@ class ConsumerStatistics:
     """A snapshot of a stream consumer, in the manner of Trio's ``statistics()``.
 
     Every entry the consumer took is in exactly one place, so at every moment
-    ``read + reclaimed == in_hand + settling + acked + failed +
-    dead_lettered + released``.
+    ``read + reclaimed == in_hand + settling + acked + failed + timed_out +
+    dead_lettered + released``. The names are the pool's for the same ideas
+    (`trio_pool.PoolStatistics`): ``failed`` counts no time-out, ``closed``
+    says it takes no more.
     """
 
     name: str
@@ -35,8 +37,11 @@ class ConsumerStatistics:
     acked: int
     """Entries acknowledged after their job succeeded."""
     failed: int
-    """Entries whose job raised or ran out of time, left pending for a
-    retry after the idle time."""
+    """Entries whose job raised, left pending for a retry after the idle
+    time (those that ran out of time are in ``timed_out``)."""
+    timed_out: int
+    """Entries whose job ran past its time limit, left pending for a retry
+    after the idle time."""
     dead_lettered: int
     """Entries moved to the dead-letter stream (and acknowledged on the
     source): their last allowed delivery failed, they were delivered more than
@@ -54,5 +59,6 @@ class ConsumerStatistics:
     """Entries in the stream not delivered to the group yet, at the latest
     check; ``None`` before the first, or when Redis cannot tell (after
     deletions in the middle of the stream)."""
-    reading: bool
-    """Whether the consumer still reads new entries."""
+    closed: bool
+    """Whether the consumer has stopped taking entries (`StreamConsumer.close`,
+    its shutdown, the pool closing, or a failure)."""

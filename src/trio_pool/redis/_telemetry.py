@@ -44,7 +44,12 @@ COUNTERS: Final = (
     (
         "trio_pool.stream.failed_entries",
         "failed",
-        "Entries whose job failed, left pending for a retry.",
+        "Entries whose job raised, left pending for a retry.",
+    ),
+    (
+        "trio_pool.stream.timed_out_entries",
+        "timed_out",
+        "Entries whose job ran past its time limit, left pending for a retry.",
     ),
     (
         "trio_pool.stream.dead_lettered_entries",
