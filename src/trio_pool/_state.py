@@ -23,7 +23,7 @@ from trio.lowlevel import (
 )
 
 from ._books import Books, check_books, take_books
-from ._caller import RunGuard, runs_inside
+from ._caller import RunGuard, called_back, runs_inside
 from ._checks import USE_DEFAULT, check_seconds
 from ._crew import Crew, Worker
 from ._failures import Unretrieved
@@ -198,8 +198,15 @@ class CoreState:
 
     def in_own_job(self) -> bool:
         """Whether the caller runs inside one of this pool's jobs (or a task
-        one of them started): waiting there on the pool could wait for itself."""
-        return runs_inside(worker.task for worker in self._crew.workers)
+        one of them started, or a thread one of them waits for called back
+        into Trio): waiting there on the pool could wait for itself."""
+        workers = self._crew.workers
+        if runs_inside(worker.task for worker in workers):
+            return True
+        marks = called_back(workers, self._guard.home)
+        # (a worker busy with a job: the one the thread's job ran in, or,
+        # for a thread its job abandoned, a later one)
+        return any(worker.job is not None for worker in workers if worker in marks)
 
     def _begin_timing(self) -> None:
         """Shedding needs timings: record them from now on (see `_variants`)."""
