@@ -270,15 +270,24 @@ class CoreState:
         """A snapshot of the books (read-only: safe from a metric reader's thread)."""
         counts = self._counts
         keys = self._keys
+        crew = self._crew
+        waiting = counts.unfinished() - counts.running - crew.handed
+        # The jobs beyond the capacity are those of workers being started
+        # (`_fits`): they count as running, as the jobs handed over do.
+        claimed = 0
+        if waiting > self._capacity and crew.starting:
+            claimed = min(
+                waiting - self._capacity, self._starting_room(), self._queue.live
+            )
         return PoolStatistics(
             name=self._name,
-            workers=len(self._crew.workers),
-            idle_workers=len(self._crew.idle),
+            workers=len(crew.workers),
+            idle_workers=len(crew.idle),
             min_workers=self._min_workers,
             max_workers=self._max_workers,
             capacity=self._capacity,
-            queued=counts.unfinished() - counts.running - self._crew.handed,
-            running=counts.running + self._crew.handed,
+            queued=waiting - claimed,
+            running=counts.running + crew.handed + claimed,
             waiting_submitters=len(self._waiters),
             submitted=counts.submitted,
             succeeded=counts.succeeded,
@@ -325,6 +334,7 @@ class CoreState:
             mean_run=self._mean_run,
             timed=self._timed,
             telemetry=self._telemetry is not None,
+            statistics=self.statistics(),
         )
 
     def check_invariants(self) -> None:
