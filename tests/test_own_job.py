@@ -85,3 +85,56 @@ async def test_a_job_of_an_inner_pool_is_inside_the_outer_pools_job(
         await outer.run(outer_job)
         assert outcomes == ["refused at once"]
         assert trio.current_time() == 0
+
+
+# ---- issue 17: a thread the job waits for, and a system task it starts
+
+
+@pytest.mark.parametrize("how", ["trio_token", "abandon_on_cancel"])
+async def test_a_thread_the_job_waits_for_is_inside_the_job(how: str) -> None:
+    """`trio.from_thread.run` with a token (or from a thread the job may
+    abandon) runs `submit` in a system task, not in the job's task; the job
+    waits for the thread, so waiting there for room waits for the job itself.
+    (Real time: the thread runs; ``submit_timeout`` only bounds a failure.)"""
+    token = trio.lowlevel.current_trio_token()
+    async with trio_pool.open_pool(1, capacity=0, submit_timeout=30) as pool:
+
+        def in_thread() -> str:
+            kwargs = {"trio_token": token} if how == "trio_token" else {}
+            try:
+                trio.from_thread.run(pool.submit, trio.sleep, 1, **kwargs)
+            except trio_pool.PoolOverloaded as exc:
+                return str(exc)
+            return "accepted"  # pragma: no cover (the failure)
+
+        async def job() -> str:
+            return await trio.to_thread.run_sync(
+                in_thread, abandon_on_cancel=how == "abandon_on_cancel"
+            )
+
+        message = await pool.run(job)
+        assert "inside one of its own jobs" in message, message
+        assert_balanced(pool)
+
+
+async def test_a_system_task_a_job_starts_is_not_inside_the_job(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Like a task in a nursery outside the pool: the job does not wait for
+    it, so it may wait for room (and gets it when the job ends)."""
+    done = trio.Event()
+    async with trio_pool.open_pool(1, capacity=0) as pool:
+
+        async def system_task() -> None:
+            job = await pool.submit(trio.sleep, 1)  # waits for the job below
+            await job.result()
+            done.set()
+
+        async def starter() -> None:
+            trio.lowlevel.spawn_system_task(system_task)
+            await trio.sleep(1)
+
+        await pool.run(starter)
+        await done.wait()
+        assert trio.current_time() == 2
+        assert_balanced(pool)

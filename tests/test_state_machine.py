@@ -18,6 +18,12 @@ happened is still pending (a job past its time limit or released, a queued
 job beside an idle worker, a waiter on a done job). At the end the pool
 drains (or was stopped), and every handle is done and every count exact.
 
+Among the rules: a cancellation from outside with jobs queued, then a
+shielded `shutdown()` in the body's ``finally``; jobs that open a pool of
+their own and submit to this one from its jobs; and a KeyboardInterrupt
+injected (by a trace hook, as Trio's SIGINT handler would raise it) where a
+worker takes a job or a task registers to park.
+
 ``TRIO_POOL_STATE_MACHINE_EXAMPLES`` sets the number of examples and explores
 new ones at random (without it: the same 200 examples, derandomized, every run).
 """
@@ -36,6 +42,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Final
 
 import outcome
@@ -54,9 +61,10 @@ from hypothesis.stateful import (
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from trio._core import _run as trio_run
+from trio._core._ki import ki_protection_enabled
 
 import trio_pool
-from trio_pool import _core
+from trio_pool import _core, _waiters, _worker
 from trio_pool._books import Books
 
 if sys.version_info < (3, 11):
@@ -131,6 +139,21 @@ METER_PROVIDER: Final = SwitchedMeterProvider(shutdown_on_exit=False)
 
 # ---------------------------------------------------------------- the model
 
+INTERRUPT_PLACES: Final[dict[str, tuple[Callable[..., Any], str]]] = {
+    # a worker has just taken a job (not KI-protected: raised in the worker)
+    "worker took a queued job": (_worker._run_jobs, "if job is None:"),
+    "worker is to start its job": (_worker._run_jobs, "value = await job._fn"),
+    "worker enters a try": (_worker._run_jobs, "try:"),
+    # inside the KI-protected steps (it goes to the body's task)
+    "core starts a job": (_core.PoolCore.start_next, "self._start(worker, job"),
+    "woken worker starts its job": (_core.PoolCore.take_handed, "self._start("),
+    "submitter registers": (_waiters.RoomWaiters.wait, "await wait_task_resched"),
+    "worker parks idle": (_worker._wait_for_job, "await wait_task_rescheduled"),
+}
+"""Where a Ctrl-C is injected: (function, the start of the line)."""
+FIRED: list[str] = []
+"""The places where an injected interrupt came, in this process."""
+
 KINDS: Final = ("value", "yield", "fail", "hang", "sleep", "child")
 CHILD_KINDS: Final = ("value", "hang", "sleep")
 
@@ -186,6 +209,29 @@ class Params:
     rate: float | None
     burst: int
     per_key_limit: int | None
+
+
+def parked_frames() -> list[FrameType]:
+    """The frames of every task's coroutines (each parked task's await chain)."""
+    frames: list[FrameType] = []
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    nurseries = list(root.child_nurseries)
+    while nurseries:
+        for task in nurseries.pop().child_tasks:
+            nurseries += task.child_nurseries
+            awaited: Any = task.coro
+            while awaited is not None:
+                frame = getattr(awaited, "cr_frame", None) or getattr(
+                    awaited, "gi_frame", None
+                )
+                if frame is None:
+                    break
+                frames.append(frame)
+                awaited = getattr(awaited, "cr_await", None) or getattr(
+                    awaited, "gi_yieldfrom", None
+                )
+    return frames
 
 
 def room(core: Books, key: str | None = None) -> tuple[bool, bool]:
@@ -264,6 +310,11 @@ async def job_body(spec: Spec, world: World) -> int:
     except ValueError as exc:
         spec.ended = "raised" if exc is spec.error else f"raised {exc!r}"
         raise
+    except KeyboardInterrupt:
+        # (from a pool opened in the job: its worker was interrupted)
+        spec.ended = "interrupted"
+        world.expect(world.interrupted, f"{spec} raised KeyboardInterrupt")
+        raise
     except BaseException as exc:
         spec.ended = f"unexpected {exc!r}"
         world.problem(f"{spec} raised {exc!r}")
@@ -287,8 +338,9 @@ class World:
         self.rejected_seen = 0
         self.outer = trio.CancelScope()  # replaced by the one around the pool
         self.end_body = trio.Event()
-        self.body_error: KeyError | None = None
+        self.body_error: KeyError | KeyboardInterrupt | None = None
         self.mass_cancel = False  # cancelled from outside, or the body raised
+        self.interrupted = False  # a KeyboardInterrupt was injected
         self.shutdowns: list[tuple[float, float | None]] = []
         self.shutdown_returned = False
         self.shutdown_in_finally = False  # the body's cleanup: a shielded shutdown
@@ -300,6 +352,7 @@ class World:
         self.min_workers = params.workers
         self.max_workers = params.max_workers
         self.closed_seen = False
+        self.untrace: Callable[[], object] = lambda: None
 
     # ------------------------------------------------------------- helpers
 
@@ -374,6 +427,16 @@ class World:
                             await self.shielded_shutdown(pool)
         except KeyError as exc:
             self.expect(exc is self.body_error, f"the pool raised {exc!r}")
+        except KeyboardInterrupt:  # as itself, not in a group
+            self.expect(self.interrupted, "a KeyboardInterrupt nobody injected")
+        except BaseExceptionGroup as group:
+            # The body raised while a worker was interrupted: both, as a
+            # nursery gives them (and nothing else, no Cancelled).
+            rest = group.split((KeyError, KeyboardInterrupt))[1]  # pyright: ignore[reportUnknownMemberType]
+            self.expect(
+                self.interrupted and self.body_error is not None and rest is None,
+                f"the pool raised {group!r}",
+            )
         except BaseException as exc:
             self.problem(f"the pool raised {exc!r}")
         finally:
@@ -706,7 +769,9 @@ class World:
         if state is SUCCEEDED:
             ok = isinstance(result, outcome.Value) and result.value == spec.number
         elif state is FAILED:
-            ok = isinstance(result, outcome.Error) and result.error is spec.error
+            ok = isinstance(result, outcome.Error) and (
+                result.error is spec.error or self.failed_by_interrupt(spec)
+            )
         elif state is TIMED_OUT:
             ok = isinstance(result, outcome.Error) and isinstance(
                 result.error, trio_pool.JobTimeout
@@ -763,6 +828,61 @@ class World:
         if then_shut_down and not self.body_ended:
             self.shutdown_in_finally = True
         self.outer.cancel()
+
+    def failed_by_interrupt(self, spec: Spec) -> bool:
+        """Whether ``spec``'s job failed with the injected KeyboardInterrupt
+        (its worker got it before or as the job's body began)."""
+        handle = spec.handle
+        return (
+            self.interrupted
+            and handle is not None
+            and handle.state is FAILED
+            and isinstance(handle._error, KeyboardInterrupt)
+            and spec.ended in (None, "interrupted")
+        )
+
+    def interrupt(self, place: str, hit: int) -> None:
+        """Arm a Ctrl-C at the ``hit``-th time a task reaches ``place`` (see
+        `INTERRUPT_PLACES`). As Trio's SIGINT handler does, it is raised
+        there if the frame is not KI-protected, else it goes to the task
+        running the pool's body (the program's main task, at its next
+        checkpoint; once the body has ended, to the program, not the pool)."""
+        function, text = INTERRUPT_PLACES[place]
+        code = function.__code__
+        lines = [
+            code.co_firstlineno + offset
+            for offset, line in enumerate(inspect.getsource(function).splitlines())
+            if line.strip().startswith(text)
+        ]
+        assert lines, (place, text)
+        seen = 0
+        previous = sys.gettrace()
+
+        def local(frame: FrameType, event: str, arg: object) -> Any:
+            nonlocal seen
+            if event != "line" or frame.f_lineno not in lines or self.interrupted:
+                return local
+            seen += 1
+            if seen < hit:
+                return local
+            self.interrupted = self.mass_cancel = True
+            sys.settrace(previous)
+            FIRED.append(place)
+            if not ki_protection_enabled(frame):
+                raise KeyboardInterrupt
+            if not self.end_body.is_set():
+                self.body_error = KeyboardInterrupt()
+                self.end_body.set()
+            return None
+
+        def trace(frame: FrameType, event: str, arg: object) -> Any:
+            return local if frame.f_code is code and not self.interrupted else None
+
+        self.untrace = lambda: sys.settrace(previous)
+        sys.settrace(trace)  # frames from now on, and the parked ones:
+        for frame in parked_frames():
+            if frame.f_code is code:
+                frame.f_trace = local
 
     def end_the_body(self, raising: bool) -> None:
         if self.end_body.is_set():
@@ -841,6 +961,7 @@ class World:
         )
         returned = sum(1 for s in self.specs if s.ended == "returned")
         raised = sum(1 for s in self.specs if s.ended == "raised")
+        raised += sum(1 for s in self.specs if self.failed_by_interrupt(s))
         stopped = sum(1 for s in self.specs if s.ended == "cancelled") + sum(
             1
             for s in self.specs
@@ -905,7 +1026,9 @@ class World:
         if spec.terminal is not None:
             assert state is spec.terminal, f"{spec}: {spec.terminal} then {state}"
             return
-        if spec.started_at is None:
+        if self.failed_by_interrupt(spec):
+            pass  # its worker was interrupted before or as it started its body
+        elif spec.started_at is None:
             assert state in (QUEUED, CANCELLED), f"{spec} never ran but is {state}"
             if state is CANCELLED:
                 assert self.cancel_source(spec, now), f"{spec} cancelled by nobody"
@@ -977,6 +1100,8 @@ class World:
 
     async def finish(self) -> None:
         """Teardown: release every job, end the body, let the clock run out."""
+        if not self.interrupted:
+            self.untrace()  # an interrupt that never came
         self.releasing = True
         for spec in self.specs:
             spec.event.set()
@@ -1306,6 +1431,11 @@ class PoolMachine(RuleBasedStateMachine):
     def end_the_body(self, raising: bool) -> None:
         self.act(lambda world: world.end_the_body(raising))
 
+    @precondition(lambda self: not self.world.interrupted and not self.world.exited)
+    @rule(place=st.sampled_from(sorted(INTERRUPT_PLACES)), hit=st.integers(1, 3))
+    def interrupt(self, place: str, hit: int) -> None:
+        self.act(lambda world: world.interrupt(place, hit))
+
     @precondition(lambda self: self.world.params.telemetry == "sdk")
     @rule()
     def toggle_raising_telemetry(self) -> None:
@@ -1334,3 +1464,4 @@ def test_random_operations_on_a_pool() -> None:
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
+    assert FIRED, "no injected KeyboardInterrupt was ever reached"

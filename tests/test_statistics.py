@@ -44,3 +44,22 @@ async def test_a_handed_job_cancelled_before_it_starts_leaves_no_count(
         await trio.testing.wait_all_tasks_blocked()
         assert pool.statistics().running == 0
         assert_balanced(pool)
+
+
+async def test_a_job_waiting_for_a_worker_being_started_is_not_queued(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """DESIGN.md: ``queued`` never exceeds the capacity. A scaling pool takes
+    a job beyond its capacity for each worker it starts; until that worker
+    runs, the job counts as running, as a job handed to an idle one does."""
+    async with trio_pool.open_pool(1, capacity=0, max_workers=4) as pool:
+        jobs = [pool.submit_nowait(trio.sleep, 1) for _ in range(4)]
+        stats = pool.statistics()
+        assert stats.queued <= stats.capacity, stats
+        assert (stats.queued, stats.running) == (0, 4), stats
+        assert_balanced(pool)
+        await trio.testing.wait_all_tasks_blocked()  # the new workers run
+        assert [job.state for job in jobs] == [trio_pool.JobState.RUNNING] * 4
+        stats = pool.statistics()
+        assert (stats.queued, stats.running, stats.workers) == (0, 4, 4), stats
+        assert_balanced(pool)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ._job import Job
     from ._keys import KeyBooks
     from ._queue import JobQueue
-    from ._statistics import Counts
+    from ._statistics import Counts, PoolStatistics
 
 
 @attrs.frozen
@@ -83,6 +83,8 @@ class Books:
     mean_run: float | None
     timed: bool
     telemetry: bool
+    statistics: PoolStatistics
+    """What `Pool.statistics` reports at the same instant."""
 
 
 def take_books(
@@ -171,6 +173,12 @@ def check_books(books: Books) -> None:
             f"{b.backlog} queued and {b.held} waiting for their key > "
             f"capacity {b.capacity} + {b.starting} starting"
         )
+        # DESIGN.md: the statistics' ``queued`` never exceeds the capacity
+        # (a job waiting for a worker being started counts as running).
+        assert b.statistics.queued <= b.capacity, (b.statistics, b.starting)
+    assert b.statistics.queued + b.statistics.running == queued + b.running, (
+        b.statistics
+    )
     assert b.min_workers <= b.max_workers
     # (a woken drain waiter still counts until it runs)
     assert b.draining >= b.drain_parked, (b.draining, b.drain_parked)

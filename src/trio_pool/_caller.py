@@ -8,17 +8,26 @@ its own jobs (where waiting on the pool could wait for itself). It follows
 the tasks themselves, not a context variable, so a task that a job starts in
 a nursery outside the pool is not inside the job, and a job of a pool opened
 inside another pool's job is inside both.
+
+One kind of task is inside a job without descending from it: a system task
+that `trio.from_thread.run` starts (given a ``trio_token``, or from a thread
+that may be abandoned) for a thread the job started, and waits for. It
+carries the context of the job's task (the thread's copy of it), so each
+worker task marks its context once (`mark_worker`) and `called_back` reads
+the marks, in a system task only: a task of the pool's own tree carrying
+them was started by a job in a nursery outside the pool.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from threading import get_ident
 from typing import TYPE_CHECKING, final
 
-from trio.lowlevel import TrioToken, current_task, current_trio_token
+from trio.lowlevel import TrioToken, current_root_task, current_task, current_trio_token
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Container, Iterable
 
     from trio.lowlevel import Task
 
@@ -27,18 +36,21 @@ if TYPE_CHECKING:
 class RunGuard:
     """The Trio run (and thread) a pool belongs to, once it has opened."""
 
-    __slots__ = ("_pool_name", "_token", "live", "thread")
+    __slots__ = ("_pool_name", "_token", "home", "live", "thread")
 
     thread: int
     """The thread of the run that opened the pool (-1 before it opened)."""
     live: bool
     """Whether the pool is open (its nursery is running)."""
+    home: Task | None
+    """The top task of the tree the pool opened in (`top_task`)."""
 
     def __init__(self, pool_name: str) -> None:
         self._pool_name = pool_name
         self._token: TrioToken | None = None
         self.thread = -1
         self.live = False
+        self.home = None
 
     @property
     def opened(self) -> bool:
@@ -50,6 +62,7 @@ class RunGuard:
         self._token = current_trio_token()
         self.thread = get_ident()
         self.live = True
+        self.home = top_task(current_task())
 
     def check(self, what: str) -> None:
         """Refuse a call from another thread or another Trio run.
@@ -91,3 +104,35 @@ def runs_inside(tasks: Iterable[Task | None]) -> bool:
         nursery = task.parent_nursery
         task = None if nursery is None else nursery.parent_task
     return any(task in ancestors for task in tasks)
+
+
+_WORKER_MARKS: ContextVar[tuple[object, ...]] = ContextVar(
+    "trio_pool_worker_marks", default=()
+)
+"""The workers (of every pool) whose task's context this context copies."""
+
+
+def mark_worker(worker: object) -> None:
+    """Mark the current task's context as ``worker``'s (once, as it begins)."""
+    _WORKER_MARKS.set((*_WORKER_MARKS.get(), worker))
+
+
+def called_back(workers: Container[object], home: Task | None) -> tuple[object, ...]:
+    """The marks of ``workers`` in the current context, if the current task
+    is outside the tree of ``home`` (a system task, such as the one
+    `trio.from_thread.run` starts); else ()."""
+    marks = _WORKER_MARKS.get()
+    if not marks or top_task(current_task()) is home:
+        return ()
+    return tuple(mark for mark in marks if mark in workers)
+
+
+def top_task(task: Task) -> Task:
+    """The ancestor of ``task`` that the root task started: the main task,
+    or a system task."""
+    root = current_root_task()
+    while True:
+        nursery = task.parent_nursery
+        if nursery is None or nursery.parent_task is root:
+            return task
+        task = nursery.parent_task

@@ -41,6 +41,7 @@ from trio.lowlevel import (
     enable_ki_protection,
 )
 
+from ._caller import mark_worker
 from ._errors import PoolClosed
 from ._job import (
     FAILED,
@@ -92,6 +93,7 @@ class PoolCore(Intake):
     def worker_began(self, worker: Worker) -> None:
         """A worker task runs for the first time."""
         self._crew.began(worker, current_task())
+        mark_worker(worker)  # for the threads its jobs start (`_caller`)
 
     @enable_ki_protection
     def start_next(self, worker: Worker, scope: trio.CancelScope) -> Job[Any] | None:

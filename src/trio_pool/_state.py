@@ -23,7 +23,7 @@ from trio.lowlevel import (
 )
 
 from ._books import Books, check_books, take_books
-from ._caller import RunGuard, runs_inside
+from ._caller import RunGuard, called_back, runs_inside
 from ._checks import USE_DEFAULT, check_seconds
 from ._crew import Crew, Worker
 from ._failures import Unretrieved
@@ -199,8 +199,15 @@ class CoreState:
 
     def in_own_job(self) -> bool:
         """Whether the caller runs inside one of this pool's jobs (or a task
-        one of them started): waiting there on the pool could wait for itself."""
-        return runs_inside(worker.task for worker in self._crew.workers)
+        one of them started, or a thread one of them waits for called back
+        into Trio): waiting there on the pool could wait for itself."""
+        workers = self._crew.workers
+        if runs_inside(worker.task for worker in workers):
+            return True
+        marks = called_back(workers, self._guard.home)
+        # (a worker busy with a job: the one the thread's job ran in, or,
+        # for a thread its job abandoned, a later one)
+        return any(worker.job is not None for worker in workers if worker in marks)
 
     def _begin_timing(self) -> None:
         """Shedding needs timings: record them from now on (see `_variants`)."""
@@ -276,15 +283,24 @@ class CoreState:
         """A snapshot of the books (read-only: safe from a metric reader's thread)."""
         counts = self._counts
         keys = self._keys
+        crew = self._crew
+        waiting = counts.unfinished() - counts.running - crew.handed
+        # The jobs beyond the capacity are those of workers being started
+        # (`_fits`): they count as running, as the jobs handed over do.
+        claimed = 0
+        if waiting > self._capacity and crew.starting:
+            claimed = min(
+                waiting - self._capacity, self._starting_room(), self._queue.live
+            )
         return PoolStatistics(
             name=self._name,
-            workers=len(self._crew.workers),
-            idle_workers=len(self._crew.idle),
+            workers=len(crew.workers),
+            idle_workers=len(crew.idle),
             min_workers=self._min_workers,
             max_workers=self._max_workers,
             capacity=self._capacity,
-            queued=counts.unfinished() - counts.running - self._crew.handed,
-            running=counts.running + self._crew.handed,
+            queued=waiting - claimed,
+            running=counts.running + crew.handed + claimed,
             waiting_submitters=len(self._waiters),
             submitted=counts.submitted,
             succeeded=counts.succeeded,
@@ -333,6 +349,7 @@ class CoreState:
             mean_run=self._mean_run,
             timed=self._timed,
             telemetry=self._telemetry is not None,
+            statistics=self.statistics(),
         )
 
     def check_invariants(self) -> None:

@@ -58,8 +58,9 @@ class PoolStatistics:
     At every moment, ``submitted == queued + running + succeeded + failed +
     timed_out + cancelled``. A job handed to an idle worker that has not run
     since counts as running (its `Job.state` is still ``QUEUED`` until the
-    worker starts it, at its next step), so ``queued`` counts only the jobs
-    that wait for a worker.
+    worker starts it, at its next step), and so does a job taken beyond the
+    capacity for a worker being started, so ``queued`` counts only the jobs
+    that wait for a worker, and never exceeds ``capacity``.
     """
 
     name: str
@@ -76,11 +77,12 @@ class PoolStatistics:
     """How many jobs may wait in the queue."""
     queued: int
     """Accepted jobs waiting for a worker (in the queue, or set aside for
-    their key): at most ``capacity``, plus one for each worker being started
-    for them (and, after a `Pool.resize` down, those accepted before it)."""
+    their key): at most ``capacity`` (after a `Pool.resize` down, the jobs
+    accepted before it may exceed it until the queue drains)."""
     running: int
-    """Jobs executing now, and jobs handed to an idle worker that starts
-    them at its next step."""
+    """Jobs executing now, jobs handed to an idle worker that starts them at
+    its next step, and jobs taken beyond the capacity for a worker being
+    started (it takes one when it runs)."""
     waiting_submitters: int
     """Tasks blocked in `Pool.submit` waiting for room (their jobs are not
     accepted yet, so they are not counted in ``submitted``)."""

@@ -17,7 +17,13 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import trio
-from trio.lowlevel import Abort, checkpoint, enable_ki_protection, wait_task_rescheduled
+from trio.lowlevel import (
+    Abort,
+    checkpoint,
+    disable_ki_protection,
+    enable_ki_protection,
+    wait_task_rescheduled,
+)
 
 from ._job import CANCELLED, FAILED, RUNNING, SUCCEEDED, TIMED_OUT, Job, JobState
 
@@ -29,69 +35,82 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 
+@enable_ki_protection
 async def run_worker(core: PoolCore, worker: Worker) -> None:
-    """A worker task: take jobs and run them until the pool lets it go."""
+    """A worker task: take jobs and run them until the pool lets it go.
+
+    It is KI-protected, but the loop that runs the jobs (`_run_jobs`) is
+    not: a KeyboardInterrupt at any line of that loop comes out here, where
+    none can land, so the job it leaves running is always resolved and the
+    worker's books always close.
+    """
     core.worker_began(worker)
-    yield_every = core.yield_every
-    streak = 0  # jobs run since the last schedule point
     try:
-        while True:
-            job: Job[Any] | None = None
-            try:
-                with trio.CancelScope() as scope:
-                    while True:
-                        if streak >= yield_every:
-                            streak = 0
-                            await checkpoint()  # holding no job
-                        job = core.start_next(worker, scope)
-                        if job is None:
-                            job = await _wait_for_job(core, worker, scope)
-                            if job is None:
-                                return
-                            streak = 0  # it parked: a schedule point
-                        streak += 1
-                        try:
-                            value = await job._fn(*job._args)
-                        except Exception as exc:
-                            core.finish(worker, job, FAILED, error=exc)
-                        else:
-                            core.finish(worker, job, SUCCEEDED, value)
-                            value = None  # an idle worker keeps no result alive
-                        # Only Job.cancel (shutdown included) and a time limit
-                        # cancel this scope; cancel_called itself reads the
-                        # clock, so ask it only for timed jobs.
-                        spent = job._cancel_requested or (
-                            job._timeout is not None and scope.cancel_called
-                        )
-                        job = None
-                        if spent:
-                            break  # a cancelled scope is never reused
-            except Exception as exc:
-                # Escaped the job's scope: e.g. an ExceptionGroup from the
-                # job's own nursery, after its Cancelled were taken out.
-                job = running_job(worker)
-                if job is None:
-                    raise
-                core.finish(worker, job, FAILED, error=exc)
-            except BaseException as exc:
-                # (the core's record, not the local: a KeyboardInterrupt may
-                # land after the core started a job, before the local is set)
-                job = running_job(worker)
-                if job is None:
-                    raise
-                own, escaping = split_escape(exc)
-                if own is None:
-                    core.finish(worker, job, outcome_of_escape(exc), error=exc)
-                else:  # the job failed on its own while cancelled from outside
-                    core.finish(worker, job, FAILED, error=own)
-                if escaping is exc:
-                    raise
-                raise escaping from None
-            else:
-                if job is not None:  # the scope caught the job's Cancelled
-                    core.finish(worker, job, outcome_of_cancel(job))
+        await _run_jobs(core, worker)
+    except BaseException as exc:
+        # (the core's record, not the loop's local: a KeyboardInterrupt may
+        # land after the core started a job, before the local is set)
+        job = running_job(worker)
+        if job is None:
+            raise
+        own, escaping = split_escape(exc)
+        if own is None:
+            core.finish(worker, job, outcome_of_escape(exc), error=exc)
+        else:  # the job failed on its own while cancelled from outside
+            core.finish(worker, job, FAILED, error=own)
+        if escaping is exc:
+            raise
+        raise escaping from None
     finally:
         core.worker_exited(worker)
+
+
+@disable_ki_protection
+async def _run_jobs(core: PoolCore, worker: Worker) -> None:
+    """The worker's loop (not KI-protected: the jobs hear a Ctrl-C)."""
+    yield_every = core.yield_every
+    streak = 0  # jobs run since the last schedule point
+    while True:
+        job: Job[Any] | None = None
+        try:
+            with trio.CancelScope() as scope:
+                while True:
+                    if streak >= yield_every:
+                        streak = 0
+                        await checkpoint()  # holding no job
+                    job = core.start_next(worker, scope)
+                    if job is None:
+                        job = await _wait_for_job(core, worker, scope)
+                        if job is None:
+                            return
+                        streak = 0  # it parked: a schedule point
+                    streak += 1
+                    try:
+                        value = await job._fn(*job._args)
+                    except Exception as exc:
+                        core.finish(worker, job, FAILED, error=exc)
+                    else:
+                        core.finish(worker, job, SUCCEEDED, value)
+                        value = None  # an idle worker keeps no result alive
+                    # Only Job.cancel (shutdown included) and a time limit
+                    # cancel this scope; cancel_called itself reads the
+                    # clock, so ask it only for timed jobs.
+                    spent = job._cancel_requested or (
+                        job._timeout is not None and scope.cancel_called
+                    )
+                    job = None
+                    if spent:
+                        break  # a cancelled scope is never reused
+        except Exception as exc:
+            # Escaped the job's scope: e.g. an ExceptionGroup from the
+            # job's own nursery, after its Cancelled were taken out.
+            job = running_job(worker)
+            if job is None:
+                raise
+            core.finish(worker, job, FAILED, error=exc)
+        else:
+            if job is not None:  # the scope caught the job's Cancelled
+                core.finish(worker, job, outcome_of_cancel(job))
 
 
 @enable_ki_protection
