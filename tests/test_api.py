@@ -24,9 +24,11 @@ DOCUMENTED = {
     "MapResults",
     "Pool",
     "PoolClosed",
+    "PoolCrashed",
     "PoolError",
     "PoolOverloaded",
     "PoolStatistics",
+    "SubmitTimeout",
     "open_pool",
 }
 
@@ -64,6 +66,9 @@ def test_public_signatures_name_no_private_types(fn: Any) -> None:
     [
         (trio_pool.PoolClosed, trio.ClosedResourceError),
         (trio_pool.PoolOverloaded, trio.WouldBlock),
+        (trio_pool.SubmitTimeout, trio.WouldBlock),
+        (trio_pool.SubmitTimeout, trio.TooSlowError),
+        (trio_pool.PoolCrashed, Exception),
         (trio_pool.JobTimeout, trio.TooSlowError),
         (trio_pool.JobCancelled, Exception),
     ],

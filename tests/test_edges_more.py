@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 if sys.version_info < (3, 11):
-    from exceptiongroup import ExceptionGroup
+    from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 
 async def double(number: int) -> int:
@@ -79,9 +79,11 @@ class StopEverything(BaseException):
     """Not an Exception: a source that raises it stops the whole map."""
 
 
-async def test_a_base_exception_from_an_async_source_comes_out_as_itself(
+async def test_a_base_exception_from_an_async_source_crashes_the_map(
     autojump_clock: trio.abc.Clock,
 ) -> None:
+    # Issue 20's exit policy: a BaseException of the map's own task (not an
+    # interrupt) is a PoolCrashed, with it in the group of its __cause__.
     async def source() -> AsyncIterator[int]:
         yield 1
         await trio.sleep(5)
@@ -89,11 +91,14 @@ async def test_a_base_exception_from_an_async_source_comes_out_as_itself(
 
     seen: list[int] = []
     async with trio_pool.open_pool(2) as pool:
-        with pytest.raises(StopEverything):
+        with pytest.raises(trio_pool.PoolCrashed) as caught:
             async with pool.map(double, source()) as results:
                 async for value in results:
                     seen.append(value)
         assert seen == [2]
+        cause = caught.value.__cause__
+        assert isinstance(cause, BaseExceptionGroup)
+        assert cause.split(StopEverything)[1] is None  # pyright: ignore[reportUnknownMemberType]
     assert pool.statistics().running == 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -22,6 +23,9 @@ from trio_pool.redis import ConsumerError, Delivery, add_jobs, open_stream_consu
 from trio_pool.redis._lifecycle import SETTLE_LIMIT
 
 from .redis_server import RedisServer, redis_server
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
 
 LIMIT = 30
 """Seconds any one wait may take before the test fails (a loaded machine)."""
@@ -69,8 +73,11 @@ async def test_a_killed_redis_ends_the_consumer_with_one_redis_error(
                     server.process.kill()
                     await trio.sleep_forever()
     assert type(caught.value) is ConsumerError
-    assert isinstance(caught.value.__cause__, Exception)  # one, or a group
-    assert "stream consumer 'c1' failed: ConnectionError" in str(caught.value)
+    assert isinstance(caught.value, trio_pool.PoolCrashed)  # issue 20's policy
+    cause = caught.value.__cause__
+    assert isinstance(cause, ExceptionGroup)  # always a group
+    assert cause.subgroup(RedisConnectionError) is not None  # pyright: ignore[reportUnknownMemberType]
+    assert "stream consumer 'c1' crashed: " in str(caught.value)
 
 
 async def test_a_handler_failing_with_a_redis_error_is_not_the_consumers(

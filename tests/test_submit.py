@@ -62,8 +62,11 @@ async def test_submit_timeout_raises_pool_overloaded(
     async with trio_pool.open_pool(1, capacity=1, submit_timeout=2.5) as pool:
         await pool.submit(sleep_and_return, 10)
         await pool.submit(sleep_and_return, 10)
-        with pytest.raises(trio_pool.PoolOverloaded, match=r"submit_timeout=2\.5"):
+        with pytest.raises(trio.TooSlowError, match=r"submit_timeout=2\.5") as info:
             await pool.submit(sleep_and_return, 10)
+        assert type(info.value) is trio_pool.SubmitTimeout
+        assert isinstance(info.value, trio_pool.PoolOverloaded)
+        assert info.value.reason == "submit_timeout"
         assert trio.current_time() == 2.5
         stats = pool.statistics()
         assert (stats.rejected, stats.submitted, stats.waiting_submitters) == (1, 2, 0)
@@ -80,6 +83,8 @@ async def test_submit_nowait(autojump_clock: trio.abc.Clock) -> None:
         with pytest.raises(trio_pool.PoolOverloaded) as info:
             pool.submit_nowait(sleep_and_return, 1)
         assert isinstance(info.value, trio.WouldBlock)
+        assert type(info.value) is trio_pool.PoolOverloaded
+        assert info.value.reason == "no_room"
         assert "has no room right now" in str(info.value)
         assert pool.statistics().rejected == 1
         for job in jobs:

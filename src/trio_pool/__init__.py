@@ -7,8 +7,10 @@ from ._completed import as_completed as as_completed
 from ._errors import JobCancelled as JobCancelled
 from ._errors import JobTimeout as JobTimeout
 from ._errors import PoolClosed as PoolClosed
+from ._errors import PoolCrashed as PoolCrashed
 from ._errors import PoolError as PoolError
 from ._errors import PoolOverloaded as PoolOverloaded
+from ._errors import SubmitTimeout as SubmitTimeout
 from ._job import Job as Job
 from ._job import JobState as JobState
 from ._map import MapResults as MapResults
@@ -26,9 +28,11 @@ __all__ = (
     "MapResults",
     "Pool",
     "PoolClosed",
+    "PoolCrashed",
     "PoolError",
     "PoolOverloaded",
     "PoolStatistics",
+    "SubmitTimeout",
     "as_completed",
     "open_pool",
 )

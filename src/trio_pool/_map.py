@@ -42,7 +42,7 @@ from trio.lowlevel import (
     enable_ki_protection,
 )
 
-from ._errors import leaves
+from ._exits import exit_error, reraise
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -125,15 +125,16 @@ class MapResults(AsyncIterator[R]):
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+        others: tuple[BaseException, ...] = ()
         try:
             await self._nursery_manager.__aexit__(exc_type, exc_value, traceback)
         except BaseExceptionGroup as group:
-            found = leaves(group)
-            if exc_value is not None and all(leaf is exc_value for leaf in found):
-                return  # the body's own exception goes on as itself
-            if len(found) == 1:
-                raise found[0] from None
-            raise
+            others = group.exceptions  # the body's own among them
+        error = exit_error(
+            exc_value, others, block=f"pool.map() of {self._core.name!r}"
+        )
+        if error is not None and error is not exc_value:
+            reraise(error)
 
     def __aiter__(self) -> Self:
         if not self._entered:
