@@ -29,17 +29,39 @@ async def double(number: int) -> int:
 
 async def test_a_pool_shows_its_name_and_size_in_its_repr() -> None:
     async with trio_pool.open_pool(2, max_workers=5, name="crawler") as pool:
-        assert repr(pool) == "<trio_pool.Pool 'crawler' workers=5>"
+        assert repr(pool) == "<trio_pool.Pool 'crawler' workers=2 max_workers=5>"
+        pool.resize(3)
+        assert repr(pool) == "<trio_pool.Pool 'crawler' workers=3>"
+
+
+async def test_map_results_and_as_completed_show_their_state_in_their_repr(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(2, name="p") as pool:
+        async with pool.map(double, [1, 2]) as results:
+            assert repr(results) == (
+                "<trio_pool.MapResults of pool 'p' feeding, 0 pulled ahead>"
+            )
+            assert [value async for value in results] == [2, 4]
+            assert repr(results) == (
+                "<trio_pool.MapResults of pool 'p' fed, 0 pulled ahead>"
+            )
+        assert "closed" in repr(results)
+        job = pool.submit_nowait(double, 1)
+        finished = trio_pool.as_completed([job])
+        assert repr(finished) == "<trio_pool.AsCompleted 0 ready, 1 pending>"
+        finished.close()
+        assert repr(finished) == "<trio_pool.AsCompleted 0 ready, 0 pending, closed>"
 
 
 async def test_map_results_can_be_entered_only_once(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     async with trio_pool.open_pool(2) as pool:
-        results = pool.map(double, [1, 2])
-        async with results:
+        manager = pool.map(double, [1, 2])
+        async with manager as results:
             with pytest.raises(RuntimeError, match="entered only once"):
-                await results.__aenter__()
+                await manager.__aenter__()
             assert [value async for value in results] == [2, 4]
 
 

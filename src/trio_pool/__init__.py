@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._checks import USE_POOL_DEFAULT as USE_POOL_DEFAULT
+from ._checks import UsePoolDefault as UsePoolDefault
 from ._completed import AsCompleted as AsCompleted
 from ._completed import as_completed as as_completed
 from ._errors import JobCancelled as JobCancelled
@@ -20,6 +22,7 @@ from ._statistics import PoolStatistics as PoolStatistics
 from ._version import __version__ as __version__
 
 __all__ = (
+    "USE_POOL_DEFAULT",
     "AsCompleted",
     "Job",
     "JobCancelled",
@@ -33,6 +36,7 @@ __all__ = (
     "PoolOverloaded",
     "PoolStatistics",
     "SubmitTimeout",
+    "UsePoolDefault",
     "as_completed",
     "open_pool",
 )

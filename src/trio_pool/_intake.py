@@ -41,6 +41,7 @@ from ._state import CoreState
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
 
+    from ._checks import UsePoolDefault
     from ._errors import OverloadReason
 
 
@@ -53,7 +54,7 @@ class Intake(CoreState):
         fn: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
         name: str | None,
-        timeout: float | None,
+        timeout: float | UsePoolDefault | None,
         key: Hashable = None,
     ) -> Job[Any]:
         """Check a submission's arguments and its caller; make the job's record.

@@ -61,10 +61,12 @@ R = TypeVar("R")
 
 @final
 class MapResults(AsyncIterator[R]):
-    """The results of `Pool.map`; use it as ``async with ... as results``.
+    """The results of `Pool.map`: what ``async with pool.map(...) as
+    results`` gives.
 
     Iterate it with ``async for``, from one task at a time (a second task
-    gets `trio.BusyResourceError`). Each ``__anext__`` is a checkpoint.
+    gets `trio.BusyResourceError`). Each ``__anext__`` is a checkpoint (see
+    `Pool` for when it yields to the scheduler).
     """
 
     def __init__(
@@ -137,12 +139,19 @@ class MapResults(AsyncIterator[R]):
             reraise(error)
 
     def __aiter__(self) -> Self:
-        if not self._entered:
-            raise RuntimeError(
-                "use 'async with pool.map(...) as results:' and iterate over "
-                "results, so that the jobs cannot outlive the loop"
-            )
         return self
+
+    def __repr__(self) -> str:
+        if not self._entered:
+            state = "not entered"
+        elif self._closed:
+            state = "closed"
+        else:
+            state = "fed" if self._fed else "feeding"
+        return (
+            f"<trio_pool.MapResults of pool {self._core.name!r} {state}, "
+            f"{self.pulled_ahead} pulled ahead>"
+        )
 
     @property
     def pulled_ahead(self) -> int:

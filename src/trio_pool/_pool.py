@@ -28,7 +28,7 @@ from ._checks import (
     MAX_BURST,
     MAX_CAPACITY,
     MAX_WORKERS,
-    USE_DEFAULT,
+    USE_POOL_DEFAULT,
     check_async_fn,
     check_bool,
     check_int,
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
     from typing_extensions import TypeVarTuple, Unpack
 
+    from ._checks import UsePoolDefault
     from ._core import PoolCore
     from ._job import Job
     from ._statistics import PoolStatistics
@@ -98,14 +99,20 @@ class Pool:
 
     def __repr__(self) -> str:
         core = self._core
-        return f"<trio_pool.Pool {core.name!r} workers={core.max_workers}>"
+        workers = core.min_workers
+        if core.max_workers == workers:
+            return f"<trio_pool.Pool {core.name!r} workers={workers}>"
+        return (
+            f"<trio_pool.Pool {core.name!r} workers={workers} "
+            f"max_workers={core.max_workers}>"
+        )
 
     @property
     def name(self) -> str:
         """The pool's name, as it appears in logs, spans and metrics."""
         return self._core.name
 
-    def resize(self, workers: int, max_workers: int | None = None) -> None:
+    def resize(self, workers: int, *, max_workers: int | None = None) -> None:
         """Change the pool's size while it runs. Never blocks.
 
         Growing takes effect at once: new workers start for the jobs already
@@ -113,11 +120,16 @@ class Pool:
         surplus idle workers retire at once, busy ones as their jobs end,
         without taking another; a running job is never cancelled for it.
 
+        Every value means what it means in `open_pool`:
+        ``pool.resize(4)`` makes a fixed pool of 4 workers, also from a
+        scaling one; ``pool.resize(2, max_workers=8)`` a pool that scales
+        between 2 and 8.
+
         Args:
-            workers: the new minimum (and size, for a fixed-size pool).
-            max_workers: the new maximum. ``None`` keeps a fixed-size pool
-                fixed and otherwise keeps the current maximum, raised to
-                ``workers`` if it is lower.
+            workers: the new number of workers (the minimum when
+                ``max_workers`` is set).
+            max_workers: keyword-only: the new maximum, ``>= workers``;
+                ``None`` (the default): a fixed pool of ``workers``.
 
         Raises:
             TypeError, ValueError: a bad argument (``max_workers < workers``
@@ -127,12 +139,9 @@ class Pool:
         """
         core = self._core
         check_int("workers", workers, 1, MAX_WORKERS)
-        if max_workers is None:
-            fixed = core.max_workers == core.min_workers
-            max_workers = workers if fixed else max(workers, core.max_workers)
-        max_workers = check_max_workers(workers, max_workers)
+        maximum = check_max_workers(workers, max_workers)
         core.check_caller("resize")
-        core.resize(workers, max_workers)
+        core.resize(workers, maximum)
 
     # ------------------------------------------------------------------ submit
 
@@ -141,7 +150,7 @@ class Pool:
         fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
         *args: Unpack[PosArgT],
         name: str | None = None,
-        timeout: float | None = USE_DEFAULT,
+        timeout: float | UsePoolDefault | None = USE_POOL_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
     ) -> Job[T]:
@@ -166,7 +175,8 @@ class Pool:
             name: the job's name in logs and telemetry; ``fn``'s qualified
                 name by default.
             timeout: seconds the job may run (queue time does not count);
-                ``None`` for no limit; the pool's ``job_timeout`` by default.
+                ``None`` for no limit; `USE_POOL_DEFAULT` (the default): the
+                pool's ``job_timeout``, also when a wrapper passes it on.
             key: in a pool opened with ``per_key_limit=N``, at most N jobs
                 of one key (any hashable, e.g. a host name) are queued or
                 running at once; the others wait aside, in order, without
@@ -205,7 +215,7 @@ class Pool:
         fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
         *args: Unpack[PosArgT],
         name: str | None = None,
-        timeout: float | None = USE_DEFAULT,
+        timeout: float | UsePoolDefault | None = USE_POOL_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
     ) -> Job[T]:
@@ -236,7 +246,7 @@ class Pool:
         fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
         *args: Unpack[PosArgT],
         name: str | None = None,
-        timeout: float | None = USE_DEFAULT,
+        timeout: float | UsePoolDefault | None = USE_POOL_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
     ) -> T:
@@ -270,8 +280,8 @@ class Pool:
         ordered: bool = True,
         outcomes: Literal[False] = False,
         name: str | None = None,
-        timeout: float | None = ...,
-    ) -> MapResults[T]: ...
+        timeout: float | UsePoolDefault | None = ...,
+    ) -> AbstractAsyncContextManager[MapResults[T]]: ...
 
     @overload
     def map(
@@ -282,8 +292,8 @@ class Pool:
         ordered: bool = True,
         outcomes: Literal[True],
         name: str | None = None,
-        timeout: float | None = ...,
-    ) -> MapResults[outcome.Outcome[T]]: ...
+        timeout: float | UsePoolDefault | None = ...,
+    ) -> AbstractAsyncContextManager[MapResults[outcome.Outcome[T]]]: ...
 
     @overload
     def map(
@@ -294,8 +304,11 @@ class Pool:
         ordered: bool = True,
         outcomes: bool,
         name: str | None = None,
-        timeout: float | None = ...,
-    ) -> MapResults[T] | MapResults[outcome.Outcome[T]]: ...
+        timeout: float | UsePoolDefault | None = ...,
+    ) -> (
+        AbstractAsyncContextManager[MapResults[T]]
+        | AbstractAsyncContextManager[MapResults[outcome.Outcome[T]]]
+    ): ...
 
     def map(
         self,
@@ -305,8 +318,11 @@ class Pool:
         ordered: bool = True,
         outcomes: bool = False,
         name: str | None = None,
-        timeout: float | None = USE_DEFAULT,
-    ) -> MapResults[T] | MapResults[outcome.Outcome[T]]:
+        timeout: float | UsePoolDefault | None = USE_POOL_DEFAULT,
+    ) -> (
+        AbstractAsyncContextManager[MapResults[T]]
+        | AbstractAsyncContextManager[MapResults[outcome.Outcome[T]]]
+    ):
         """Run ``fn(item)`` for each item, as an async context manager of results.
 
         ::
@@ -336,11 +352,17 @@ class Pool:
             name: each job's name; ``fn``'s qualified name by default.
             timeout: each job's time limit, as in `submit`.
 
+        Entering the ``async with`` starts the feeder and is not a
+        checkpoint; leaving it is one (it waits for the jobs it cancels).
+        What leaves it follows the policy in :doc:`errors`.
+
         Returns:
-            A `MapResults`. Without ``outcomes``, the first failed job's
-            exception is raised at its place in the iteration and the map's
-            other jobs are cancelled, as ``Executor.map`` raises on the
-            failing item.
+            Only an async context manager, whose ``__aenter__`` gives the
+            `MapResults` to iterate (``async for r in pool.map(...)`` is a
+            type error, and a `TypeError` at run time). Without
+            ``outcomes``, the first failed job's exception is raised at its
+            place in the iteration and the map's other jobs are cancelled,
+            as ``Executor.map`` raises on the failing item.
 
         Raises:
             TypeError, ValueError: a bad argument, at once.
@@ -353,7 +375,7 @@ class Pool:
         check_bool("outcomes", outcomes)
         check_iterable("items", items)
         core.check_caller("map")
-        return MapResults(
+        results: MapResults[T] = MapResults(
             core,
             fn,
             items,
@@ -362,6 +384,7 @@ class Pool:
             name=name,
             limit=limit,
         )
+        return AsyncWithOnly(results, "pool.map(...)", "results")
 
     # --------------------------------------------------------------- stopping
 
@@ -458,7 +481,7 @@ def open_pool(
     *,
     capacity: int | None = None,
     max_workers: int | None = None,
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     job_timeout: float | None = None,
     submit_timeout: float | None = None,
     name: str | None = None,
@@ -478,7 +501,13 @@ def open_pool(
     pool stops taking work, runs every queued job and waits for all of them.
     If the body raises, or the surrounding scope is cancelled, every job is
     cancelled and resolves `JobState.CANCELLED`, and the body's exception
-    comes out as itself, not wrapped in an `ExceptionGroup`.
+    comes out as itself, not wrapped in an `ExceptionGroup`. What comes out
+    when a job or a worker raised too (a `BaseException` that is not an
+    `Exception`) follows one table, in :doc:`errors`.
+
+    Entering the ``async with`` is a checkpoint (it starts the workers and
+    waits until each is ready); leaving it is one too (it waits for the
+    jobs).
 
     Args:
         workers: how many jobs run at once; an int from 1 to 1,000,000.
@@ -490,7 +519,7 @@ def open_pool(
             worker is idle, up to ``max_workers``, and ``workers`` becomes the
             minimum.
         idle_timeout: seconds a worker above the minimum may stay idle
-            before it retires (default 30).
+            before it retires (default 30); ``None``: never.
         job_timeout: the default time limit of each job, in seconds of
             running time; ``None`` for no limit.
         submit_timeout: how long `Pool.submit` may wait for room before it

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
+    from ._checks import UsePoolDefault
+
 
 class CoreState:
     """The fields of a pool's core, and the queries over them (see the module).
@@ -190,7 +192,7 @@ class CoreState:
         except TypeError:
             raise TypeError(f"key must be hashable, not {key!r}") from None
 
-    def time_limit(self, timeout: float | None) -> float | None:
+    def time_limit(self, timeout: float | UsePoolDefault | None) -> float | None:
         """The checked time limit of a job: ``timeout``, or the pool's default."""
         if timeout is USE_DEFAULT:
             return self._job_timeout
