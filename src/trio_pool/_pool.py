@@ -531,8 +531,9 @@ def open_pool(
             the API's no-op default then is skipped at no cost.
         telemetry: ``False`` turns spans and metrics off entirely.
         timings: record when each job was submitted, started and finished
-            (`Job.submitted_at` and the rest). A pool with active telemetry
-            records them anyway, since it reads the clock for its metrics.
+            (`Job.submitted_at` and the rest); without it (and without
+            ``shed``) they are ``None``, also when telemetry reads the clock
+            for its own metrics.
         rate: at most this many job starts per second (a float > 0), by a
             token bucket; ``None`` (the default) for no limit. Jobs wait in
             the queue for their turn, so ``capacity`` and backpressure apply

@@ -101,6 +101,9 @@ class CoreState:
                 self._telemetry = recorder
                 self._become(variant("traced"))
         self._shed = shed  # the default of submit(shed=)
+        # Whether jobs show their times (Job.submitted_at...): asked for, or
+        # needed by shedding; never because telemetry reads the clock.
+        self._timings_shown = timings or shed
         # This pool's class with a level of timing (see `_variants`).
         self._variant = variant
         self._mean_run: float | None = None  # moving average of running times
@@ -203,8 +206,15 @@ class CoreState:
         one of them started): waiting there on the pool could wait for itself."""
         return runs_inside(worker.task for worker in self._crew.workers)
 
+    @property
+    def timings_shown(self) -> bool:
+        """Whether the pool's jobs show their timings (`Job.submitted_at`...):
+        with ``timings=True``, or shedding; whatever telemetry does."""
+        return self._timings_shown
+
     def _begin_timing(self) -> None:
         """Shedding needs timings: record them from now on (see `_variants`)."""
+        self._timings_shown = True
         self._become(self._variant("timed"))
 
     def _become(self, cls: type[CoreState]) -> None:
