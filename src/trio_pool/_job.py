@@ -290,8 +290,9 @@ class Job(Generic[T]):
     async def wait(self) -> outcome.Outcome[T]:
         """Wait until the job is done and return its outcome without raising.
 
-        This is a checkpoint (see `Pool` for the schedule-point rule). It may
-        be called any number of times, from any number of tasks.
+        It always checks for cancellation, and yields to the scheduler when
+        it waits and otherwise once in 32 calls (see `Pool`). It may be
+        called any number of times, from any number of tasks.
 
         Returns:
             `outcome.Value` with the return value, or `outcome.Error` with the
@@ -310,7 +311,9 @@ class Job(Generic[T]):
     async def result(self) -> T:
         """Wait until the job is done and return its value.
 
-        This is a checkpoint. It may be called any number of times.
+        It always checks for cancellation, and yields to the scheduler when
+        it waits and otherwise once in 32 calls (see `Pool`). It may be
+        called any number of times.
 
         Raises:
             JobTimeout: the job ran past its time limit.
