@@ -9,6 +9,7 @@ owns every piece of state. How the pieces fit:
 * ``_job.py``: the job handle and the core's record of a job;
 * ``_map.py``: `Pool.map`, on the core's methods;
 * ``_opened.py``: the workers' nursery around the ``async with`` body;
+* ``_exits.py``: what leaves a block (the pool's, the map's): one policy;
 * ``_telemetry.py``: spans and metrics, guarded;
 * ``_checks.py``, ``_errors.py``, ``_statistics.py``: the leaves.
 """
@@ -79,15 +80,12 @@ _pool_numbers = itertools.count(1)
 class Pool:
     """A pool of worker tasks running jobs, at most ``workers`` at a time.
 
-    Create one with `open_pool`. Checkpoints: `submit`, `run`, `join`,
-    `shutdown`, `Job.result`, `Job.wait` and the map's ``__anext__`` always
-    check for cancellation. They yield to the scheduler whenever they wait;
-    `submit`, `Job.result`, `Job.wait` and ``__anext__`` that did not wait
-    yield once in every 32 such calls, so they are not unconditional
-    checkpoints (a switch costs more than a whole job: making them
-    unconditional cost 3.5 times the time of the no-op benchmark), and a
-    task that submits in a tight loop still cannot starve the workers or
-    other tasks. The guide's "Checkpoints" section has the figures.
+    Create one with `open_pool`. Checkpoints: its async methods, `Job`'s and
+    the map's ``__anext__`` always check for cancellation and yield to the
+    scheduler when they wait; `submit`, `Job.result`, `Job.wait` and
+    ``__anext__`` that did not wait yield once in 32 such calls, so they are
+    not unconditional checkpoints (a switch costs more than a job: see the
+    guide's "Checkpoints" for the figures).
 
     A pool belongs to the Trio run (and thread) that opened it: every method
     but `statistics` raises `RuntimeError` when called from another thread or
@@ -122,16 +120,12 @@ class Pool:
         surplus idle workers retire at once, busy ones as their jobs end,
         without taking another; a running job is never cancelled for it.
 
-        Every value means what it means in `open_pool`:
-        ``pool.resize(4)`` makes a fixed pool of 4 workers, also from a
-        scaling one; ``pool.resize(2, max_workers=8)`` a pool that scales
-        between 2 and 8.
+        Each value means what it means in `open_pool`: ``resize(4)`` makes
+        a fixed pool of 4, ``resize(2, max_workers=8)`` one that scales.
 
         Args:
-            workers: the new number of workers (the minimum when
-                ``max_workers`` is set).
-            max_workers: keyword-only: the new maximum, ``>= workers``;
-                ``None`` (the default): a fixed pool of ``workers``.
+            workers: the new size (the minimum when ``max_workers`` is set).
+            max_workers: the new maximum; ``None``: a fixed pool.
 
         Raises:
             TypeError, ValueError: a bad argument (``max_workers < workers``
@@ -354,17 +348,15 @@ class Pool:
             name: each job's name; ``fn``'s qualified name by default.
             timeout: each job's time limit, as in `submit`.
 
-        Entering the ``async with`` starts the feeder and is not a
-        checkpoint; leaving it is one (it waits for the jobs it cancels).
-        What leaves it follows the policy in :doc:`errors`.
+        Entering is not a checkpoint; leaving is one (it waits for the jobs
+        it cancels); what leaves it follows :doc:`errors`.
 
         Returns:
-            Only an async context manager, whose ``__aenter__`` gives the
-            `MapResults` to iterate (``async for r in pool.map(...)`` is a
-            type error, and a `TypeError` at run time). Without
-            ``outcomes``, the first failed job's exception is raised at its
-            place in the iteration and the map's other jobs are cancelled,
-            as ``Executor.map`` raises on the failing item.
+            Only an async context manager (``async for r in pool.map(...)``
+            is a type error), whose ``__aenter__`` gives the `MapResults`.
+            Without ``outcomes``, the first failed job's exception is raised
+            at its place in the iteration and the map's other jobs are
+            cancelled, as ``Executor.map`` raises on the failing item.
 
         Raises:
             TypeError, ValueError: a bad argument, at once.
