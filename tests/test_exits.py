@@ -308,6 +308,15 @@ def test_exit_error_rows() -> None:
     nested = BaseExceptionGroup("g", [odd, BaseExceptionGroup("h", [interrupt])])
     assert exit_error(body, [nested], block="b") is interrupt
     assert [type(e) for e in the_group(interrupt)] == [LookupError, Odd]
+    ki, lookup = KeyboardInterrupt(), LookupError("in the body's group")
+    body_group = BaseExceptionGroup("the body's", [lookup, ki])
+    assert exit_error(body_group, [odd], block="b") is ki  # found in the body
+    rest = the_group(ki)
+    assert rest[1:] == [odd]
+    assert isinstance(rest[0], BaseExceptionGroup)
+    assert list(cast("BaseExceptionGroup[BaseException]", rest[0]).exceptions) == [
+        lookup
+    ]  # the interrupt is not chained to itself
 
 
 def test_exit_error_makes_the_block_s_own_crash_type() -> None:

@@ -142,9 +142,7 @@ class MapResults(AsyncIterator[R]):
         return self
 
     def __repr__(self) -> str:
-        if not self._entered:
-            state = "not entered"
-        elif self._closed:
+        if self._closed:
             state = "closed"
         else:
             state = "fed" if self._fed else "feeding"
