@@ -142,10 +142,7 @@ class MapResults(AsyncIterator[R]):
         return self
 
     def __repr__(self) -> str:
-        if self._closed:
-            state = "closed"
-        else:
-            state = "fed" if self._fed else "feeding"
+        state = "closed" if self._closed else "fed" if self._fed else "feeding"
         return (
             f"<trio_pool.MapResults of pool {self._core.name!r} {state}, "
             f"{self.pulled_ahead} pulled ahead>"
