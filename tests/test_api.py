@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -188,3 +189,21 @@ async def test_a_wrapper_forwarding_the_default_gets_the_pool_s_job_timeout(
         with pytest.raises(trio_pool.JobTimeout):
             await run_slowly(pool)
         assert await run_slowly(pool, None) is None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        trio_pool.PoolOverloaded("no room", "deadline"),
+        trio_pool.SubmitTimeout("too slow"),
+    ],
+)
+def test_overloaded_errors_keep_their_reason_through_pickle(
+    error: trio_pool.PoolOverloaded,
+) -> None:
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), str(copy), copy.reason) == (
+        type(error),
+        str(error),
+        error.reason,
+    )

@@ -49,6 +49,9 @@ class PoolOverloaded(PoolError, trio.WouldBlock):
         super().__init__(message)
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[PoolOverloaded], tuple[str, OverloadReason]]:
+        return (type(self), (str(self), self.reason))  # keeps the reason
+
 
 class SubmitTimeout(PoolOverloaded, trio.TooSlowError):
     """`Pool.submit` found no room within the pool's ``submit_timeout``.
