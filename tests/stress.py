@@ -598,7 +598,7 @@ class Soak:
         workers = rng.randint(1, 10)
         max_workers = rng.choice([None, workers, workers + rng.randint(1, 30)])
         try:
-            pool.resize(workers, max_workers)
+            pool.resize(workers, max_workers=max_workers)
         except Exception as exc:
             self.fail("resize() raised", f"({workers}, {max_workers}): {exc!r}")
         self.resizes += 1

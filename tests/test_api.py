@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +25,13 @@ DOCUMENTED = {
     "MapResults",
     "Pool",
     "PoolClosed",
+    "PoolCrashed",
     "PoolError",
     "PoolOverloaded",
     "PoolStatistics",
+    "SubmitTimeout",
+    "USE_POOL_DEFAULT",
+    "UsePoolDefault",
     "open_pool",
 }
 
@@ -36,6 +41,15 @@ def test_all_matches_the_documented_api() -> None:
     assert len(trio_pool.__all__) == len(DOCUMENTED)
     for name in trio_pool.__all__:
         assert getattr(trio_pool, name).__module__ == "trio_pool", name
+
+
+def test_the_timeout_default_is_public_and_forwarded() -> None:
+    # Issue 20: a wrapper can take and pass on "the pool's default".
+    assert trio_pool.USE_POOL_DEFAULT is trio_pool.UsePoolDefault.USE_POOL_DEFAULT
+    assert repr(trio_pool.USE_POOL_DEFAULT) == "trio_pool.USE_POOL_DEFAULT"
+    for fn in (trio_pool.Pool.submit, trio_pool.Pool.submit_nowait, trio_pool.Pool.run):
+        default = inspect.signature(fn).parameters["timeout"].default
+        assert default is trio_pool.USE_POOL_DEFAULT
 
 
 PUBLIC_CALLABLES: list[Callable[..., Any]] = [
@@ -64,6 +78,9 @@ def test_public_signatures_name_no_private_types(fn: Any) -> None:
     [
         (trio_pool.PoolClosed, trio.ClosedResourceError),
         (trio_pool.PoolOverloaded, trio.WouldBlock),
+        (trio_pool.SubmitTimeout, trio.WouldBlock),
+        (trio_pool.SubmitTimeout, trio.TooSlowError),
+        (trio_pool.PoolCrashed, Exception),
         (trio_pool.JobTimeout, trio.TooSlowError),
         (trio_pool.JobCancelled, Exception),
     ],
@@ -157,3 +174,36 @@ async def test_open_pool_without_async_with_shows_the_right_form() -> None:
             pass  # pragma: no cover
     async with opener as pool:  # still usable the right way
         assert await pool.run(sleep_and_return, 0, 4) == 4
+
+
+async def test_a_wrapper_forwarding_the_default_gets_the_pool_s_job_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def run_slowly(
+        pool: trio_pool.Pool,
+        timeout: float | trio_pool.UsePoolDefault | None = trio_pool.USE_POOL_DEFAULT,
+    ) -> object:
+        return await pool.run(sleep_and_return, 5, timeout=timeout)
+
+    async with trio_pool.open_pool(1, job_timeout=1) as pool:
+        with pytest.raises(trio_pool.JobTimeout):
+            await run_slowly(pool)
+        assert await run_slowly(pool, None) is None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        trio_pool.PoolOverloaded("no room", "deadline"),
+        trio_pool.SubmitTimeout("too slow"),
+    ],
+)
+def test_overloaded_errors_keep_their_reason_through_pickle(
+    error: trio_pool.PoolOverloaded,
+) -> None:
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), str(copy), copy.reason) == (
+        type(error),
+        str(error),
+        error.reason,
+    )

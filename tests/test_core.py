@@ -586,7 +586,7 @@ async def test_room_counts_only_starting_workers_that_will_take_a_job(
         for _ in range(steps):
             await step()
             pool._core.check_invariants()
-        pool.resize(1, 1)
+        pool.resize(1, max_workers=1)
         pool._core.check_invariants()
         accepted: list[trio_pool.Job[float]] = []
         for _ in range(3):
@@ -610,7 +610,7 @@ async def test_lowering_the_minimum_lets_idle_workers_retire(
         workers, max_workers=max_workers, idle_timeout=10
     ) as pool:
         await trio.sleep(100)  # every worker idle, parked with no timer
-        pool.resize(1, max_workers)
+        pool.resize(1, max_workers=max_workers)
         await trio.sleep(10.5)
         assert pool.statistics().workers == 1
         assert_balanced(pool)
@@ -722,7 +722,7 @@ async def test_a_raising_log_handler_changes_no_outcome_and_no_count(
             failed = pool.submit_nowait(boom)
             dropped = pool.submit_nowait(boom)  # nobody reads it: a WARNING
             del dropped
-            pool.resize(1, 3)
+            pool.resize(1, max_workers=3)
             await trio.sleep(10)  # scaling decisions, retirements
             assert_balanced(pool)
             stuck = pool.submit_nowait(nap, 100)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 if sys.version_info < (3, 11):
-    from exceptiongroup import ExceptionGroup
+    from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 
 async def double(number: int) -> int:
@@ -29,17 +29,39 @@ async def double(number: int) -> int:
 
 async def test_a_pool_shows_its_name_and_size_in_its_repr() -> None:
     async with trio_pool.open_pool(2, max_workers=5, name="crawler") as pool:
-        assert repr(pool) == "<trio_pool.Pool 'crawler' workers=5>"
+        assert repr(pool) == "<trio_pool.Pool 'crawler' workers=2 max_workers=5>"
+        pool.resize(3)
+        assert repr(pool) == "<trio_pool.Pool 'crawler' workers=3>"
+
+
+async def test_map_results_and_as_completed_show_their_state_in_their_repr(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(2, name="p") as pool:
+        async with pool.map(double, [1, 2]) as results:
+            assert repr(results) == (
+                "<trio_pool.MapResults of pool 'p' feeding, 0 pulled ahead>"
+            )
+            assert [value async for value in results] == [2, 4]
+            assert repr(results) == (
+                "<trio_pool.MapResults of pool 'p' fed, 0 pulled ahead>"
+            )
+        assert "closed" in repr(results)
+        job = pool.submit_nowait(double, 1)
+        finished = trio_pool.as_completed([job])
+        assert repr(finished) == "<trio_pool.AsCompleted 0 ready, 1 pending>"
+        finished.close()
+        assert repr(finished) == "<trio_pool.AsCompleted 0 ready, 0 pending, closed>"
 
 
 async def test_map_results_can_be_entered_only_once(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     async with trio_pool.open_pool(2) as pool:
-        results = pool.map(double, [1, 2])
-        async with results:
+        manager = pool.map(double, [1, 2])
+        async with manager as results:
             with pytest.raises(RuntimeError, match="entered only once"):
-                await results.__aenter__()
+                await manager.__aenter__()
             assert [value async for value in results] == [2, 4]
 
 
@@ -79,9 +101,11 @@ class StopEverything(BaseException):
     """Not an Exception: a source that raises it stops the whole map."""
 
 
-async def test_a_base_exception_from_an_async_source_comes_out_as_itself(
+async def test_a_base_exception_from_an_async_source_crashes_the_map(
     autojump_clock: trio.abc.Clock,
 ) -> None:
+    # Issue 20's exit policy: a BaseException of the map's own task (not an
+    # interrupt) is a PoolCrashed, with it in the group of its __cause__.
     async def source() -> AsyncIterator[int]:
         yield 1
         await trio.sleep(5)
@@ -89,11 +113,14 @@ async def test_a_base_exception_from_an_async_source_comes_out_as_itself(
 
     seen: list[int] = []
     async with trio_pool.open_pool(2) as pool:
-        with pytest.raises(StopEverything):
+        with pytest.raises(trio_pool.PoolCrashed) as caught:
             async with pool.map(double, source()) as results:
                 async for value in results:
                     seen.append(value)
         assert seen == [2]
+        cause = caught.value.__cause__
+        assert isinstance(cause, BaseExceptionGroup)
+        assert cause.split(StopEverything)[1] is None  # pyright: ignore[reportUnknownMemberType]
     assert pool.statistics().running == 0
 
 

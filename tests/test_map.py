@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import outcome
 import pytest
@@ -205,9 +206,13 @@ async def test_per_item_options_pass_through(autojump_clock: trio.abc.Clock) -> 
 
 
 async def test_iterating_without_async_with_is_refused() -> None:
+    # A type error too (tests/static_types/api.py); at run time a TypeError
+    # that shows the right form.
     async with trio_pool.open_pool(1) as pool:
-        results = pool.map(square, range(3))
-        with pytest.raises(RuntimeError, match=r"async with pool\.map"):
+        results: Any = pool.map(square, range(3))
+        with pytest.raises(
+            TypeError, match=r"write 'async with pool\.map\(\.\.\.\) as results:'"
+        ):
             async for _ in results:
                 pass  # pragma: no cover
 

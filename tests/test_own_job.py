@@ -74,8 +74,10 @@ async def test_a_job_of_an_inner_pool_is_inside_the_outer_pools_job(
             # The outer pool's one worker runs the job that opened this pool:
             # waiting for room there would wait for itself.
             with trio.fail_after(10):
-                with pytest.raises(trio_pool.PoolOverloaded):
+                with pytest.raises(trio_pool.PoolOverloaded) as info:
                     await outer.submit(trio.sleep, 1)
+            assert type(info.value) is trio_pool.PoolOverloaded  # not a timeout
+            assert info.value.reason == "own_job"
             outcomes.append("refused at once")
 
         async def outer_job() -> None:

@@ -13,12 +13,14 @@ from typing import Any
 import coredis
 import pytest
 import trio
+from coredis.exceptions import RedisError
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import trio_pool
 import trio_pool.redis
 from trio_pool.redis import (
+    ConsumerError,
     Delivery,
     PayloadError,
     add_job,
@@ -64,6 +66,14 @@ def test_all_matches_the_documented_api() -> None:
     assert len(trio_pool.redis.__all__) == len(DOCUMENTED)
     for name in trio_pool.redis.__all__:
         assert getattr(trio_pool.redis, name).__module__ == "trio_pool.redis", name
+
+
+def test_the_errors_are_pool_errors() -> None:
+    # Issue 20: every error trio_pool raises is a PoolError.
+    assert issubclass(PayloadError, trio_pool.PoolError)
+    assert issubclass(PayloadError, ValueError)
+    assert issubclass(ConsumerError, trio_pool.PoolCrashed)
+    assert issubclass(ConsumerError, RedisError)
 
 
 def test_the_core_package_does_not_import_coredis() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -22,6 +23,9 @@ from trio_pool.redis import ConsumerError, Delivery, add_jobs, open_stream_consu
 from trio_pool.redis._lifecycle import SETTLE_LIMIT
 
 from .redis_server import RedisServer, redis_server
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
 
 LIMIT = 30
 """Seconds any one wait may take before the test fails (a loaded machine)."""
@@ -76,8 +80,11 @@ async def test_a_killed_redis_ends_the_consumer_with_one_redis_error(
                     server.process.kill()
                     await trio.sleep_forever()
     assert type(caught.value) is ConsumerError
-    assert isinstance(caught.value.__cause__, Exception)  # one, or a group
-    assert "stream consumer 'c1' failed: ConnectionError" in str(caught.value)
+    assert isinstance(caught.value, trio_pool.PoolCrashed)  # issue 20's policy
+    cause = caught.value.__cause__
+    assert isinstance(cause, ExceptionGroup)  # always a group
+    assert cause.subgroup(RedisConnectionError) is not None  # pyright: ignore[reportUnknownMemberType]
+    assert "stream consumer 'c1' crashed: " in str(caught.value)
 
 
 async def test_a_handler_failing_with_a_redis_error_is_not_the_consumers(
@@ -232,3 +239,45 @@ async def test_an_entry_that_vanishes_while_in_hand_is_logged_once_with_why(
     about_taken = [r for r in caplog.records if taken in r.getMessage()]
     assert [r.levelno for r in about_taken] == [logging.WARNING]
     assert "taken over by consumer 'other'" in about_taken[0].getMessage()
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+async def test_the_body_failing_as_a_consumer_task_fails_gives_consumer_error_with_both(
+    monkeypatch: pytest.MonkeyPatch,
+    client: coredis.Redis[Any],
+    stream: str,
+    when: str,
+) -> None:
+    # Issue 20's one exit policy, at the consumer's exit: the body's exception
+    # and a task's failure together are one ConsumerError (a PoolCrashed), the
+    # body's first in the group; before, the task's failure was only logged.
+    from trio_pool.redis._lifecycle import ConsumerCore
+
+    failed = trio.Event()
+    task_error = RedisConnectionError("the renewer's")
+    body_error = LookupError("the body's")
+
+    async def failing_renewer(self: ConsumerCore) -> None:
+        failed.set()
+        raise task_error
+
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+
+    monkeypatch.setattr(ConsumerCore, "run_renewer", failing_renewer)
+    async with trio_pool.open_pool(2) as pool:
+        with pytest.raises(ConsumerError) as caught:
+            async with open_stream_consumer(
+                pool, client, stream, "group", "c1", handler
+            ):
+                if when == "before":  # the body raises before a checkpoint
+                    with trio.CancelScope(shield=True):
+                        await failed.wait()
+                    raise body_error
+                try:  # the body is cancelled by the failure, raises from there
+                    await trio.sleep_forever()
+                except trio.Cancelled:
+                    raise body_error from None
+    cause = caught.value.__cause__
+    assert isinstance(cause, ExceptionGroup)
+    assert list(cause.exceptions) == [body_error, task_error]  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]

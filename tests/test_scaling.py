@@ -115,15 +115,24 @@ async def test_resize_down_never_cancels_a_running_job(
         assert all(job.state is trio_pool.JobState.SUCCEEDED for job in jobs)
 
 
-async def test_resize_keeps_a_scaling_pool_scaling(
+async def test_resize_means_what_open_pool_means(
     autojump_clock: trio.abc.Clock,
 ) -> None:
+    # Issue 20: max_workers=None is a fixed pool, as in open_pool; it was
+    # "keep the current maximum" here.
     async with trio_pool.open_pool(1, max_workers=4) as pool:
-        pool.resize(2)
+        pool.resize(2, max_workers=4)
         stats = pool.statistics()
         assert (stats.min_workers, stats.max_workers) == (2, 4)
         await trio.testing.wait_all_tasks_blocked()
         assert pool.statistics().workers == 2
+        pool.resize(3)
+        stats = pool.statistics()
+        assert (stats.min_workers, stats.max_workers) == (3, 3)
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.statistics().workers == 3
+        with pytest.raises(TypeError):
+            pool.resize(3, 4)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
 
 
 async def test_shutdown_while_scaled_up(autojump_clock: trio.abc.Clock) -> None:
@@ -196,3 +205,13 @@ def test_a_worker_does_not_retire_while_a_submitter_waits(seed: int) -> None:
                 nursery.start_soon(submit, 2)
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_idle_timeout_none_keeps_extra_workers(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(1, max_workers=3, idle_timeout=None) as pool:
+        for _ in range(3):
+            pool.submit_nowait(trio.sleep, 1)
+        await trio.sleep(10**6)
+        assert pool.statistics().workers == 3

@@ -790,15 +790,14 @@ class World:
         assert self.pool is not None
         core = self.core
         closed = core.closed or core.exited
-        fixed = core.min_workers == core.max_workers
         try:
-            self.pool.resize(workers, max_workers)
+            self.pool.resize(workers, max_workers=max_workers)
         except trio_pool.PoolClosed:
             self.expect(closed, "resize() of an open pool raised PoolClosed")
             return
         self.expect(not closed, "resize() of a closed pool went through")
-        if max_workers is None:
-            max_workers = workers if fixed else max(workers, self.max_workers)
+        if max_workers is None:  # as in open_pool: a fixed pool (issue 20)
+            max_workers = workers
         self.min_workers, self.max_workers = workers, max_workers
 
     def close(self) -> None:

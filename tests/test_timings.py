@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
 
 import trio_pool
 
@@ -123,3 +126,46 @@ async def test_the_moving_average_of_running_times(
 def test_timings_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="timings must be True or False, not 1"):
         trio_pool.open_pool(1, timings=1)  # type: ignore[arg-type]
+
+
+async def test_telemetry_on_and_timings_off_show_no_timings(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Issue 20: with an SDK configured, the pool reads the clock for its own
+    # metrics and spans, but the jobs show no timings unless asked.
+    reader = InMemoryMetricReader()
+    async with trio_pool.open_pool(
+        1,
+        tracer_provider=TracerProvider(),
+        meter_provider=MeterProvider(metric_readers=[reader]),
+    ) as pool:
+        job = await pool.submit(sleep_and_return, 1)
+        await job.wait()
+        assert pool._core.books().timed is True  # telemetry's own readings
+        assert times(job) == (None, None, None)
+        assert durations(job) == (None, None)
+    data = reader.get_metrics_data()
+    assert data is not None  # the durations were recorded all the same
+    names = {
+        metric.name
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    assert "trio_pool.job.duration" in names
+
+
+async def test_a_submit_with_shed_shows_timings_from_then_on(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(1, telemetry=False) as pool:
+        before = await pool.submit(sleep_and_return, 1)
+        await before.wait()
+        with trio.move_on_after(100):  # a deadline: shedding measures
+            shed = await pool.submit(sleep_and_return, 1, shed=True)
+            await shed.wait()
+            assert times(shed) == (None, 1, 2)  # measured from its submit on
+        assert times(before) == (None, None, None)
+        after = await pool.submit(sleep_and_return, 1)
+        await after.wait()
+        assert times(after) == (2, 2, 3)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from ._checks import USE_POOL_DEFAULT as USE_POOL_DEFAULT
+from ._checks import UsePoolDefault as UsePoolDefault
 from ._completed import AsCompleted as AsCompleted
 from ._completed import as_completed as as_completed
 from ._errors import JobCancelled as JobCancelled
 from ._errors import JobTimeout as JobTimeout
 from ._errors import PoolClosed as PoolClosed
+from ._errors import PoolCrashed as PoolCrashed
 from ._errors import PoolError as PoolError
 from ._errors import PoolOverloaded as PoolOverloaded
+from ._errors import SubmitTimeout as SubmitTimeout
 from ._job import Job as Job
 from ._job import JobState as JobState
 from ._map import MapResults as MapResults
@@ -18,6 +22,7 @@ from ._statistics import PoolStatistics as PoolStatistics
 from ._version import __version__ as __version__
 
 __all__ = (
+    "USE_POOL_DEFAULT",
     "AsCompleted",
     "Job",
     "JobCancelled",
@@ -26,9 +31,12 @@ __all__ = (
     "MapResults",
     "Pool",
     "PoolClosed",
+    "PoolCrashed",
     "PoolError",
     "PoolOverloaded",
     "PoolStatistics",
+    "SubmitTimeout",
+    "UsePoolDefault",
     "as_completed",
     "open_pool",
 )

@@ -62,6 +62,14 @@ class AsyncWithOnly(AbstractAsyncContextManager[T]):
             f"{self._target}.{name} inside the block"
         )
 
+    if not TYPE_CHECKING:  # type checkers reject ``async for`` over it anyway
+
+        def __aiter__(self) -> NoReturn:
+            raise TypeError(
+                f"{self._call} is not an async iterable: write "
+                f"'{self._right_form()}', then 'async for ... in {self._target}'"
+            )
+
     def __await__(self) -> Generator[Any, Any, NoReturn]:
         raise TypeError(f"{self._call} cannot be awaited: write '{self._right_form()}'")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc
+import enum
 import functools
 import inspect
 import math
@@ -277,16 +278,20 @@ def default_capacity(max_workers: int) -> int:
     return max(max_workers, 64)
 
 
-@final
-class UseDefault:
-    """The type of `USE_DEFAULT`."""
+class UsePoolDefault(enum.Enum):
+    """The type of `USE_POOL_DEFAULT`: one value, so that type checkers
+    narrow ``timeout is USE_POOL_DEFAULT``."""
+
+    USE_POOL_DEFAULT = "the pool's job_timeout"
 
     def __repr__(self) -> str:
-        return "<the pool's job_timeout>"
+        return "trio_pool.USE_POOL_DEFAULT"
 
 
-# Typed Any so that public signatures read ``timeout: float | None = <the
-# pool's job_timeout>``, with no private type in them; the core tells it
-# apart with ``is``.
-USE_DEFAULT: Any = UseDefault()
-"""Marks a ``timeout`` argument that was not given: the pool's default applies."""
+USE_POOL_DEFAULT: Final = UsePoolDefault.USE_POOL_DEFAULT
+"""The default of every ``timeout=`` argument: the pool's ``job_timeout``
+applies. A wrapper passes it on to mean "not given" (``None`` means no
+limit)."""
+
+USE_DEFAULT: Final = USE_POOL_DEFAULT
+"""The modules' short name of `USE_POOL_DEFAULT`."""

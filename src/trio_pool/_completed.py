@@ -72,6 +72,13 @@ class AsCompleted(Generic[T]):
     def __aiter__(self) -> Self:
         return self
 
+    def __repr__(self) -> str:
+        closed = ", closed" if self._closed else ""
+        return (
+            f"<trio_pool.AsCompleted {len(self._ready)} ready, "
+            f"{len(self._pending)} pending{closed}>"
+        )
+
     async def __anext__(self) -> Job[T]:
         """The next job to finish. A checkpoint.
 
@@ -140,7 +147,9 @@ def as_completed(jobs: Iterable[Job[T]]) -> AsCompleted[T]:
     yielded yet: a yielded job is not kept alive by the iterator.
     Leaving the ``async with`` (or calling `AsCompleted.close`) stops
     listening; the jobs go on. Used without ``async with``, the listening
-    stops as each job finishes.
+    stops as each job finishes. Neither entering nor leaving the ``async
+    with`` is a checkpoint (they only register and unregister listeners);
+    each step of the ``async for`` is one.
 
     Raises:
         TypeError: an item is not a `Job`.

@@ -24,7 +24,7 @@ from trio.lowlevel import (
 
 from ._checks import USE_DEFAULT, check_async_fn, check_name
 from ._crew import Worker
-from ._errors import PoolClosed, PoolOverloaded
+from ._errors import PoolClosed, PoolOverloaded, SubmitTimeout
 from ._job import (
     CANCELLED,
     NOT_ACCEPTED,
@@ -41,6 +41,9 @@ from ._state import CoreState
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
 
+    from ._checks import UsePoolDefault
+    from ._errors import OverloadReason
+
 
 class Intake(CoreState):
     """The jobs' transitions (see the module); `PoolCore` is the class pools run."""
@@ -51,7 +54,7 @@ class Intake(CoreState):
         fn: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
         name: str | None,
-        timeout: float | None,
+        timeout: float | UsePoolDefault | None,
         key: Hashable = None,
     ) -> Job[Any]:
         """Check a submission's arguments and its caller; make the job's record.
@@ -84,7 +87,7 @@ class Intake(CoreState):
     async def wait_to_accept(self, job: Job[Any]) -> None:
         """Wait for room for ``job``, within ``submit_timeout``; the slow path."""
         if self.in_own_job():
-            raise self.overloaded("for submit() inside one of its own jobs")
+            raise self.overloaded("for submit() inside one of its own jobs", "own_job")
         submit_timeout = self._submit_timeout
         if submit_timeout is None:
             await self._waiters.wait(job)
@@ -92,7 +95,9 @@ class Intake(CoreState):
         with trio.move_on_after(submit_timeout):
             await self._waiters.wait(job)
             return
-        raise self.overloaded(f"within submit_timeout={submit_timeout!r}s")
+        raise self.overloaded(
+            f"within submit_timeout={submit_timeout!r}s", "submit_timeout"
+        )
 
     async def wait_for_room(self) -> None:
         """Wait until `offer` would accept a job without a key; a checkpoint.
@@ -154,8 +159,7 @@ class Intake(CoreState):
         if message is None:
             return
         self._counts.shed += 1
-        error = PoolOverloaded(message)
-        error.reason = "deadline"
+        error = PoolOverloaded(message, "deadline")
         self._refused("deadline")
         raise error
 
@@ -182,12 +186,17 @@ class Intake(CoreState):
         raise PoolClosed(f"pool {self._name!r} is closed and takes no more jobs")
 
     @enable_ki_protection
-    def overloaded(self, when: str) -> PoolOverloaded:
-        """Count a refusal for want of room; return the error to raise."""
-        error = PoolOverloaded(
+    def overloaded(
+        self, when: str, reason: OverloadReason = "no_room"
+    ) -> PoolOverloaded:
+        """Count a refusal for want of room; return the error to raise (a
+        `SubmitTimeout` for ``reason`` ``"submit_timeout"``)."""
+        kind = SubmitTimeout if reason == "submit_timeout" else PoolOverloaded
+        error = kind(
             f"pool {self._name!r} has no room {when}: all {len(self._crew.workers)} "
             f"workers busy and {self._queue.live} of capacity={self._capacity} "
             "queued",
+            reason,
         )
         self._refused("overloaded")
         return error

@@ -54,6 +54,11 @@ class JobOwner(Protocol):
         """``job``'s failure was read."""
         ...
 
+    @property
+    def timings_shown(self) -> bool:
+        """Whether the job's timings are public (``timings=True`` or shedding)."""
+        ...
+
 
 class JobState(enum.Enum):
     """Where a job is in its life. The last four are terminal."""
@@ -221,31 +226,39 @@ class Job(Generic[T]):
 
         The moment `Pool.submit` (or `Pool.submit_nowait`, `Pool.run`, or
         `Pool.map` for an item) was called, waiting for room included.
-        Timings are recorded by a pool opened with ``timings=True``,
-        ``shed=True`` or active telemetry (see `open_pool`); in other pools
-        this and the other timings are always ``None``.
+        Timings are shown by a pool opened with ``timings=True`` or
+        ``shed=True`` (or from its first submit with ``shed=True``), whatever
+        telemetry does (it keeps its own readings); in other pools this and
+        the other timings are always ``None``.
         """
-        return getattr(self, "_t_submitted", None)
+        return self._timing("_t_submitted")
 
     @property
     def started_at(self) -> float | None:
         """When a worker started it, or ``None`` until then (and if it never
         starts)."""
-        return getattr(self, "_t_started", None)
+        return self._timing("_t_started")
 
     @property
     def finished_at(self) -> float | None:
         """When it reached its terminal state, or ``None`` until then."""
-        return getattr(self, "_t_finished", None)
+        return self._timing("_t_finished")
+
+    def _timing(self, field: str) -> float | None:
+        """One of the record's times, if the pool shows them, else None."""
+        if not self._core.timings_shown:
+            return None
+        moment: float | None = getattr(self, field, None)
+        return moment
 
     @property
     def wait_duration(self) -> float | None:
         """Seconds from submission to start; for a job cancelled before it
         started, to its cancellation. ``None`` until known."""
-        submitted: float | None = getattr(self, "_t_submitted", None)
-        ended: float | None = getattr(self, "_t_started", None)
+        submitted = self.submitted_at
+        ended = self.started_at
         if ended is None:  # (0.0 is a time: MockClock starts there)
-            ended = getattr(self, "_t_finished", None)
+            ended = self.finished_at
         if submitted is None or ended is None:
             return None
         return ended - submitted
@@ -254,8 +267,8 @@ class Job(Generic[T]):
     def run_duration(self) -> float | None:
         """Seconds from start to finish; ``None`` until the job is done, and
         for a job that never started."""
-        started: float | None = getattr(self, "_t_started", None)
-        finished: float | None = getattr(self, "_t_finished", None)
+        started = self.started_at
+        finished = self.finished_at
         if started is None or finished is None:
             return None
         return finished - started
@@ -277,8 +290,9 @@ class Job(Generic[T]):
     async def wait(self) -> outcome.Outcome[T]:
         """Wait until the job is done and return its outcome without raising.
 
-        This is a checkpoint (see `Pool` for the schedule-point rule). It may
-        be called any number of times, from any number of tasks.
+        It always checks for cancellation, and yields to the scheduler when
+        it waits and otherwise once in 32 calls (see `Pool`). It may be
+        called any number of times, from any number of tasks.
 
         Returns:
             `outcome.Value` with the return value, or `outcome.Error` with the
@@ -297,7 +311,9 @@ class Job(Generic[T]):
     async def result(self) -> T:
         """Wait until the job is done and return its value.
 
-        This is a checkpoint. It may be called any number of times.
+        It always checks for cancellation, and yields to the scheduler when
+        it waits and otherwise once in 32 calls (see `Pool`). It may be
+        called any number of times.
 
         Raises:
             JobTimeout: the job ran past its time limit.

@@ -42,7 +42,7 @@ from trio.lowlevel import (
     enable_ki_protection,
 )
 
-from ._errors import leaves
+from ._exits import exit_error, reraise
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -61,10 +61,12 @@ R = TypeVar("R")
 
 @final
 class MapResults(AsyncIterator[R]):
-    """The results of `Pool.map`; use it as ``async with ... as results``.
+    """The results of `Pool.map`: what ``async with pool.map(...) as
+    results`` gives.
 
     Iterate it with ``async for``, from one task at a time (a second task
-    gets `trio.BusyResourceError`). Each ``__anext__`` is a checkpoint.
+    gets `trio.BusyResourceError`). Each ``__anext__`` is a checkpoint (see
+    `Pool` for when it yields to the scheduler).
     """
 
     def __init__(
@@ -125,23 +127,26 @@ class MapResults(AsyncIterator[R]):
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+        others: tuple[BaseException, ...] = ()
         try:
             await self._nursery_manager.__aexit__(exc_type, exc_value, traceback)
         except BaseExceptionGroup as group:
-            found = leaves(group)
-            if exc_value is not None and all(leaf is exc_value for leaf in found):
-                return  # the body's own exception goes on as itself
-            if len(found) == 1:
-                raise found[0] from None
-            raise
+            others = group.exceptions  # the body's own among them
+        error = exit_error(
+            exc_value, others, block=f"pool.map() of {self._core.name!r}"
+        )
+        if error is not None and error is not exc_value:
+            reraise(error)
 
     def __aiter__(self) -> Self:
-        if not self._entered:
-            raise RuntimeError(
-                "use 'async with pool.map(...) as results:' and iterate over "
-                "results, so that the jobs cannot outlive the loop"
-            )
         return self
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "fed" if self._fed else "feeding"
+        return (
+            f"<trio_pool.MapResults of pool {self._core.name!r} {state}, "
+            f"{self.pulled_ahead} pulled ahead>"
+        )
 
     @property
     def pulled_ahead(self) -> int:

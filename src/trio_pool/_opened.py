@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
-from ._errors import leaves
+from ._exits import exit_error, reraise
 from ._log import INFO, log
 
 if TYPE_CHECKING:
@@ -25,9 +25,12 @@ P = TypeVar("P")
 
 @asynccontextmanager
 async def opened(pool: P, core: PoolCore) -> AsyncGenerator[P, None]:
-    """Run ``core``'s workers in a nursery around the ``async with`` body."""
+    """Run ``core``'s workers in a nursery around the ``async with`` body.
+
+    What leaves it follows `exit_error`'s policy.
+    """
     body_error: BaseException | None = None
-    worker_errors: list[BaseException] = []
+    worker_errors: tuple[BaseException, ...] = ()
     log(
         INFO,
         "pool %r started: %d workers, capacity %d",
@@ -47,30 +50,11 @@ async def opened(pool: P, core: PoolCore) -> AsyncGenerator[P, None]:
             else:
                 core.close()
     except BaseExceptionGroup as group:
-        rest = group.split(trio.Cancelled)[1]  # pyright: ignore[reportUnknownMemberType]
-        if rest is None and body_error is None:
-            raise
-        if rest is not None:
-            worker_errors = leaves(rest)
+        worker_errors = group.exceptions
     finally:
         core.cancel_everything()  # resolve anything an outer cancel left
         core.exited()
         log(INFO, "pool %r stopped: %s", core.name, core.statistics())
-    if worker_errors:
-        body_own = _without_cancelled(body_error)  # the pool's own: no news
-        if body_own is not None and all(body_own is not e for e in worker_errors):
-            worker_errors.insert(0, body_own)  # not a job's error read in the body
-        if len(worker_errors) == 1:
-            raise worker_errors[0]
-        raise BaseExceptionGroup("errors in trio_pool", worker_errors)
-    if body_error is not None:
-        raise body_error
-
-
-def _without_cancelled(error: BaseException | None) -> BaseException | None:
-    """``error`` without its `trio.Cancelled` (also inside groups), or None."""
-    if isinstance(error, BaseExceptionGroup):
-        return error.split(trio.Cancelled)[1]  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-    if isinstance(error, trio.Cancelled):
-        return None
-    return error
+    error = exit_error(body_error, worker_errors, block=f"pool {core.name!r}")
+    if error is not None:
+        reraise(error)

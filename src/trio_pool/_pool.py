@@ -9,6 +9,7 @@ owns every piece of state. How the pieces fit:
 * ``_job.py``: the job handle and the core's record of a job;
 * ``_map.py``: `Pool.map`, on the core's methods;
 * ``_opened.py``: the workers' nursery around the ``async with`` body;
+* ``_exits.py``: what leaves a block (the pool's, the map's): one policy;
 * ``_telemetry.py``: spans and metrics, guarded;
 * ``_checks.py``, ``_errors.py``, ``_statistics.py``: the leaves.
 """
@@ -28,7 +29,7 @@ from ._checks import (
     MAX_BURST,
     MAX_CAPACITY,
     MAX_WORKERS,
-    USE_DEFAULT,
+    USE_POOL_DEFAULT,
     check_async_fn,
     check_bool,
     check_int,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
     from typing_extensions import TypeVarTuple, Unpack
 
+    from ._checks import UsePoolDefault
     from ._core import PoolCore
     from ._job import Job
     from ._statistics import PoolStatistics
@@ -78,13 +80,12 @@ _pool_numbers = itertools.count(1)
 class Pool:
     """A pool of worker tasks running jobs, at most ``workers`` at a time.
 
-    Create one with `open_pool`. Checkpoints: `submit`, `run`, `shutdown`,
-    `Job.result` and `Job.wait` always check for cancellation. They yield to
-    the scheduler whenever they wait, and otherwise at least once every 32
-    calls, so a task that submits in a tight loop cannot starve the workers
-    or other tasks. Trio's documentation allows a scheduler to skip the
-    switch at some checkpoints; trio_pool skips most of them on its fast
-    paths because a switch costs more than a whole job.
+    Create one with `open_pool`. Checkpoints: its async methods, `Job`'s and
+    the map's ``__anext__`` always check for cancellation and yield to the
+    scheduler when they wait; `submit`, `Job.result`, `Job.wait` and
+    ``__anext__`` that did not wait yield once in 32 such calls, so they are
+    not unconditional checkpoints (a switch costs more than a job: see the
+    guide's "Checkpoints" for the figures).
 
     A pool belongs to the Trio run (and thread) that opened it: every method
     but `statistics` raises `RuntimeError` when called from another thread or
@@ -98,14 +99,20 @@ class Pool:
 
     def __repr__(self) -> str:
         core = self._core
-        return f"<trio_pool.Pool {core.name!r} workers={core.max_workers}>"
+        workers = core.min_workers
+        if core.max_workers == workers:
+            return f"<trio_pool.Pool {core.name!r} workers={workers}>"
+        return (
+            f"<trio_pool.Pool {core.name!r} workers={workers} "
+            f"max_workers={core.max_workers}>"
+        )
 
     @property
     def name(self) -> str:
         """The pool's name, as it appears in logs, spans and metrics."""
         return self._core.name
 
-    def resize(self, workers: int, max_workers: int | None = None) -> None:
+    def resize(self, workers: int, *, max_workers: int | None = None) -> None:
         """Change the pool's size while it runs. Never blocks.
 
         Growing takes effect at once: new workers start for the jobs already
@@ -113,11 +120,12 @@ class Pool:
         surplus idle workers retire at once, busy ones as their jobs end,
         without taking another; a running job is never cancelled for it.
 
+        Each value means what it means in `open_pool`: ``resize(4)`` makes
+        a fixed pool of 4, ``resize(2, max_workers=8)`` one that scales.
+
         Args:
-            workers: the new minimum (and size, for a fixed-size pool).
-            max_workers: the new maximum. ``None`` keeps a fixed-size pool
-                fixed and otherwise keeps the current maximum, raised to
-                ``workers`` if it is lower.
+            workers: the new size (the minimum when ``max_workers`` is set).
+            max_workers: the new maximum; ``None``: a fixed pool.
 
         Raises:
             TypeError, ValueError: a bad argument (``max_workers < workers``
@@ -127,12 +135,9 @@ class Pool:
         """
         core = self._core
         check_int("workers", workers, 1, MAX_WORKERS)
-        if max_workers is None:
-            fixed = core.max_workers == core.min_workers
-            max_workers = workers if fixed else max(workers, core.max_workers)
-        max_workers = check_max_workers(workers, max_workers)
+        maximum = check_max_workers(workers, max_workers)
         core.check_caller("resize")
-        core.resize(workers, max_workers)
+        core.resize(workers, maximum)
 
     # ------------------------------------------------------------------ submit
 
@@ -141,7 +146,7 @@ class Pool:
         fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
         *args: Unpack[PosArgT],
         name: str | None = None,
-        timeout: float | None = USE_DEFAULT,
+        timeout: float | UsePoolDefault | None = USE_POOL_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
     ) -> Job[T]:
@@ -166,7 +171,8 @@ class Pool:
             name: the job's name in logs and telemetry; ``fn``'s qualified
                 name by default.
             timeout: seconds the job may run (queue time does not count);
-                ``None`` for no limit; the pool's ``job_timeout`` by default.
+                ``None`` for no limit; `USE_POOL_DEFAULT` (the default): the
+                pool's ``job_timeout``, also when a wrapper passes it on.
             key: in a pool opened with ``per_key_limit=N``, at most N jobs
                 of one key (any hashable, e.g. a host name) are queued or
                 running at once; the others wait aside, in order, without
@@ -205,7 +211,7 @@ class Pool:
         fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
         *args: Unpack[PosArgT],
         name: str | None = None,
-        timeout: float | None = USE_DEFAULT,
+        timeout: float | UsePoolDefault | None = USE_POOL_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
     ) -> Job[T]:
@@ -236,7 +242,7 @@ class Pool:
         fn: Callable[[Unpack[PosArgT]], Awaitable[T]],
         *args: Unpack[PosArgT],
         name: str | None = None,
-        timeout: float | None = USE_DEFAULT,
+        timeout: float | UsePoolDefault | None = USE_POOL_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
     ) -> T:
@@ -270,8 +276,8 @@ class Pool:
         ordered: bool = True,
         outcomes: Literal[False] = False,
         name: str | None = None,
-        timeout: float | None = ...,
-    ) -> MapResults[T]: ...
+        timeout: float | UsePoolDefault | None = ...,
+    ) -> AbstractAsyncContextManager[MapResults[T]]: ...
 
     @overload
     def map(
@@ -282,8 +288,8 @@ class Pool:
         ordered: bool = True,
         outcomes: Literal[True],
         name: str | None = None,
-        timeout: float | None = ...,
-    ) -> MapResults[outcome.Outcome[T]]: ...
+        timeout: float | UsePoolDefault | None = ...,
+    ) -> AbstractAsyncContextManager[MapResults[outcome.Outcome[T]]]: ...
 
     @overload
     def map(
@@ -294,8 +300,11 @@ class Pool:
         ordered: bool = True,
         outcomes: bool,
         name: str | None = None,
-        timeout: float | None = ...,
-    ) -> MapResults[T] | MapResults[outcome.Outcome[T]]: ...
+        timeout: float | UsePoolDefault | None = ...,
+    ) -> (
+        AbstractAsyncContextManager[MapResults[T]]
+        | AbstractAsyncContextManager[MapResults[outcome.Outcome[T]]]
+    ): ...
 
     def map(
         self,
@@ -305,8 +314,11 @@ class Pool:
         ordered: bool = True,
         outcomes: bool = False,
         name: str | None = None,
-        timeout: float | None = USE_DEFAULT,
-    ) -> MapResults[T] | MapResults[outcome.Outcome[T]]:
+        timeout: float | UsePoolDefault | None = USE_POOL_DEFAULT,
+    ) -> (
+        AbstractAsyncContextManager[MapResults[T]]
+        | AbstractAsyncContextManager[MapResults[outcome.Outcome[T]]]
+    ):
         """Run ``fn(item)`` for each item, as an async context manager of results.
 
         ::
@@ -336,11 +348,15 @@ class Pool:
             name: each job's name; ``fn``'s qualified name by default.
             timeout: each job's time limit, as in `submit`.
 
+        Entering is not a checkpoint; leaving is one (it waits for the jobs
+        it cancels); what leaves it follows :doc:`errors`.
+
         Returns:
-            A `MapResults`. Without ``outcomes``, the first failed job's
-            exception is raised at its place in the iteration and the map's
-            other jobs are cancelled, as ``Executor.map`` raises on the
-            failing item.
+            Only an async context manager (``async for r in pool.map(...)``
+            is a type error), whose ``__aenter__`` gives the `MapResults`.
+            Without ``outcomes``, the first failed job's exception is raised
+            at its place in the iteration and the map's other jobs are
+            cancelled, as ``Executor.map`` raises on the failing item.
 
         Raises:
             TypeError, ValueError: a bad argument, at once.
@@ -353,7 +369,7 @@ class Pool:
         check_bool("outcomes", outcomes)
         check_iterable("items", items)
         core.check_caller("map")
-        return MapResults(
+        results: MapResults[T] = MapResults(
             core,
             fn,
             items,
@@ -362,6 +378,7 @@ class Pool:
             name=name,
             limit=limit,
         )
+        return AsyncWithOnly(results, "pool.map(...)", "results")
 
     # --------------------------------------------------------------- stopping
 
@@ -491,7 +508,7 @@ def open_pool(
     *,
     capacity: int | None = None,
     max_workers: int | None = None,
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     job_timeout: float | None = None,
     submit_timeout: float | None = None,
     name: str | None = None,
@@ -511,7 +528,13 @@ def open_pool(
     pool stops taking work, runs every queued job and waits for all of them.
     If the body raises, or the surrounding scope is cancelled, every job is
     cancelled and resolves `JobState.CANCELLED`, and the body's exception
-    comes out as itself, not wrapped in an `ExceptionGroup`.
+    comes out as itself, not wrapped in an `ExceptionGroup`. What comes out
+    when a job or a worker raised too (a `BaseException` that is not an
+    `Exception`) follows one table, in :doc:`errors`.
+
+    Entering the ``async with`` is a checkpoint (it starts the workers and
+    waits until each is ready); leaving it is one too (it waits for the
+    jobs).
 
     Args:
         workers: how many jobs run at once; an int from 1 to 1,000,000.
@@ -523,7 +546,7 @@ def open_pool(
             worker is idle, up to ``max_workers``, and ``workers`` becomes the
             minimum.
         idle_timeout: seconds a worker above the minimum may stay idle
-            before it retires (default 30).
+            before it retires (default 30); ``None``: never.
         job_timeout: the default time limit of each job, in seconds of
             running time; ``None`` for no limit.
         submit_timeout: how long `Pool.submit` may wait for room before it
@@ -535,8 +558,9 @@ def open_pool(
             the API's no-op default then is skipped at no cost.
         telemetry: ``False`` turns spans and metrics off entirely.
         timings: record when each job was submitted, started and finished
-            (`Job.submitted_at` and the rest). A pool with active telemetry
-            records them anyway, since it reads the clock for its metrics.
+            (`Job.submitted_at` and the rest); without it (and without
+            ``shed``) they are ``None``, also when telemetry reads the clock
+            for its own metrics.
         rate: at most this many job starts per second (a float > 0), by a
             token bucket; ``None`` (the default) for no limit. Jobs wait in
             the queue for their turn, so ``capacity`` and backpressure apply

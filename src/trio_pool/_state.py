@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
+    from ._checks import UsePoolDefault
+
 
 class CoreState:
     """The fields of a pool's core, and the queries over them (see the module).
@@ -99,6 +101,9 @@ class CoreState:
                 self._telemetry = recorder
                 self._become(variant("traced"))
         self._shed = shed  # the default of submit(shed=)
+        # Whether jobs show their times (Job.submitted_at...): asked for, or
+        # needed by shedding; never because telemetry reads the clock.
+        self._timings_shown = timings or shed
         # This pool's class with a level of timing (see `_variants`).
         self._variant = variant
         self._mean_run: float | None = None  # moving average of running times
@@ -191,7 +196,7 @@ class CoreState:
         except TypeError:
             raise TypeError(f"key must be hashable, not {key!r}") from None
 
-    def time_limit(self, timeout: float | None) -> float | None:
+    def time_limit(self, timeout: float | UsePoolDefault | None) -> float | None:
         """The checked time limit of a job: ``timeout``, or the pool's default."""
         if timeout is USE_DEFAULT:
             return self._job_timeout
@@ -209,8 +214,15 @@ class CoreState:
         # for a thread its job abandoned, a later one)
         return any(worker.job is not None for worker in workers if worker in marks)
 
+    @property
+    def timings_shown(self) -> bool:
+        """Whether the pool's jobs show their timings (`Job.submitted_at`...):
+        with ``timings=True``, or shedding; whatever telemetry does."""
+        return self._timings_shown
+
     def _begin_timing(self) -> None:
         """Shedding needs timings: record them from now on (see `_variants`)."""
+        self._timings_shown = True
         self._become(self._variant("timed"))
 
     def _become(self, cls: type[CoreState]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from typing import Literal
 
 import coredis
 import outcome
@@ -50,6 +51,43 @@ async def the_pool() -> None:
         assert_type(await pool.wait_for_room(), None)
         assert_type(pool.close(), None)
         assert_type(await pool.shutdown(grace_period=1.0), None)
+        assert_type(pool.resize(2), None)
+        assert_type(pool.resize(2, max_workers=8), None)
+        pool.resize(2, 8)  # type: ignore[call-arg]  # keyword-only
+    assert_type(
+        trio_pool.open_pool(4, idle_timeout=None),
+        AbstractAsyncContextManager[trio_pool.Pool],
+    )
+
+
+async def errors() -> None:
+    try:
+        pass
+    except trio_pool.PoolOverloaded as error:
+        assert_type(
+            error.reason,
+            Literal["no_room", "submit_timeout", "own_job", "deadline"],
+        )
+    except trio_pool.PoolCrashed as crash:
+        assert_type(crash.__cause__, BaseException | None)
+
+
+async def forwarding(
+    pool: trio_pool.Pool,
+    timeout: float | trio_pool.UsePoolDefault | None = trio_pool.USE_POOL_DEFAULT,
+) -> int:
+    # A wrapper passes "the pool's default" on, typed.
+    assert_type(
+        trio_pool.USE_POOL_DEFAULT, Literal[trio_pool.UsePoolDefault.USE_POOL_DEFAULT]
+    )
+    job = await pool.submit(double, 1, timeout=timeout)
+    pool.submit_nowait(double, 1, timeout=timeout)
+    async with pool.map(double, [1], timeout=timeout) as results:
+        async for _ in results:
+            pass
+    return await pool.run(double, 1, timeout=trio_pool.USE_POOL_DEFAULT) + (
+        await job.result()
+    )
 
 
 async def submitting(pool: trio_pool.Pool) -> None:
@@ -92,17 +130,29 @@ async def jobs(pool: trio_pool.Pool) -> None:
 
 
 async def mapping(pool: trio_pool.Pool) -> None:
-    assert_type(pool.map(double, [1, 2, 3]), trio_pool.MapResults[int])
-    assert_type(pool.map(double, range(3), ordered=False), trio_pool.MapResults[int])
-    assert_type(pool.map(double, [1, 2], outcomes=False), trio_pool.MapResults[int])
+    # What map() returns is only an async context manager (issue 20): the
+    # results come from its __aenter__.
+    assert_type(
+        pool.map(double, [1, 2, 3]),
+        AbstractAsyncContextManager[trio_pool.MapResults[int]],
+    )
+    assert_type(
+        pool.map(double, range(3), ordered=False),
+        AbstractAsyncContextManager[trio_pool.MapResults[int]],
+    )
+    assert_type(
+        pool.map(double, [1, 2], outcomes=False),
+        AbstractAsyncContextManager[trio_pool.MapResults[int]],
+    )
     assert_type(
         pool.map(double, [1, 2], outcomes=True),
-        trio_pool.MapResults[outcome.Outcome[int]],
+        AbstractAsyncContextManager[trio_pool.MapResults[outcome.Outcome[int]]],
     )
     flag = bool(len("chosen at run time"))
     assert_type(
         pool.map(double, [1, 2], outcomes=flag),
-        trio_pool.MapResults[int] | trio_pool.MapResults[outcome.Outcome[int]],
+        AbstractAsyncContextManager[trio_pool.MapResults[int]]
+        | AbstractAsyncContextManager[trio_pool.MapResults[outcome.Outcome[int]]],
     )
     async with pool.map(double, [1, 2, 3]) as results:
         assert_type(results, trio_pool.MapResults[int])
@@ -112,13 +162,22 @@ async def mapping(pool: trio_pool.Pool) -> None:
         async for each in outcomes:
             assert_type(each, outcome.Outcome[int])
             assert_type(each.unwrap(), int)
-    assert_type(pool.map(double, numbers()), trio_pool.MapResults[int])
+    assert_type(
+        pool.map(double, numbers()),
+        AbstractAsyncContextManager[trio_pool.MapResults[int]],
+    )
     # An async lambda cannot be written; one returning a coroutine can.
-    assert_type(pool.map(lambda n: double(n), [1]), trio_pool.MapResults[int])
+    assert_type(
+        pool.map(lambda n: double(n), [1]),
+        AbstractAsyncContextManager[trio_pool.MapResults[int]],
+    )
 
     pool.map(double, ["1"])  # type: ignore[arg-type]
     pool.map(greet, ["hi"])  # type: ignore[arg-type]
     pool.map(plain, [1])  # type: ignore[arg-type]
+    # The documented misuse is a type error:
+    async for _ in pool.map(double, [1]):  # type: ignore[attr-defined]
+        pass
 
 
 async def numbers() -> AsyncIterator[int]:

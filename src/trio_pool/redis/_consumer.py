@@ -31,8 +31,9 @@ import trio
 import trio_pool
 
 from .._checks import check_async_fn, check_bool, check_int, check_seconds
+from .._exits import exit_error, reraise
 from .._log import INFO, WARNING, log
-from ._errors import consumer_error
+from ._errors import ConsumerError
 from ._lifecycle import CREATE_GROUP, ConsumerCore
 from ._telemetry import ConsumerTelemetry
 
@@ -197,6 +198,7 @@ async def _opened(
         telemetry.opened()
     core.start()
     body_error: BaseException | None = None
+    task_errors: tuple[BaseException, ...] = ()
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(core.run_settler)
@@ -221,25 +223,19 @@ async def _opened(
                 await core.shutdown(grace_period)
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        rest = group.split(trio.Cancelled)[1]  # pyright: ignore[reportUnknownMemberType]
-        if rest is None and body_error is None:
-            raise
-        if rest is not None:
-            if body_error is None or isinstance(body_error, trio.Cancelled):
-                raise consumer_error(core.name, rest)  # noqa: B904 (its own cause)
-            log(  # the body's own error comes out; say what else went wrong
-                WARNING,
-                "stream consumer %r failed while its body raised %s",
-                core.name,
-                type(body_error).__name__,
-                exc_info=rest,
-            )
+        task_errors = group.exceptions
     finally:
         if telemetry is not None:
             telemetry.closed()
         log(INFO, "stream consumer %r stopped: %s", core.name, core.statistics())
-    if body_error is not None:
-        raise body_error
+    error = exit_error(
+        body_error,
+        task_errors,
+        block=f"stream consumer {core.name!r}",
+        crashed=ConsumerError,
+    )
+    if error is not None:
+        reraise(error)
 
 
 def open_stream_consumer(
@@ -325,9 +321,9 @@ def open_stream_consumer(
         coredis.exceptions.RedisError: on entering (creating the group).
         ConsumerError: out of the ``async with``, when the consumer failed
             while it ran (Redis failed or went away): one exception, a
-            ``RedisError``, whose ``__cause__`` is the failure; the entries
-            not settled stay pending. An exception of the ``async with``
-            body comes out as itself.
+            ``RedisError``, whose ``__cause__`` is a group of the failures;
+            the entries not settled stay pending. An exception of the
+            ``async with`` body alone comes out as itself (see :doc:`/errors`).
     """
     if not isinstance(pool, trio_pool.Pool):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError(f"pool must be a trio_pool.Pool, not {pool!r}")

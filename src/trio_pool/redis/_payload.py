@@ -17,6 +17,8 @@ import json
 import math
 from typing import TYPE_CHECKING, Any, Final
 
+from .._errors import PoolError
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -30,8 +32,10 @@ _SHOWN: Final = 60
 """Bytes of a bad field value quoted in an error message."""
 
 
-class PayloadError(ValueError):
+class PayloadError(PoolError, ValueError):
     """An entry's fields are not a job in a format this consumer reads.
+
+    A `trio_pool.PoolError` and a `ValueError`.
 
     Such an entry can never succeed: the consumer dead-letters it at once,
     without running the handler.
