@@ -9,6 +9,7 @@ from ._errors import JobTimeout as JobTimeout
 from ._errors import PoolClosed as PoolClosed
 from ._errors import PoolError as PoolError
 from ._errors import PoolOverloaded as PoolOverloaded
+from ._group import JobGroup as JobGroup
 from ._job import Job as Job
 from ._job import JobState as JobState
 from ._map import MapResults as MapResults
@@ -21,6 +22,7 @@ __all__ = (
     "AsCompleted",
     "Job",
     "JobCancelled",
+    "JobGroup",
     "JobState",
     "JobTimeout",
     "MapResults",

@@ -8,6 +8,7 @@ owns every piece of state. How the pieces fit:
 * ``_worker.py``: the worker loop;
 * ``_job.py``: the job handle and the core's record of a job;
 * ``_map.py``: `Pool.map`, on the core's methods;
+* ``_group.py``: `Pool.group`, on the job handles' listeners;
 * ``_opened.py``: the workers' nursery around the ``async with`` body;
 * ``_telemetry.py``: spans and metrics, guarded;
 * ``_checks.py``, ``_errors.py``, ``_statistics.py``: the leaves.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import TYPE_CHECKING, Literal, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, final, overload
 
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
@@ -39,8 +40,9 @@ from ._checks import (
     check_seconds,
     default_capacity,
 )
+from ._group import open_group
 from ._log import INFO, log
-from ._map import MapResults
+from ._map import MapResults, check_key_function
 from ._opened import opened
 from ._rate import run_pacer
 from ._variants import open_core
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
 
     from ._core import PoolCore
+    from ._group import JobGroup
     from ._job import Job
     from ._statistics import PoolStatistics
 
@@ -190,6 +193,7 @@ class Pool:
         """
         core = self._core
         job = core.new_job("submit", fn, args, name, timeout, key)
+        # `_accept`, inlined: the hot path
         await checkpoint_if_cancelled()
         if self._shed if shed is None else check_bool("shed", shed):
             core.shed_by_deadline(job)
@@ -225,11 +229,34 @@ class Pool:
         """
         core = self._core
         job = core.new_job("submit_nowait", fn, args, name, timeout, key)
+        # `_accept_nowait`, inlined: the hot path
         if self._shed if shed is None else check_bool("shed", shed):
             core.shed_by_deadline(job)
         if core.offer(job) if key is None else core.offer_keyed(job):
             return job
         raise core.overloaded("right now")
+
+    async def _accept(self, job: Job[Any], key: Hashable, shed: bool | None) -> None:
+        """Accept a job made by `PoolCore.new_job`, waiting for room as
+        `submit` does (which inlines it); a job group's submit."""
+        core = self._core
+        await checkpoint_if_cancelled()
+        if self._shed if shed is None else check_bool("shed", shed):
+            core.shed_by_deadline(job)
+        if core.offer(job) if key is None else core.offer_keyed(job):
+            if core.yield_due():
+                await cancel_shielded_checkpoint()
+        else:
+            await core.wait_to_accept(job)
+
+    def _accept_nowait(self, job: Job[Any], key: Hashable, shed: bool | None) -> None:
+        """Accept a job made by `PoolCore.new_job` if there is room now, as
+        `submit_nowait` does (which inlines it); a job group's submit_nowait."""
+        core = self._core
+        if self._shed if shed is None else check_bool("shed", shed):
+            core.shed_by_deadline(job)
+        if not (core.offer(job) if key is None else core.offer_keyed(job)):
+            raise core.overloaded("right now")
 
     async def run(
         self,
@@ -261,6 +288,50 @@ class Pool:
             job.cancel()
             raise
 
+    def group(
+        self, *, fail_fast: bool = True, name: str | None = None
+    ) -> AbstractAsyncContextManager[JobGroup]:
+        """Open a group of jobs: ``async with pool.group() as group:``.
+
+        The group's `JobGroup.submit`, `JobGroup.submit_nowait` and
+        `JobGroup.run` take the pool's arguments and share the pool's
+        workers, queue and limits with every other caller. Leaving the block
+        waits for the group's jobs, and only those: a request handler waits
+        for its own fan-out, not for other requests' jobs. No job of the
+        group outlives its block; a submit to the group after the block
+        ended raises `RuntimeError`.
+
+        With ``fail_fast`` (the default), the first job of the group that
+        fails (raises, or runs past its time limit) cancels the group's other
+        jobs, queued and running, and the body (as a nursery cancels its
+        body), and leaving the block raises the failures as an
+        `ExceptionGroup`, as a strict Trio nursery does. Without it, every
+        job runs and the failures come out together at the end. A job
+        cancelled (by `Job.cancel` or by the pool) is no failure.
+
+        If the body raises, or the surrounding scope is cancelled, the
+        group's jobs are cancelled and waited for, and the body's exception
+        comes out as itself (the failures of the group's jobs are then left
+        unread, and the pool warns of them as of any job's). Once a
+        fail-fast group is failing, a `JobCancelled` the body raises (from a
+        job the group cancelled) gives way to the failures. Entering and
+        leaving the block are checkpoints.
+
+        Args:
+            fail_fast: cancel the group at its first failure.
+            name: the group's name in its span; ``group-N`` by default.
+
+        Raises:
+            TypeError, ValueError: a bad argument, at once.
+            RuntimeError: called from another thread or another Trio run.
+        """
+        check_bool("fail_fast", fail_fast)
+        check_name("name", name)
+        core = self._core
+        core.check_caller("group")
+        block = open_group(self, core, fail_fast=fail_fast, name=name)
+        return AsyncWithOnly(block, "pool.group()", "group")
+
     @overload
     def map(
         self,
@@ -271,6 +342,7 @@ class Pool:
         outcomes: Literal[False] = False,
         name: str | None = None,
         timeout: float | None = ...,
+        key: Callable[[U], Hashable] | None = None,
     ) -> MapResults[T]: ...
 
     @overload
@@ -283,6 +355,7 @@ class Pool:
         outcomes: Literal[True],
         name: str | None = None,
         timeout: float | None = ...,
+        key: Callable[[U], Hashable] | None = None,
     ) -> MapResults[outcome.Outcome[T]]: ...
 
     @overload
@@ -295,6 +368,7 @@ class Pool:
         outcomes: bool,
         name: str | None = None,
         timeout: float | None = ...,
+        key: Callable[[U], Hashable] | None = None,
     ) -> MapResults[T] | MapResults[outcome.Outcome[T]]: ...
 
     def map(
@@ -306,6 +380,7 @@ class Pool:
         outcomes: bool = False,
         name: str | None = None,
         timeout: float | None = USE_DEFAULT,
+        key: Callable[[U], Hashable] | None = None,
     ) -> MapResults[T] | MapResults[outcome.Outcome[T]]:
         """Run ``fn(item)`` for each item, as an async context manager of results.
 
@@ -335,6 +410,10 @@ class Pool:
                 a failed item does not stop the stream.
             name: each job's name; ``fn``'s qualified name by default.
             timeout: each job's time limit, as in `submit`.
+            key: in a pool opened with ``per_key_limit=N``, a function of
+                the item giving its job's key (e.g. a URL's host), as
+                `submit`'s ``key=``: at most N jobs of one key are queued or
+                running at once, and keys take turns. ``None``: no key.
 
         Returns:
             A `MapResults`. Without ``outcomes``, the first failed job's
@@ -352,6 +431,8 @@ class Pool:
         check_bool("ordered", ordered)
         check_bool("outcomes", outcomes)
         check_iterable("items", items)
+        if key is not None:
+            check_key_function(core, key)
         core.check_caller("map")
         return MapResults(
             core,
@@ -361,6 +442,7 @@ class Pool:
             outcomes=outcomes,
             name=name,
             limit=limit,
+            key=key,
         )
 
     # --------------------------------------------------------------- stopping
