@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import trio
+import trio.lowlevel
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
@@ -17,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 from opentelemetry.trace import StatusCode
 
 import trio_pool
+import trio_pool._group
 
 from .helpers import assert_balanced, assert_no_bookkeeping, sleep_and_return
 
@@ -330,3 +332,27 @@ async def test_groups_of_several_requests_are_independent(
             nursery.start_soon(handler, pool, request)
     assert results[0] == results[2] == [SUCCEEDED] * 3
     assert isinstance(results[1], ExceptionGroup)
+
+
+async def test_a_job_submitted_as_the_block_exits_is_waited_for(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (found by the state machine: the exit passed its checkpoint with
+    # nothing pending, and did not look again)
+    late: list[trio_pool.Job[object]] = []
+    group: trio_pool.JobGroup | None = None
+
+    async def checkpoint_where_another_task_submits() -> None:
+        await trio.lowlevel.checkpoint()
+        if group is not None and not late:  # another task's turn
+            late.append(group.submit_nowait(sleep_and_return, 1))
+
+    monkeypatch.setattr(
+        trio_pool._group, "checkpoint", checkpoint_where_another_task_submits
+    )
+    async with trio_pool.open_pool(1) as pool:
+        async with pool.group() as group:
+            pass
+        assert late
+        assert late[0].done
+        assert trio.current_time() == 1

@@ -260,8 +260,7 @@ class JobGroup:
     async def _wait(self) -> None:
         """Wait until every job of the group is done; a checkpoint."""
         if not self._pending:
-            await checkpoint()
-            return
+            await checkpoint()  # (a job may be submitted meanwhile)
         while self._pending:
             await self._lot.park()
 
