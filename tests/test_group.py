@@ -356,3 +356,45 @@ async def test_a_job_submitted_as_the_block_exits_is_waited_for(
         assert late
         assert late[0].done
         assert trio.current_time() == 1
+
+
+async def test_a_failing_group_cancels_what_is_submitted_to_it(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(2) as pool:
+        with pytest.RaisesGroup(ValueError):
+            async with pool.group() as group:
+                group.submit_nowait(fail_after, 1)
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(2)  # the group fails meanwhile
+                    late = group.submit_nowait(sleep_and_return, 1)
+                    assert late.state is CANCELLED
+                    assert_balanced(pool)
+
+
+async def test_run_cancelled_cancels_its_job(autojump_clock: trio.abc.Clock) -> None:
+    async with trio_pool.open_pool(1) as pool:
+        async with pool.group() as group:
+            with trio.move_on_after(1):
+                await group.run(sleep_and_return, 5)
+        assert pool.statistics().cancelled == 1
+        assert trio.current_time() == 1
+
+
+async def test_a_body_group_with_the_groups_cancellation_in_it(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def raise_when_cancelled() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            raise KeyError("cleanup failed")
+
+    async with trio_pool.open_pool(2) as pool:
+        # The body's own error (a nursery's, with the group's Cancelled of its
+        # other task taken out) comes out as itself.
+        with pytest.RaisesGroup(KeyError):
+            async with pool.group() as group, trio.open_nursery() as nursery:
+                nursery.start_soon(trio.sleep_forever)
+                nursery.start_soon(raise_when_cancelled)
+                group.submit_nowait(fail_after, 1)

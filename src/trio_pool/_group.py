@@ -225,7 +225,7 @@ class JobGroup:
 
     def _forget(self, job: Job[Any]) -> None:
         """A job of the group was refused (or its submit cancelled)."""
-        if job._holder is not NOT_ACCEPTED or job.done:
+        if job._holder is not NOT_ACCEPTED or job.done:  # pragma: no cover
             return  # (accepted after all: it resolves as any other)
         self._pending.discard(job)
         if not self._pending:
@@ -254,8 +254,7 @@ class JobGroup:
         """Cancel every job of the group, and those accepted from now on."""
         self._cancelling = True
         for job in list(self._pending):  # (a queued one resolves at once)
-            if not job.done:
-                job.cancel()
+            job.cancel()
 
     async def _wait(self) -> None:
         """Wait until every job of the group is done; a checkpoint."""
