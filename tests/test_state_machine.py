@@ -150,6 +150,7 @@ class JobPlan:
     child_blocking: bool = False  # with `await pool.submit` (else submit_nowait)
     child_nested: bool = False  # blocking, from a job of a pool opened in it
     key: str | None = None  # its key, in a pool with per_key_limit
+    priority: int = 0  # higher starts first (a map's: the map's)
 
 
 @dataclass(eq=False)
@@ -527,7 +528,13 @@ class World:
         def shedding_submit() -> trio_pool.Job[int]:
             with trio.move_on_after(budget):
                 return pool.submit_nowait(
-                    job_body, spec, self, key=spec.plan.key, shed=True, **timeout
+                    job_body,
+                    spec,
+                    self,
+                    key=spec.plan.key,
+                    shed=True,
+                    priority=spec.plan.priority,
+                    **timeout,
                 )
             raise AssertionError("a synchronous call was cancelled")
 
@@ -555,9 +562,16 @@ class World:
         assert self.pool is not None
         key = spec.plan.key
         if spec.plan.default_timeout:
-            return self.pool.submit_nowait(job_body, spec, self, key=key)
+            return self.pool.submit_nowait(
+                job_body, spec, self, key=key, priority=spec.plan.priority
+            )
         return self.pool.submit_nowait(
-            job_body, spec, self, timeout=spec.plan.timeout, key=key
+            job_body,
+            spec,
+            self,
+            timeout=spec.plan.timeout,
+            key=key,
+            priority=spec.plan.priority,
         )
 
     def accept_or_refuse(
@@ -666,10 +680,17 @@ class World:
             with trio.move_on_after(math.inf if patience is None else patience):
                 key = spec.plan.key
                 if spec.plan.default_timeout:
-                    handle = await pool.submit(job_body, spec, self, key=key)
+                    handle = await pool.submit(
+                        job_body, spec, self, key=key, priority=spec.plan.priority
+                    )
                 else:
                     handle = await pool.submit(
-                        job_body, spec, self, timeout=spec.plan.timeout, key=key
+                        job_body,
+                        spec,
+                        self,
+                        timeout=spec.plan.timeout,
+                        key=key,
+                        priority=spec.plan.priority,
                     )
                 spec.handle = handle
                 spec.submit = "accepted"
@@ -755,7 +776,9 @@ class World:
         key = spec.plan.key
         timeout: Any = {} if plan.default_timeout else {"timeout": plan.timeout}
         result = outcome.capture(
-            lambda: group.submit_nowait(job_body, spec, self, key=key, **timeout)
+            lambda: group.submit_nowait(
+                job_body, spec, self, key=key, priority=plan.priority, **timeout
+            )
         )
         self.judge(spec, result, closed, must, may)
         if spec.handle is not None:
@@ -815,6 +838,7 @@ class World:
                 ordered=ordered,
                 outcomes=True,
                 key=key if keyed else None,
+                priority=plans[0].priority,
             ) as results:
                 async for _ in results:
                     delivered += 1
@@ -1309,6 +1333,7 @@ job_plans = st.builds(
     child_blocking=st.booleans(),
     child_nested=st.booleans(),
     key=st.sampled_from([None, "a", "a", "b"]),
+    priority=st.sampled_from([0, 0, 0, 0, 1, -2]),
 )
 indexes = st.integers(min_value=0, max_value=1000)
 

@@ -29,6 +29,7 @@ from trio.lowlevel import ParkingLot, checkpoint, enable_ki_protection
 from ._checks import USE_DEFAULT
 from ._errors import JobCancelled
 from ._job import FAILED, NOT_ACCEPTED, TIMED_OUT, Job
+from ._variants import set_priority
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
@@ -131,6 +132,7 @@ class JobGroup:
         timeout: float | None = USE_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
+        priority: int = 0,
     ) -> Job[T]:
         """`Pool.submit`, for a job of this group.
 
@@ -140,7 +142,7 @@ class JobGroup:
             PoolOverloaded, PoolClosed, TypeError, ValueError: as
                 `Pool.submit`.
         """
-        job = self._new_job("submit", fn, args, name, timeout, key)
+        job = self._new_job("submit", fn, args, name, timeout, key, priority)
         try:
             await self._pool._accept(job, key, shed)
         except BaseException:
@@ -157,6 +159,7 @@ class JobGroup:
         timeout: float | None = USE_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
+        priority: int = 0,
     ) -> Job[T]:
         """`Pool.submit_nowait`, for a job of this group.
 
@@ -166,7 +169,7 @@ class JobGroup:
             PoolOverloaded, PoolClosed, TypeError, ValueError: as
                 `Pool.submit_nowait`.
         """
-        job = self._new_job("submit_nowait", fn, args, name, timeout, key)
+        job = self._new_job("submit_nowait", fn, args, name, timeout, key, priority)
         try:
             self._pool._accept_nowait(job, key, shed)
         except BaseException:
@@ -183,6 +186,7 @@ class JobGroup:
         timeout: float | None = USE_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
+        priority: int = 0,
     ) -> T:
         """`Pool.run`, for a job of this group: submit, wait, return its value.
 
@@ -193,7 +197,7 @@ class JobGroup:
                 or what `submit` raises.
         """
         job = await self.submit(
-            fn, *args, name=name, timeout=timeout, key=key, shed=shed
+            fn, *args, name=name, timeout=timeout, key=key, shed=shed, priority=priority
         )
         try:
             return await job.result()
@@ -209,9 +213,13 @@ class JobGroup:
         name: str | None,
         timeout: float | None,
         key: Hashable,
+        priority: int,
     ) -> Job[Any]:
         """Make a job of the group (the pool's checks first); not accepted yet."""
-        job = self._core.new_job(method, fn, args, name, timeout, key)
+        core = self._core
+        job = core.new_job(method, fn, args, name, timeout, key)
+        if priority.__class__ is not int or priority:
+            set_priority(core, job, priority)
         if not self._open:
             raise RuntimeError(
                 f"group {self._name!r} has ended: {method}() works inside its "

@@ -88,9 +88,11 @@ class MapResults(AsyncIterator[R]):
         name: str | None,
         limit: float | None,
         key: Callable[[Any], Hashable] | None = None,
+        priority: int = 0,
     ) -> None:
         self._core = core
         self._key = key
+        self._priority = priority
         self._fn = fn
         self._items = items
         self._ordered = ordered
@@ -213,6 +215,8 @@ class MapResults(AsyncIterator[R]):
         core = self._core
         key = None if self._key is None else self._item_key(item)
         job = core.make_job(self._fn, (item,), self._name, self._limit, self._done, key)
+        if self._priority:
+            job._priority = self._priority
         if not self._ordered:
             self._in_flight.add(job)  # before it is accepted: it may end at once
         try:

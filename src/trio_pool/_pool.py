@@ -44,8 +44,9 @@ from ._group import open_group
 from ._log import INFO, log
 from ._map import MapResults, check_key_function
 from ._opened import opened
+from ._priority import PrioritizedCore, check_priority
 from ._rate import run_pacer
-from ._variants import open_core
+from ._variants import begin_priorities, open_core, set_priority
 from ._worker import run_worker
 
 if TYPE_CHECKING:
@@ -147,6 +148,7 @@ class Pool:
         timeout: float | None = USE_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
+        priority: int = 0,
     ) -> Job[T]:
         """Queue ``fn(*args)`` and return its `Job`.
 
@@ -180,6 +182,11 @@ class Pool:
                 finish before the caller's deadline
                 (`trio.current_effective_deadline`), rather than queue work
                 bound to be cancelled. ``None``: the pool's ``shed``.
+            priority: an int; a job of a higher priority starts before the
+                queued jobs of lower ones, first in first out within a
+                level (and so for each key's jobs set aside). Submitters
+                waiting for room keep their arrival order. Default 0; a
+                pool that never sees another pays nothing for priorities.
 
         Returns:
             The job's handle.
@@ -193,6 +200,8 @@ class Pool:
         """
         core = self._core
         job = core.new_job("submit", fn, args, name, timeout, key)
+        if priority.__class__ is not int or priority:
+            set_priority(core, job, priority)
         # `_accept`, inlined: the hot path
         await checkpoint_if_cancelled()
         if self._shed if shed is None else check_bool("shed", shed):
@@ -212,12 +221,14 @@ class Pool:
         timeout: float | None = USE_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
+        priority: int = 0,
     ) -> Job[T]:
         """Queue ``fn(*args)`` if there is room right now, and return its `Job`.
 
         Takes the same arguments as `submit`; never blocks. As there, ``name=``,
-        ``timeout=``, ``key=`` and ``shed=`` are the pool's, never ``fn``'s:
-        bind ``fn``'s keyword arguments with `functools.partial`
+        ``timeout=``, ``key=``, ``shed=`` and ``priority=`` are the pool's,
+        never ``fn``'s: bind ``fn``'s keyword arguments with
+        `functools.partial`
         (``pool.submit_nowait(functools.partial(greet, name="bob"))``).
 
         Raises:
@@ -229,6 +240,8 @@ class Pool:
         """
         core = self._core
         job = core.new_job("submit_nowait", fn, args, name, timeout, key)
+        if priority.__class__ is not int or priority:
+            set_priority(core, job, priority)
         # `_accept_nowait`, inlined: the hot path
         if self._shed if shed is None else check_bool("shed", shed):
             core.shed_by_deadline(job)
@@ -266,6 +279,7 @@ class Pool:
         timeout: float | None = USE_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
+        priority: int = 0,
     ) -> T:
         """Submit ``fn(*args)``, wait for it, and return its value.
 
@@ -280,7 +294,7 @@ class Pool:
                 or what `submit` raises.
         """
         job = await self.submit(
-            fn, *args, name=name, timeout=timeout, key=key, shed=shed
+            fn, *args, name=name, timeout=timeout, key=key, shed=shed, priority=priority
         )
         try:
             return await job.result()
@@ -343,6 +357,7 @@ class Pool:
         name: str | None = None,
         timeout: float | None = ...,
         key: Callable[[U], Hashable] | None = None,
+        priority: int = 0,
     ) -> MapResults[T]: ...
 
     @overload
@@ -356,6 +371,7 @@ class Pool:
         name: str | None = None,
         timeout: float | None = ...,
         key: Callable[[U], Hashable] | None = None,
+        priority: int = 0,
     ) -> MapResults[outcome.Outcome[T]]: ...
 
     @overload
@@ -369,6 +385,7 @@ class Pool:
         name: str | None = None,
         timeout: float | None = ...,
         key: Callable[[U], Hashable] | None = None,
+        priority: int = 0,
     ) -> MapResults[T] | MapResults[outcome.Outcome[T]]: ...
 
     def map(
@@ -381,6 +398,7 @@ class Pool:
         name: str | None = None,
         timeout: float | None = USE_DEFAULT,
         key: Callable[[U], Hashable] | None = None,
+        priority: int = 0,
     ) -> MapResults[T] | MapResults[outcome.Outcome[T]]:
         """Run ``fn(item)`` for each item, as an async context manager of results.
 
@@ -414,6 +432,7 @@ class Pool:
                 the item giving its job's key (e.g. a URL's host), as
                 `submit`'s ``key=``: at most N jobs of one key are queued or
                 running at once, and keys take turns. ``None``: no key.
+            priority: every job's priority, as in `submit`.
 
         Returns:
             A `MapResults`. Without ``outcomes``, the first failed job's
@@ -433,7 +452,10 @@ class Pool:
         check_iterable("items", items)
         if key is not None:
             check_key_function(core, key)
+        check_priority(priority)
         core.check_caller("map")
+        if priority and not isinstance(core, PrioritizedCore):
+            begin_priorities(core)
         return MapResults(
             core,
             fn,
@@ -443,6 +465,7 @@ class Pool:
             name=name,
             limit=limit,
             key=key,
+            priority=priority,
         )
 
     # --------------------------------------------------------------- stopping
