@@ -5,7 +5,8 @@ through a plain pool and through pools with one feature on: timings, a rate
 limit that never binds (the cost of pacing, not the wait), per-key limits
 with 1,000 keys in turn and with a new key for every job, shedding under
 a deadline, job groups (all jobs in one group, and a group per 10 jobs, as
-request handlers fan out), and ``map`` with and without ``key=``. The plain
+request handlers fan out), ``map`` with and without ``key=``, and
+priorities (one level, and four levels in turn). The plain
 pool is the figure of a pool that has these features and does not use them.
 Each case runs in a fresh process; rounds are interleaved; the figures are
 medians, next to the nursery + CapacityLimiter idiom. Peak RSS
@@ -63,6 +64,14 @@ async def _submit_all(
         assert pool.statistics().shed == 0
 
 
+async def _submit_with_priorities(pool: trio_pool.Pool, n: int, levels: int) -> None:
+    """Every job with a priority: 1 (``levels == 1``), or 0 to ``levels - 1``
+    in turn."""
+    for i in range(n):
+        await pool.submit(_noop, priority=1 if levels == 1 else i % levels)
+    await pool.join()
+
+
 async def _submit_in_groups(pool: trio_pool.Pool, n: int, size: int) -> None:
     """Every job through a group of ``size`` jobs (each block waits for its own)."""
     for start in range(0, n, size):
@@ -94,6 +103,8 @@ CASES: dict[str, dict[str, Any]] = {
     "a group per 10 jobs": {"_group": 10},
     "map, no key": {"_map": None},
     "map, key=, per_key_limit=2, 1,000 keys": {"per_key_limit": 2, "_map": 1000},
+    "priority=1 on every job": {"_priorities": 1},
+    "priorities 0..3 in turn": {"_priorities": 4},
 }
 IDIOM = "trio nursery + CapacityLimiter (idiom)"
 
@@ -110,6 +121,7 @@ def run_case(name: str, n: int) -> None:
     keys = options.pop("_keys", None)
     deadline = options.pop("_deadline", None)
     group = options.pop("_group", None)
+    priorities = options.pop("_priorities", None)
     mapped = "_map" in options
     map_keys = options.pop("_map", None)
 
@@ -117,6 +129,8 @@ def run_case(name: str, n: int) -> None:
         async with trio_pool.open_pool(WORKERS, telemetry=False, **options) as pool:
             if group is not None:
                 await _submit_in_groups(pool, n, group)
+            elif priorities is not None:
+                await _submit_with_priorities(pool, n, priorities)
             elif mapped:
                 await _map_all(pool, n, map_keys)
             elif deadline is None:

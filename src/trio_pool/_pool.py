@@ -9,6 +9,7 @@ owns every piece of state. How the pieces fit:
 * ``_job.py``: the job handle and the core's record of a job;
 * ``_map.py``: `Pool.map`, on the core's methods;
 * ``_group.py``: `Pool.group`, on the job handles' listeners;
+* ``_priority.py``: the core's variant with priorities (``priority=``);
 * ``_opened.py``: the workers' nursery around the ``async with`` body;
 * ``_telemetry.py``: spans and metrics, guarded;
 * ``_checks.py``, ``_errors.py``, ``_statistics.py``: the leaves.
