@@ -24,9 +24,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import outcome
 import trio
-from trio.lowlevel import ParkingLot, checkpoint, enable_ki_protection
+from trio.lowlevel import (
+    ParkingLot,
+    cancel_shielded_checkpoint,
+    checkpoint,
+    checkpoint_if_cancelled,
+    enable_ki_protection,
+)
 
-from ._checks import USE_DEFAULT
+from ._checks import USE_DEFAULT, check_bool
 from ._errors import JobCancelled
 from ._job import FAILED, NOT_ACCEPTED, TIMED_OUT, Job
 from ._variants import set_priority
@@ -38,7 +44,6 @@ if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
 
     from ._core import PoolCore
-    from ._pool import Pool
 
     PosArgT = TypeVarTuple("PosArgT")
 
@@ -48,6 +53,32 @@ if sys.version_info < (3, 11):
 T = TypeVar("T")
 
 _group_numbers = itertools.count(1)
+
+
+async def accept(
+    core: PoolCore, job: Job[Any], key: Hashable, shed: bool | None
+) -> None:
+    """Accept a job made by `PoolCore.new_job`, waiting for room as
+    `Pool.submit` does (which inlines it)."""
+    await checkpoint_if_cancelled()
+    if core.shed if shed is None else check_bool("shed", shed):
+        core.shed_by_deadline(job)
+    if core.offer(job) if key is None else core.offer_keyed(job):
+        if core.yield_due():
+            await cancel_shielded_checkpoint()
+    else:
+        await core.wait_to_accept(job)
+
+
+def accept_nowait(
+    core: PoolCore, job: Job[Any], key: Hashable, shed: bool | None
+) -> None:
+    """Accept a job made by `PoolCore.new_job` if there is room now, as
+    `Pool.submit_nowait` does (which inlines it)."""
+    if core.shed if shed is None else check_bool("shed", shed):
+        core.shed_by_deadline(job)
+    if not (core.offer(job) if key is None else core.offer_keyed(job)):
+        raise core.overloaded("right now")
 
 
 def group_exit_error(
@@ -85,14 +116,29 @@ class JobGroup:
 
     Made by `Pool.group`: ``async with pool.group() as group:``. Its
     `submit`, `submit_nowait` and `run` take the pool's arguments, share
-    the pool's workers, queue and limits, and return the same `Job` handles.
-    Leaving the block waits for every job of the group, and only those.
+    the pool's workers, queue and limits with every other caller, and return
+    the same `Job` handles. Leaving the block waits for every job of the
+    group, and only those: a request handler waits for its own fan-out, not
+    for other requests' jobs. No job of the group outlives its block; a
+    submit to the group after the block ended raises `RuntimeError`.
+
+    With ``fail_fast`` (the default), the first job of the group that fails
+    (raises, or runs past its time limit) cancels the group's other jobs,
+    queued and running, and the body (as a nursery cancels its body), and
+    leaving the block raises the failures as an `ExceptionGroup`, as a
+    strict Trio nursery does. Without it, every job runs and the failures
+    come out together at the end. A job cancelled (by `Job.cancel` or by the
+    pool) is no failure.
+
+    If the body raises, or the surrounding scope is cancelled, the group's
+    jobs are cancelled and waited for, and the body's exception comes out as
+    itself (the failures of the group's jobs are then left unread, and the
+    pool warns of them as of any job's). Once a fail-fast group is failing,
+    a `JobCancelled` the body raises (from a job the group cancelled) gives
+    way to the failures.
     """
 
-    def __init__(
-        self, pool: Pool, core: PoolCore, *, fail_fast: bool, name: str
-    ) -> None:
-        self._pool = pool
+    def __init__(self, core: PoolCore, *, fail_fast: bool, name: str) -> None:
         self._core = core
         self._fail_fast = fail_fast
         self._name = name
@@ -144,7 +190,7 @@ class JobGroup:
         """
         job = self._new_job("submit", fn, args, name, timeout, key, priority)
         try:
-            await self._pool._accept(job, key, shed)
+            await accept(self._core, job, key, shed)
         except BaseException:
             self._forget(job)
             raise
@@ -171,7 +217,7 @@ class JobGroup:
         """
         job = self._new_job("submit_nowait", fn, args, name, timeout, key, priority)
         try:
-            self._pool._accept_nowait(job, key, shed)
+            accept_nowait(self._core, job, key, shed)
         except BaseException:
             self._forget(job)
             raise
@@ -369,9 +415,7 @@ class GroupBlock:
         return await self._group._exit(exc)
 
 
-def open_group(
-    pool: Pool, core: PoolCore, *, fail_fast: bool, name: str | None
-) -> GroupBlock:
-    """The block of a new group of ``pool``'s jobs."""
+def open_group(core: PoolCore, *, fail_fast: bool, name: str | None) -> GroupBlock:
+    """The block of a new group of ``core``'s pool's jobs."""
     name = name or f"group-{next(_group_numbers)}"
-    return GroupBlock(JobGroup(pool, core, fail_fast=fail_fast, name=name))
+    return GroupBlock(JobGroup(core, fail_fast=fail_fast, name=name))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, final, overload
+from typing import TYPE_CHECKING, Literal, TypeVar, final, overload
 
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
@@ -183,11 +183,8 @@ class Pool:
                 finish before the caller's deadline
                 (`trio.current_effective_deadline`), rather than queue work
                 bound to be cancelled. ``None``: the pool's ``shed``.
-            priority: an int; a job of a higher priority starts before the
-                queued jobs of lower ones, first in first out within a
-                level (and so for each key's jobs set aside). Submitters
-                waiting for room keep their arrival order. Default 0; a
-                pool that never sees another pays nothing for priorities.
+            priority: an int: higher starts first among the waiting jobs,
+                in order within a level (see the guide's "Priorities").
 
         Returns:
             The job's handle.
@@ -203,7 +200,7 @@ class Pool:
         job = core.new_job("submit", fn, args, name, timeout, key)
         if priority.__class__ is not int or priority:
             set_priority(core, job, priority)
-        # `_accept`, inlined: the hot path
+        # (`_group.accept`, inlined: the hot path)
         await checkpoint_if_cancelled()
         if self._shed if shed is None else check_bool("shed", shed):
             core.shed_by_deadline(job)
@@ -243,34 +240,12 @@ class Pool:
         job = core.new_job("submit_nowait", fn, args, name, timeout, key)
         if priority.__class__ is not int or priority:
             set_priority(core, job, priority)
-        # `_accept_nowait`, inlined: the hot path
+        # (`_group.accept_nowait`, inlined: the hot path)
         if self._shed if shed is None else check_bool("shed", shed):
             core.shed_by_deadline(job)
         if core.offer(job) if key is None else core.offer_keyed(job):
             return job
         raise core.overloaded("right now")
-
-    async def _accept(self, job: Job[Any], key: Hashable, shed: bool | None) -> None:
-        """Accept a job made by `PoolCore.new_job`, waiting for room as
-        `submit` does (which inlines it); a job group's submit."""
-        core = self._core
-        await checkpoint_if_cancelled()
-        if self._shed if shed is None else check_bool("shed", shed):
-            core.shed_by_deadline(job)
-        if core.offer(job) if key is None else core.offer_keyed(job):
-            if core.yield_due():
-                await cancel_shielded_checkpoint()
-        else:
-            await core.wait_to_accept(job)
-
-    def _accept_nowait(self, job: Job[Any], key: Hashable, shed: bool | None) -> None:
-        """Accept a job made by `PoolCore.new_job` if there is room now, as
-        `submit_nowait` does (which inlines it); a job group's submit_nowait."""
-        core = self._core
-        if self._shed if shed is None else check_bool("shed", shed):
-            core.shed_by_deadline(job)
-        if not (core.offer(job) if key is None else core.offer_keyed(job)):
-            raise core.overloaded("right now")
 
     async def run(
         self,
@@ -308,32 +283,14 @@ class Pool:
     ) -> AbstractAsyncContextManager[JobGroup]:
         """Open a group of jobs: ``async with pool.group() as group:``.
 
-        The group's `JobGroup.submit`, `JobGroup.submit_nowait` and
-        `JobGroup.run` take the pool's arguments and share the pool's
-        workers, queue and limits with every other caller. Leaving the block
-        waits for the group's jobs, and only those: a request handler waits
-        for its own fan-out, not for other requests' jobs. No job of the
-        group outlives its block; a submit to the group after the block
-        ended raises `RuntimeError`.
-
-        With ``fail_fast`` (the default), the first job of the group that
-        fails (raises, or runs past its time limit) cancels the group's other
-        jobs, queued and running, and the body (as a nursery cancels its
-        body), and leaving the block raises the failures as an
-        `ExceptionGroup`, as a strict Trio nursery does. Without it, every
-        job runs and the failures come out together at the end. A job
-        cancelled (by `Job.cancel` or by the pool) is no failure.
-
-        If the body raises, or the surrounding scope is cancelled, the
-        group's jobs are cancelled and waited for, and the body's exception
-        comes out as itself (the failures of the group's jobs are then left
-        unread, and the pool warns of them as of any job's). Once a
-        fail-fast group is failing, a `JobCancelled` the body raises (from a
-        job the group cancelled) gives way to the failures. Entering and
-        leaving the block are checkpoints.
+        The group submits to this pool, shares its workers, queue and limits,
+        and its block waits for the group's jobs only; `JobGroup` says what
+        ``fail_fast``, errors and cancellation do. Entering and leaving the
+        block are checkpoints.
 
         Args:
-            fail_fast: cancel the group at its first failure.
+            fail_fast: the first failure cancels the group's other jobs and
+                its body, and the block raises the failures.
             name: the group's name in its span; ``group-N`` by default.
 
         Raises:
@@ -344,7 +301,7 @@ class Pool:
         check_name("name", name)
         core = self._core
         core.check_caller("group")
-        block = open_group(self, core, fail_fast=fail_fast, name=name)
+        block = open_group(core, fail_fast=fail_fast, name=name)
         return AsyncWithOnly(block, "pool.group()", "group")
 
     @overload
