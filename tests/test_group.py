@@ -398,3 +398,22 @@ async def test_a_body_group_with_the_groups_cancellation_in_it(
                 nursery.start_soon(trio.sleep_forever)
                 nursery.start_soon(raise_when_cancelled)
                 group.submit_nowait(fail_after, 1)
+
+
+async def test_the_groups_submits_take_keys_and_shed(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(2, per_key_limit=1, shed=True) as pool:
+        async with pool.group() as group:
+            await group.run(sleep_and_return, 1)  # measured: jobs take 1 s
+            first = await group.submit(sleep_and_return, 1, key="k")
+            second = group.submit_nowait(sleep_and_return, 1, key="k")
+            assert pool.statistics().waiting_for_key == 1
+            with trio.move_on_after(1.5):
+                with pytest.raises(trio_pool.PoolOverloaded, match="sheds"):
+                    await group.submit(sleep_and_return, 1, key="k")
+                with pytest.raises(trio_pool.PoolOverloaded, match="sheds"):
+                    group.submit_nowait(sleep_and_return, 1, key="k")
+            assert len(group._pending) == 2
+        assert first.finished_at == 2
+        assert second.finished_at == 3

@@ -12,7 +12,7 @@ import trio.testing
 
 import trio_pool
 from trio_pool._core import PoolCore
-from trio_pool._priority import PrioritizedCore
+from trio_pool._priority import PrioritizedCore, PriorityJobQueue
 
 from .helpers import assert_balanced, assert_no_bookkeeping
 
@@ -120,22 +120,22 @@ async def test_map_and_group_priorities(autojump_clock: trio.abc.Clock) -> None:
     ]
 
 
-async def test_a_job_handed_back_goes_first_in_its_level(
-    autojump_clock: trio.abc.Clock,
-) -> None:
-    order: list[str] = []
-    job = recorder(order)
-    async with trio_pool.open_pool(2, capacity=4) as pool:
-        pool.submit_nowait(job, "x", priority=1)  # handed to an idle worker
-        pool.submit_nowait(job, "y", priority=1)  # handed to the other
-        pool.submit_nowait(job, "z", priority=1)
-        pool.submit_nowait(job, "low")
-        pool.resize(1)  # a worker gives its job back, unstarted
-        await trio.testing.wait_all_tasks_blocked()
-        assert_balanced(pool)
-    assert len(order) == 4
-    assert order[-1] == "low"
-    assert sorted(order[:3]) == ["x", "y", "z"]
+async def test_a_job_put_back_goes_first_in_its_level() -> None:
+    async def nothing() -> None:
+        pass
+
+    async with trio_pool.open_pool(1) as pool:
+        core = pool._core
+        queue = PriorityJobQueue()
+        for priority in (2, 1, 1, 0):
+            job = core.make_job(nothing, (), str(priority), None, None)
+            job._priority = priority
+            queue.push(job)
+        back = core.make_job(nothing, (), "back", None, None)
+        back._priority = 1
+        queue.push_front(back)  # (a worker gave it back after a resize)
+        assert [job.name for job in queue] == ["2", "back", "1", "1", "0"]
+        assert queue.live == 5
 
 
 async def test_shedding_counts_only_the_jobs_ahead(
