@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
@@ -417,3 +419,40 @@ async def test_the_groups_submits_take_keys_and_shed(
             assert len(group._pending) == 2
         assert first.finished_at == 2
         assert second.finished_at == 3
+
+
+def test_ctrl_c_as_the_group_exits_leaves_nothing_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The block's enter and exit are KI-protected: a Ctrl-C there comes out
+    as itself, and every job of the group (and of the pool) is done."""
+    pools: list[trio_pool.Pool] = []
+    groups: list[trio_pool.JobGroup] = []
+    jobs: list[trio_pool.Job[object]] = []
+    real = trio_pool.JobGroup._exit
+    fired: list[bool] = []
+
+    async def interrupted(self: trio_pool.JobGroup, exc: BaseException | None) -> bool:
+        if not fired:
+            fired.append(True)
+            signal.raise_signal(signal.SIGINT)
+        return await real(self, exc)
+
+    async def main() -> None:
+        async with trio_pool.open_pool(2) as pool:
+            pools.append(pool)
+            monkeypatch.setattr(trio_pool.JobGroup, "_exit", interrupted)
+            async with pool.group() as group:
+                groups.append(group)
+                jobs.extend(group.submit_nowait(sleep_and_return, 5) for _ in range(3))
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert fired
+    assert all(job.done for job in jobs)
+    assert not groups[0]._pending
+    assert_no_bookkeeping(pools[0])
