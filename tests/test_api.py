@@ -20,6 +20,7 @@ DOCUMENTED = {
     "as_completed",
     "Job",
     "JobCancelled",
+    "JobGroup",
     "JobState",
     "JobTimeout",
     "MapResults",
@@ -58,6 +59,10 @@ PUBLIC_CALLABLES: list[Callable[..., Any]] = [
     trio_pool.Pool.submit_nowait,
     trio_pool.Pool.run,
     trio_pool.Pool.map,
+    trio_pool.Pool.group,
+    trio_pool.JobGroup.submit,
+    trio_pool.JobGroup.submit_nowait,
+    trio_pool.JobGroup.run,
     trio_pool.Pool.resize,
     trio_pool.Pool.shutdown,
     trio_pool.Job.result,  # pyright: ignore[reportUnknownMemberType]

@@ -33,6 +33,7 @@ new ones at random (without it: the same 200 examples, derandomized, every run).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import itertools
 import math
@@ -40,7 +41,7 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Final
@@ -66,6 +67,8 @@ from trio._core._ki import ki_protection_enabled
 import trio_pool
 from trio_pool import _core, _waiters, _worker
 from trio_pool._books import Books
+from trio_pool._errors import leaves
+from trio_pool._job import NOT_ACCEPTED
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -170,6 +173,7 @@ class JobPlan:
     child_blocking: bool = False  # with `await pool.submit` (else submit_nowait)
     child_nested: bool = False  # blocking, from a job of a pool opened in it
     key: str | None = None  # its key, in a pool with per_key_limit
+    priority: int = 0  # higher starts first (a map's: the map's)
 
 
 @dataclass(eq=False)
@@ -191,9 +195,44 @@ class Spec:
     cancel_called: bool = False  # Job.cancel() was called on it, not done
     terminal: trio_pool.JobState | None = None  # the first terminal state seen
     waiters: int = 0  # tasks of the test waiting on its handle
+    group: GroupModel | None = None  # the job group it was submitted to
+    job: trio_pool.Job[int] | None = None  # its job, as the pool made it
 
     def __repr__(self) -> str:
         return f"<job {self.number} {self.plan.kind} via {self.via}>"
+
+
+@dataclass(eq=False)
+class GroupModel:
+    """The model of one `Pool.group` block, run by a task of the test."""
+
+    number: int
+    fail_fast: bool
+    end: trio.Event = field(default_factory=trio.Event)  # the body may end
+    how: str = "normal"  # how the body ends: normal, raise, cancel (outside)
+    error: KeyError = field(default_factory=lambda: KeyError("the group body"))
+    outside: trio.CancelScope = field(default_factory=trio.CancelScope)
+    group: trio_pool.JobGroup | None = None  # once the block is entered
+    specs: list[Spec] = field(default_factory=lambda: list[Spec]())
+    exited: bool = False
+
+    def __repr__(self) -> str:
+        return f"<group {self.number} fail_fast={self.fail_fast} {self.how}>"
+
+    @property
+    def failed(self) -> list[Spec]:
+        """Its jobs that failed or timed out (the group's failures)."""
+        return [
+            s
+            for s in self.specs
+            if s.handle is not None and s.handle.state in (FAILED, TIMED_OUT)
+        ]
+
+    def cancels(self) -> bool:
+        """Whether the group may have cancelled its jobs by now."""
+        if self.end.is_set() and self.how != "normal":
+            return True
+        return self.fail_fast and bool(self.failed)
 
 
 @dataclass(frozen=True)
@@ -323,6 +362,11 @@ async def job_body(spec: Spec, world: World) -> int:
     return spec.number
 
 
+async def map_body(world: World, spec: Spec) -> int:
+    """A map's job: its item is the spec."""
+    return await job_body(spec, world)
+
+
 class World:
     """The pool, its run, and the model; lives in (and is used from) the run."""
 
@@ -353,6 +397,7 @@ class World:
         self.max_workers = params.max_workers
         self.closed_seen = False
         self.untrace: Callable[[], object] = lambda: None
+        self.groups: list[GroupModel] = []
 
     # ------------------------------------------------------------- helpers
 
@@ -382,6 +427,8 @@ class World:
     def cancel_source(self, spec: Spec, now: float) -> bool:
         """Whether anything may have cancelled ``spec``'s job by now."""
         if spec.cancel_called or self.mass_cancel:
+            return True
+        if spec.group is not None and spec.group.cancels():
             return True
         return any(
             grace is not None and start + grace <= now
@@ -416,6 +463,7 @@ class World:
                     **providers,
                 ) as pool:
                     self.pool = pool
+                    self.watch_jobs_made(pool)
                     task_status.started()
                     try:
                         await self.end_body.wait()
@@ -433,6 +481,34 @@ class World:
             self.problem(f"the pool raised {exc!r}")
         finally:
             self.exited = True
+
+    def watch_jobs_made(self, pool: trio_pool.Pool) -> None:
+        """Note each job the pool makes in its spec (a map's jobs have no
+        handle the test could see otherwise)."""
+        core = pool._core
+        make = core.make_job
+
+        def make_job(*args: Any, **kwargs: Any) -> trio_pool.Job[Any]:
+            job = make(*args, **kwargs)
+            fn_args = args[1]
+            if fn_args and isinstance(fn_args[0], Spec):
+                fn_args[0].job = job
+            return job
+
+        core.make_job = make_job  # type: ignore[method-assign]
+
+    def promote(self) -> None:
+        """A map's job the pool accepted is that spec's handle from now on."""
+        for spec in self.specs:
+            job = spec.job
+            if (
+                spec.via == "map"
+                and spec.handle is None
+                and job is not None
+                and (job.done or job._holder is not NOT_ACCEPTED)
+            ):
+                spec.handle = job
+                spec.submit = "accepted"
 
     async def shielded_shutdown(self, pool: trio_pool.Pool) -> None:
         """The usual cleanup in the body's ``finally``: it returns, with
@@ -507,7 +583,13 @@ class World:
         def shedding_submit() -> trio_pool.Job[int]:
             with trio.move_on_after(budget):
                 return pool.submit_nowait(
-                    job_body, spec, self, key=spec.plan.key, shed=True, **timeout
+                    job_body,
+                    spec,
+                    self,
+                    key=spec.plan.key,
+                    shed=True,
+                    priority=spec.plan.priority,
+                    **timeout,
                 )
             raise AssertionError("a synchronous call was cancelled")
 
@@ -535,9 +617,16 @@ class World:
         assert self.pool is not None
         key = spec.plan.key
         if spec.plan.default_timeout:
-            return self.pool.submit_nowait(job_body, spec, self, key=key)
+            return self.pool.submit_nowait(
+                job_body, spec, self, key=key, priority=spec.plan.priority
+            )
         return self.pool.submit_nowait(
-            job_body, spec, self, timeout=spec.plan.timeout, key=key
+            job_body,
+            spec,
+            self,
+            timeout=spec.plan.timeout,
+            key=key,
+            priority=spec.plan.priority,
         )
 
     def accept_or_refuse(
@@ -646,10 +735,17 @@ class World:
             with trio.move_on_after(math.inf if patience is None else patience):
                 key = spec.plan.key
                 if spec.plan.default_timeout:
-                    handle = await pool.submit(job_body, spec, self, key=key)
+                    handle = await pool.submit(
+                        job_body, spec, self, key=key, priority=spec.plan.priority
+                    )
                 else:
                     handle = await pool.submit(
-                        job_body, spec, self, timeout=spec.plan.timeout, key=key
+                        job_body,
+                        spec,
+                        self,
+                        timeout=spec.plan.timeout,
+                        key=key,
+                        priority=spec.plan.priority,
                     )
                 spec.handle = handle
                 spec.submit = "accepted"
@@ -667,6 +763,155 @@ class World:
         except trio_pool.PoolClosed:
             spec.submit = "closed"
             self.rejected_seen += 1
+
+    # ------------------------------------------------------ groups and maps
+
+    def open_group(self, fail_fast: bool) -> None:
+        model = GroupModel(len(self.groups), fail_fast)
+        self.groups.append(model)
+        self.spawn(self.group_task, model)
+
+    async def group_task(self, model: GroupModel) -> None:
+        """A task of the test: a `Pool.group` block until told to end."""
+        assert self.pool is not None
+        raised: BaseException | None = None
+        try:
+            with model.outside:
+                async with self.pool.group(fail_fast=model.fail_fast) as group:
+                    model.group = group
+                    await model.end.wait()
+                    if model.how == "raise":
+                        raise model.error
+        except BaseException as exc:
+            raised = exc
+        model.exited = True
+        failures = [s.handle._error for s in model.failed if s.handle is not None]
+        for spec in model.specs:
+            handle = spec.handle
+            self.expect(
+                handle is None or handle.done, f"{spec} outlived {model}'s block"
+            )
+        if isinstance(raised, KeyError):
+            self.expect(
+                raised is model.error and model.how == "raise",
+                f"{model} raised {raised!r}",
+            )
+        elif isinstance(raised, BaseExceptionGroup):
+            found = leaves(raised)  # pyright: ignore[reportUnknownArgumentType]
+            self.expect(
+                sorted(map(id, found)) == sorted(map(id, failures)),
+                f"{model} raised {found!r}, its failures were {failures!r}",
+            )
+            self.expect(model.how != "raise" or model.fail_fast, f"{model} hid it")
+        elif raised is not None:
+            self.problem(f"{model} raised {raised!r}")
+        elif not model.outside.cancelled_caught:
+            self.expect(not failures, f"{model} hid its failures {failures!r}")
+
+    def submit_to_group(self, model: GroupModel, plan: JobPlan) -> None:
+        """`JobGroup.submit_nowait`: judged as the pool's; refused once the
+        block has ended; cancelled at once by a cancelling group."""
+        group = model.group
+        assert group is not None
+        spec = self.new_spec(plan, "nowait")
+        if model.exited:
+            try:
+                group.submit_nowait(job_body, spec, self)
+            except RuntimeError:
+                spec.submit = "closed (group)"
+                return
+            self.problem(f"{model} took a job after its block ended")
+            return
+        spec.group = model
+        model.specs.append(spec)
+        cancelling = group._cancelling
+        core = self.core
+        closed = core.closed
+        must, may = room(core, spec.plan.key)
+        key = spec.plan.key
+        timeout: Any = {} if plan.default_timeout else {"timeout": plan.timeout}
+        result = outcome.capture(
+            lambda: group.submit_nowait(
+                job_body, spec, self, key=key, priority=plan.priority, **timeout
+            )
+        )
+        self.judge(spec, result, closed, must, may)
+        if spec.handle is not None:
+            state = spec.handle.state
+            expected = CANCELLED if cancelling else QUEUED
+            self.expect(state is expected, f"{spec} accepted as {state}")
+            self.expect(
+                not cancelling or model.cancels(), f"{model} cancels for no reason"
+            )
+
+    def end_group(self, model: GroupModel, how: str) -> None:
+        if model.end.is_set() or model.exited:
+            return
+        model.how = how
+        if how == "cancel":
+            model.outside.cancel()
+        model.end.set()
+
+    def check_group(self, model: GroupModel) -> None:
+        group = model.group
+        if group is None:
+            return
+        live = {id(s.handle) for s in model.specs if s.handle and not s.handle.done}
+        pending = {id(job) for job in group._pending}
+        assert live == pending, f"{model}: pending {pending}, live {live}"
+        if model.exited:
+            assert not group._pending, f"{model} exited with jobs pending"
+
+    def map_in_a_task(self, plans: list[JobPlan], ordered: bool) -> None:
+        self.spawn(self.map_task, plans, ordered)
+
+    async def map_task(self, plans: list[JobPlan], ordered: bool) -> None:
+        """A task of the test: `Pool.map` over some plans, each item's key
+        its plan's (in a pool with per_key_limit)."""
+        assert self.pool is not None
+        specs: list[Spec] = []
+
+        def items() -> Iterator[Spec]:
+            for plan in plans:  # (a map's jobs have the pool's job_timeout)
+                spec = self.new_spec(
+                    dataclasses.replace(plan, default_timeout=True), "map"
+                )
+                spec.submit = "pending"
+                spec.seq = next(self.seqs)  # it submits at once
+                specs.append(spec)
+                yield spec
+
+        def key(spec: Spec) -> str | None:
+            return spec.plan.key
+
+        keyed = self.params.per_key_limit is not None
+        delivered = 0
+        try:
+            async with self.pool.map(
+                functools.partial(map_body, self),
+                items(),
+                ordered=ordered,
+                outcomes=True,
+                key=key if keyed else None,
+                priority=plans[0].priority,
+            ) as results:
+                async for _ in results:
+                    delivered += 1
+        except (trio_pool.PoolClosed, trio_pool.PoolOverloaded):
+            self.promote()
+            for spec in specs:
+                if spec.handle is None and spec.job is not None:
+                    spec.submit = "closed"  # the item the feeder could not submit
+                    self.rejected_seen += 1
+        finally:
+            self.promote()
+            for spec in specs:
+                if spec.submit == "pending":
+                    spec.submit = "cancelled"
+        self.expect(
+            delivered == sum(1 for s in specs if s.handle is not None),
+            f"a map delivered {delivered} of {specs}",
+        )
 
     # ---------------------------------------------------------- job handles
 
@@ -917,7 +1162,10 @@ class World:
 
     def check_all(self, settled: bool) -> None:
         assert self.pool is not None
+        self.promote()
         self.pool._core.check_invariants()
+        for model in self.groups:
+            self.check_group(model)
         core = self.core
         stats = self.pool.statistics()
         now = trio.current_time()
@@ -1096,6 +1344,8 @@ class World:
         self.releasing = True
         for spec in self.specs:
             spec.event.set()
+        for model in self.groups:
+            model.end.set()
         self.clock.autojump_threshold = 0
         self.end_body.set()
         with trio.move_on_after(10**6):
@@ -1212,6 +1462,7 @@ job_plans = st.builds(
     child_blocking=st.booleans(),
     child_nested=st.booleans(),
     key=st.sampled_from([None, "a", "a", "b"]),
+    priority=st.sampled_from([0, 0, 0, 0, 1, -2]),
 )
 indexes = st.integers(min_value=0, max_value=1000)
 
@@ -1313,6 +1564,38 @@ class PoolMachine(RuleBasedStateMachine):
     @rule(plan=job_plans, patience=st.sampled_from([None, 0.5, 2.0]))
     def submit_in_a_task(self, plan: JobPlan, patience: float | None) -> None:
         self.act(lambda world: world.submit_blocking(plan, patience))
+
+    # ------------------------------------------------------ groups and maps
+
+    @rule(fail_fast=st.booleans())
+    def open_a_group(self, fail_fast: bool) -> None:
+        self.act(lambda world: world.open_group(fail_fast))
+
+    def entered_groups(self) -> list[GroupModel]:
+        return [m for m in self.world.groups if m.group is not None]
+
+    @precondition(lambda self: bool(self.entered_groups()))
+    @rule(index=indexes, plans=st.lists(job_plans, min_size=1, max_size=3))
+    def submit_to_a_group(self, index: int, plans: list[JobPlan]) -> None:
+        models = self.entered_groups()
+        model = models[index % len(models)]
+
+        def submit(world: World) -> None:
+            for plan in plans:
+                world.submit_to_group(model, plan)
+
+        self.act(submit)
+
+    @precondition(lambda self: bool(self.entered_groups()))
+    @rule(index=indexes, how=st.sampled_from(["normal", "raise", "cancel"]))
+    def end_a_group(self, index: int, how: str) -> None:
+        models = self.entered_groups()
+        model = models[index % len(models)]
+        self.act(lambda world: world.end_group(model, how))
+
+    @rule(plans=st.lists(job_plans, min_size=1, max_size=3), ordered=st.booleans())
+    def map_in_a_task(self, plans: list[JobPlan], ordered: bool) -> None:
+        self.act(lambda world: world.map_in_a_task(plans, ordered))
 
     # ----------------------------------------------------------- job handles
 

@@ -13,6 +13,7 @@ from ._errors import PoolCrashed as PoolCrashed
 from ._errors import PoolError as PoolError
 from ._errors import PoolOverloaded as PoolOverloaded
 from ._errors import SubmitTimeout as SubmitTimeout
+from ._group import JobGroup as JobGroup
 from ._job import Job as Job
 from ._job import JobState as JobState
 from ._map import MapResults as MapResults
@@ -26,6 +27,7 @@ __all__ = (
     "AsCompleted",
     "Job",
     "JobCancelled",
+    "JobGroup",
     "JobState",
     "JobTimeout",
     "MapResults",

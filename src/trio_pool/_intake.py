@@ -144,7 +144,7 @@ class Intake(CoreState):
         if mean is None:
             return
         now = trio.current_time()
-        ahead = self._queue.live + self._crew.waking + len(self._waiters)
+        ahead = self._jobs_ahead(job)
         message = shed_refusal(
             job.name,
             self._name,
@@ -162,6 +162,11 @@ class Intake(CoreState):
         error = PoolOverloaded(message, "deadline")
         self._refused("deadline")
         raise error
+
+    def _jobs_ahead(self, job: Job[Any]) -> int:
+        """How many jobs would start before ``job`` (a pool with priorities
+        counts only those of its level or higher)."""
+        return self._queue.live + self._crew.waking + len(self._waiters)
 
     def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
         """The earliest start of ``job`` that the pool's limits allow, with

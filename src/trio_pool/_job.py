@@ -133,6 +133,7 @@ class Job(Generic[T]):
         "_label",
         "_lot",
         "_on_done",
+        "_priority",
         "_retrieved",
         "_scope",
         "_span_context",
@@ -167,6 +168,7 @@ class Job(Generic[T]):
     _cause: BaseException | None
     _suppress_context: bool
     _span_context: object
+    _priority: int
     _t_submitted: float
     _t_started: float
     _t_finished: float
@@ -202,7 +204,8 @@ class Job(Generic[T]):
         # Set when the job resolves: value, error, traceback, context, cause,
         # suppress_context. Set by a pool that records timings: t_submitted,
         # t_started, t_finished; by telemetry: span_context; by a pool with
-        # per_key_limit: key. (Fewer stores per job.)
+        # per_key_limit: key; by a pool with priorities: priority. (Fewer
+        # stores per job.)
 
     def __repr__(self) -> str:
         return f"<trio_pool.Job {self.name!r} {self.state.value}>"

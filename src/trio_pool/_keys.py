@@ -14,7 +14,7 @@ the queue's ``held`` (they count against the capacity), kept by the core.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Hashable
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from ._job import Job
 
 
-@final
 class KeyBooks:
     """The per-key counts and the jobs waiting for their key."""
 

@@ -45,7 +45,7 @@ from trio.lowlevel import (
 from ._exits import exit_error, reraise
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import Awaitable, Callable, Hashable, Iterator
     from types import TracebackType
 
     from typing_extensions import Self
@@ -57,6 +57,16 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 R = TypeVar("R")
+
+
+def check_key_function(core: PoolCore, key: object) -> None:
+    """Refuse a ``map(key=)`` that is no function, or given to a pool without
+    ``per_key_limit``."""
+    if not callable(key):
+        raise TypeError(
+            f"key must be a function of the item giving its key (or None), not {key!r}"
+        )
+    core._check_key(key)  # a pool without per_key_limit: ValueError
 
 
 @final
@@ -79,8 +89,12 @@ class MapResults(AsyncIterator[R]):
         outcomes: bool,
         name: str | None,
         limit: float | None,
+        key: Callable[[Any], Hashable] | None = None,
+        priority: int = 0,
     ) -> None:
         self._core = core
+        self._key = key
+        self._priority = priority
         self._fn = fn
         self._items = items
         self._ordered = ordered
@@ -204,11 +218,14 @@ class MapResults(AsyncIterator[R]):
 
     async def _submit(self, item: Any) -> None:
         core = self._core
-        job = core.make_job(self._fn, (item,), self._name, self._limit, self._done)
+        key = None if self._key is None else self._item_key(item)
+        job = core.make_job(self._fn, (item,), self._name, self._limit, self._done, key)
+        if self._priority:
+            job._priority = self._priority
         if not self._ordered:
             self._in_flight.add(job)  # before it is accepted: it may end at once
         try:
-            if core.offer(job):  # core.accept(), inlined
+            if core.offer(job) if key is None else core.offer_keyed(job):
                 if core.yield_due():
                     await cancel_shielded_checkpoint()
             else:
@@ -219,6 +236,15 @@ class MapResults(AsyncIterator[R]):
         if self._ordered:
             self._ready.append(job)
             self._wake_consumer()
+
+    def _item_key(self, item: Any) -> Hashable:
+        """The key of ``item``'s job, checked as `Pool.submit` checks ``key=``
+        (what the key function raises stops the map, as the source's would)."""
+        assert self._key is not None
+        key = self._key(item)
+        if key is not None:
+            self._core._check_key(key)
+        return key
 
     def _done(self, job: Job[Any]) -> None:
         """Called by the core as one of the map's jobs resolves."""

@@ -8,6 +8,8 @@ owns every piece of state. How the pieces fit:
 * ``_worker.py``: the worker loop;
 * ``_job.py``: the job handle and the core's record of a job;
 * ``_map.py``: `Pool.map`, on the core's methods;
+* ``_group.py``: `Pool.group`, on the job handles' listeners;
+* ``_priority.py``: the core's variant with priorities (``priority=``);
 * ``_opened.py``: the workers' nursery around the ``async with`` body;
 * ``_exits.py``: what leaves a block (the pool's, the map's): one policy;
 * ``_telemetry.py``: spans and metrics, guarded;
@@ -40,11 +42,13 @@ from ._checks import (
     check_seconds,
     default_capacity,
 )
+from ._group import open_group
 from ._log import INFO, log
-from ._map import MapResults
+from ._map import MapResults, check_key_function
 from ._opened import opened
+from ._priority import PrioritizedCore, check_priority
 from ._rate import run_pacer
-from ._variants import open_core
+from ._variants import begin_priorities, open_core, set_priority
 from ._worker import run_worker
 
 if TYPE_CHECKING:
@@ -64,6 +68,7 @@ if TYPE_CHECKING:
 
     from ._checks import UsePoolDefault
     from ._core import PoolCore
+    from ._group import JobGroup
     from ._job import Job
     from ._statistics import PoolStatistics
 
@@ -149,6 +154,7 @@ class Pool:
         timeout: float | UsePoolDefault | None = USE_POOL_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
+        priority: int = 0,
     ) -> Job[T]:
         """Queue ``fn(*args)`` and return its `Job`.
 
@@ -183,6 +189,8 @@ class Pool:
                 finish before the caller's deadline
                 (`trio.current_effective_deadline`), rather than queue work
                 bound to be cancelled. ``None``: the pool's ``shed``.
+            priority: an int: higher starts first among the waiting jobs,
+                in order within a level (see the guide's "Priorities").
 
         Returns:
             The job's handle.
@@ -196,6 +204,9 @@ class Pool:
         """
         core = self._core
         job = core.new_job("submit", fn, args, name, timeout, key)
+        if priority.__class__ is not int or priority:
+            set_priority(core, job, priority)
+        # (`_group.accept`, inlined: the hot path)
         await checkpoint_if_cancelled()
         if self._shed if shed is None else check_bool("shed", shed):
             core.shed_by_deadline(job)
@@ -214,12 +225,14 @@ class Pool:
         timeout: float | UsePoolDefault | None = USE_POOL_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
+        priority: int = 0,
     ) -> Job[T]:
         """Queue ``fn(*args)`` if there is room right now, and return its `Job`.
 
         Takes the same arguments as `submit`; never blocks. As there, ``name=``,
-        ``timeout=``, ``key=`` and ``shed=`` are the pool's, never ``fn``'s:
-        bind ``fn``'s keyword arguments with `functools.partial`
+        ``timeout=``, ``key=``, ``shed=`` and ``priority=`` are the pool's,
+        never ``fn``'s: bind ``fn``'s keyword arguments with
+        `functools.partial`
         (``pool.submit_nowait(functools.partial(greet, name="bob"))``).
 
         Raises:
@@ -231,6 +244,9 @@ class Pool:
         """
         core = self._core
         job = core.new_job("submit_nowait", fn, args, name, timeout, key)
+        if priority.__class__ is not int or priority:
+            set_priority(core, job, priority)
+        # (`_group.accept_nowait`, inlined: the hot path)
         if self._shed if shed is None else check_bool("shed", shed):
             core.shed_by_deadline(job)
         if core.offer(job) if key is None else core.offer_keyed(job):
@@ -245,6 +261,7 @@ class Pool:
         timeout: float | UsePoolDefault | None = USE_POOL_DEFAULT,
         key: Hashable = None,
         shed: bool | None = None,
+        priority: int = 0,
     ) -> T:
         """Submit ``fn(*args)``, wait for it, and return its value.
 
@@ -259,13 +276,39 @@ class Pool:
                 or what `submit` raises.
         """
         job = await self.submit(
-            fn, *args, name=name, timeout=timeout, key=key, shed=shed
+            fn, *args, name=name, timeout=timeout, key=key, shed=shed, priority=priority
         )
         try:
             return await job.result()
         except trio.Cancelled:
             job.cancel()
             raise
+
+    def group(
+        self, *, fail_fast: bool = True, name: str | None = None
+    ) -> AbstractAsyncContextManager[JobGroup]:
+        """Open a group of jobs: ``async with pool.group() as group:``.
+
+        The group submits to this pool, shares its workers, queue and limits,
+        and its block waits for the group's jobs only; `JobGroup` says what
+        ``fail_fast``, errors and cancellation do. Entering and leaving the
+        block are checkpoints.
+
+        Args:
+            fail_fast: the first failure cancels the group's other jobs and
+                its body, and the block raises the failures.
+            name: the group's name in its span; ``group-N`` by default.
+
+        Raises:
+            TypeError, ValueError: a bad argument, at once.
+            RuntimeError: called from another thread or another Trio run.
+        """
+        check_bool("fail_fast", fail_fast)
+        check_name("name", name)
+        core = self._core
+        core.check_caller("group")
+        block = open_group(core, fail_fast=fail_fast, name=name)
+        return AsyncWithOnly(block, "pool.group()", "group")
 
     @overload
     def map(
@@ -277,6 +320,8 @@ class Pool:
         outcomes: Literal[False] = False,
         name: str | None = None,
         timeout: float | UsePoolDefault | None = ...,
+        key: Callable[[U], Hashable] | None = None,
+        priority: int = 0,
     ) -> AbstractAsyncContextManager[MapResults[T]]: ...
 
     @overload
@@ -289,6 +334,8 @@ class Pool:
         outcomes: Literal[True],
         name: str | None = None,
         timeout: float | UsePoolDefault | None = ...,
+        key: Callable[[U], Hashable] | None = None,
+        priority: int = 0,
     ) -> AbstractAsyncContextManager[MapResults[outcome.Outcome[T]]]: ...
 
     @overload
@@ -301,6 +348,8 @@ class Pool:
         outcomes: bool,
         name: str | None = None,
         timeout: float | UsePoolDefault | None = ...,
+        key: Callable[[U], Hashable] | None = None,
+        priority: int = 0,
     ) -> (
         AbstractAsyncContextManager[MapResults[T]]
         | AbstractAsyncContextManager[MapResults[outcome.Outcome[T]]]
@@ -315,6 +364,8 @@ class Pool:
         outcomes: bool = False,
         name: str | None = None,
         timeout: float | UsePoolDefault | None = USE_POOL_DEFAULT,
+        key: Callable[[U], Hashable] | None = None,
+        priority: int = 0,
     ) -> (
         AbstractAsyncContextManager[MapResults[T]]
         | AbstractAsyncContextManager[MapResults[outcome.Outcome[T]]]
@@ -347,6 +398,11 @@ class Pool:
                 a failed item does not stop the stream.
             name: each job's name; ``fn``'s qualified name by default.
             timeout: each job's time limit, as in `submit`.
+            key: in a pool opened with ``per_key_limit=N``, a function of
+                the item giving its job's key (e.g. a URL's host), as
+                `submit`'s ``key=``: at most N jobs of one key are queued or
+                running at once, and keys take turns. ``None``: no key.
+            priority: every job's priority, as in `submit`.
 
         Entering is not a checkpoint; leaving is one (it waits for the jobs
         it cancels); what leaves it follows :doc:`errors`.
@@ -368,7 +424,12 @@ class Pool:
         check_bool("ordered", ordered)
         check_bool("outcomes", outcomes)
         check_iterable("items", items)
+        if key is not None:
+            check_key_function(core, key)
+        check_priority(priority)
         core.check_caller("map")
+        if priority and not isinstance(core, PrioritizedCore):
+            begin_priorities(core)
         results: MapResults[T] = MapResults(
             core,
             fn,
@@ -377,6 +438,8 @@ class Pool:
             outcomes=outcomes,
             name=name,
             limit=limit,
+            key=key,
+            priority=priority,
         )
         return AsyncWithOnly(results, "pool.map(...)", "results")
 

@@ -16,7 +16,7 @@ keeps them in order.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any
 
 from ._job import QUEUED
 
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from ._job import Job
 
 
-@final
 class JobQueue(deque["Job[Any]"]):
     """Accepted jobs in the order they start; cancelled ones are skipped.
 

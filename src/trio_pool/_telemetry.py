@@ -49,6 +49,8 @@ POOL_NAME: Final = "trio_pool.name"
 JOB_NAME: Final = "trio_pool.job.name"
 JOB_OUTCOME: Final = "trio_pool.job.outcome"
 JOB_WAIT: Final = "trio_pool.job.wait.duration"
+GROUP_NAME: Final = "trio_pool.group.name"
+GROUP_FAILED: Final = "trio_pool.group.failed_jobs"
 REJECTION_REASON: Final = "trio_pool.rejection.reason"
 WORKER_STATE: Final = "trio_pool.worker.state"
 REJECTION_REASONS: Final = ("overloaded", "closed", "deadline")
@@ -381,6 +383,37 @@ class PoolTelemetry:
             self._provider_failed(exc)
             return None
         return JobSpan(span, token)
+
+    def group_started(self, name: str) -> tuple[Span, otel_context.Context] | None:
+        """A job group opens (`Pool.group`): its span, child of the current
+        one, and the context its jobs' spans take as their parent."""
+        if self._tracer is None:
+            return None
+        try:
+            parent = otel_context.get_current()
+            span = self._tracer.start_span(
+                f"group {name}",
+                context=parent,
+                kind=SpanKind.INTERNAL,
+                attributes={POOL_NAME: self.name, GROUP_NAME: name},
+            )
+            return span, trace.set_span_in_context(span, parent)
+        except Exception as exc:
+            self._provider_failed(exc)
+            return None
+
+    def group_ended(self, span: Span, failed: int, error: BaseException | None) -> None:
+        """A job group's block ends: ``failed`` jobs failed, ``error`` leaves it."""
+        try:
+            if not span.is_recording():
+                return
+            span.set_attribute(GROUP_FAILED, failed)
+            if error is not None:
+                span.set_attribute(ERROR_TYPE, type(error).__qualname__)
+                span.set_status(Status(StatusCode.ERROR, str(error)))
+            span.end()
+        except Exception as exc:
+            self._provider_failed(exc)
 
     def ended(self, job: Job[Any], job_span: JobSpan | None) -> None:
         """Called in the worker once the job is done: record it, end its span."""

@@ -9,11 +9,15 @@ through ``super()``:
   of a saturated key, serves them as their key frees a place;
 * `PacedCore` (``rate``): a start token for each start, and the pacer task;
 * `TimedCore` (``timings``, ``shed``): each job's times and the mean run;
-* `TracedCore` (active telemetry): spans and metrics, on top of the times.
+* `TracedCore` (active telemetry): spans and metrics, on top of the times;
+* `PrioritizedCore` (``_priority``; a priority other than 0 seen): its queue
+  and keys' jobs set aside ordered by priority.
 
 `core_class` combines them (cooperatively, through the method resolution
 order) into one class per combination, made once. A pool that begins to
-shed without timings becomes its timed variant (see `PoolCore`).
+shed without timings becomes its timed variant (see `PoolCore`), and one
+that sees its first priority other than 0 its variant with priorities
+(`set_priority`).
 """
 
 # The job record's fields belong to the core; Job is its public face.
@@ -30,6 +34,7 @@ from trio.lowlevel import enable_ki_protection
 
 from ._core import PoolCore, current_yield_every
 from ._job import CANCELLED, WAITING_FOR_KEY, Job, JobState
+from ._priority import PrioritizedCore, check_priority, ordered_keys, ordered_queue
 from ._shed import key_floor
 
 if TYPE_CHECKING:
@@ -407,9 +412,13 @@ TIMING = {None: (), "timed": (TimedCore,), "traced": (TracedCore,)}
 
 
 @functools.cache
-def core_class(keyed: bool, paced: bool, timing: str | None) -> type[PoolCore]:
+def core_class(
+    keyed: bool, paced: bool, timing: str | None, prioritized: bool = False
+) -> type[PoolCore]:
     """The core class of a pool with these features (made once each)."""
     bases: tuple[type[PoolCore], ...] = TIMING[timing]
+    if prioritized:
+        bases = (PrioritizedCore, *bases)
     if keyed:
         bases += (KeyedCore,)
     if paced:
@@ -420,6 +429,36 @@ def core_class(keyed: bool, paced: bool, timing: str | None) -> type[PoolCore]:
         return bases[0]
     name = "".join(base.__name__.removesuffix("Core") for base in bases) + "Core"
     return cast("type[PoolCore]", type(name, bases, {"__module__": __name__}))
+
+
+@enable_ki_protection
+def set_priority(core: PoolCore, job: Job[Any], priority: object) -> None:
+    """Give ``job`` (not accepted yet) its ``priority``; a pool's first
+    priority other than 0 makes it its variant with priorities.
+
+    Raises:
+        TypeError: ``priority`` is not an int.
+    """
+    if not check_priority(priority):
+        return
+    job._priority = priority  # type: ignore[assignment]
+    if not isinstance(core, PrioritizedCore):
+        begin_priorities(core)
+
+
+def begin_priorities(core: PoolCore) -> None:
+    """Run ``core`` as its variant with priorities from now on (its jobs so
+    far have priority 0: the queue's order stands)."""
+    keyed = core._keys is not None
+    variant = functools.partial(core_class, keyed, core._rate is not None)
+    timing = (
+        "traced" if core._telemetry is not None else "timed" if core._timed else None
+    )
+    core._variant = functools.partial(variant, prioritized=True)
+    core._become(variant(timing, prioritized=True))
+    core._queue = ordered_queue(core._queue)
+    if core._keys is not None:
+        core._keys = ordered_keys(core._keys)
 
 
 def open_core(**options: Any) -> PoolCore:

@@ -184,6 +184,27 @@ async def numbers() -> AsyncIterator[int]:
     yield 1
 
 
+def host_of(number: int) -> str:
+    return str(number)
+
+
+async def grouping_and_priorities(pool: trio_pool.Pool) -> None:
+    assert_type(pool.group(), AbstractAsyncContextManager[trio_pool.JobGroup])
+    async with pool.group(fail_fast=False, name="request") as group:
+        assert_type(group, trio_pool.JobGroup)
+        assert_type(await group.submit(double, 21), trio_pool.Job[int])
+        assert_type(group.submit_nowait(greet, "hi", "ann"), trio_pool.Job[str])
+        assert_type(await group.run(double, 1, key="k", priority=2), int)
+        await group.submit(double, "21")  # type: ignore[arg-type]
+    assert_type(await pool.submit(double, 1, priority=-1), trio_pool.Job[int])
+    assert_type(pool.map(double, [1], key=host_of), trio_pool.MapResults[int])
+    assert_type(
+        pool.map(double, [1], key=host_of, priority=3, outcomes=True),
+        trio_pool.MapResults[outcome.Outcome[int]],
+    )
+    pool.map(double, [1], key=greet)  # type: ignore[arg-type]
+
+
 async def completing(pool: trio_pool.Pool) -> None:
     ints = [await pool.submit(double, n) for n in range(3)]
     assert_type(trio_pool.as_completed(ints), trio_pool.AsCompleted[int])
