@@ -268,7 +268,13 @@ async def test_the_body_failing_as_a_consumer_task_fails_gives_consumer_error_wi
     async with trio_pool.open_pool(2) as pool:
         with pytest.raises(ConsumerError) as caught:
             async with open_stream_consumer(
-                pool, client, stream, "group", "c1", handler
+                pool,
+                client,
+                handler,
+                stream=stream,
+                group="group",
+                name="c1",
+                create_group="start",
             ):
                 if when == "before":  # the body raises before a checkpoint
                     with trio.CancelScope(shield=True):

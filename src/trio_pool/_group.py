@@ -257,7 +257,7 @@ class JobGroup:
         fn: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
         name: str | None,
-        timeout: float | None,
+        timeout: float | UsePoolDefault | None,
         key: Hashable,
         priority: int,
     ) -> Job[Any]:

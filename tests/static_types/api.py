@@ -197,10 +197,13 @@ async def grouping_and_priorities(pool: trio_pool.Pool) -> None:
         assert_type(await group.run(double, 1, key="k", priority=2), int)
         await group.submit(double, "21")  # type: ignore[arg-type]
     assert_type(await pool.submit(double, 1, priority=-1), trio_pool.Job[int])
-    assert_type(pool.map(double, [1], key=host_of), trio_pool.MapResults[int])
+    assert_type(
+        pool.map(double, [1], key=host_of),
+        AbstractAsyncContextManager[trio_pool.MapResults[int]],
+    )
     assert_type(
         pool.map(double, [1], key=host_of, priority=3, outcomes=True),
-        trio_pool.MapResults[outcome.Outcome[int]],
+        AbstractAsyncContextManager[trio_pool.MapResults[outcome.Outcome[int]]],
     )
     pool.map(double, [1], key=greet)  # type: ignore[arg-type]
 
