@@ -5,8 +5,10 @@ in a fresh process (`worker.py`), alternating the trees; it prints the
 medians per tree and their ratio. Check out the other tree first, e.g.
 ``git archive main src | tar -x -C /tmp/base``.
 
+Times are the process's CPU time unless ``--wall``.
+
 Usage: ``python benchmarks/ab.py BASE_SRC NEW_SRC [--rounds R] [-n N]
-[--jobs noop,checkpoint] [IMPLEMENTATION ...]``.
+[--jobs noop,checkpoint] [--wall] [IMPLEMENTATION ...]``.
 """
 
 from __future__ import annotations
@@ -23,17 +25,36 @@ HERE = Path(__file__).parent
 DEFAULT = ["trio_pool map (telemetry off)", "trio_pool submit (telemetry off)"]
 
 
-def time_once(src: str, name: str, n: int, job: str) -> float:
+CPU_TIMER = """
+import gc, sys, time
+sys.path.insert(0, sys.argv[1])
+from workloads import IMPLEMENTATIONS
+run = IMPLEMENTATIONS[sys.argv[2]]
+n = int(sys.argv[3])
+gc.collect()
+start = time.process_time()
+run(n, 64, sys.argv[4])
+print((time.process_time() - start) / n * 1e6)
+"""
+"""The child that times one run in CPU time: on a loaded machine, far less
+noisy than the wall clock (which counts the time others ran)."""
+
+
+def time_once(src: str, name: str, n: int, job: str, cpu: bool) -> float:
     """µs per job of one run of ``name`` with trio_pool imported from ``src``."""
     env = {**os.environ, "PYTHONPATH": src}
+    if cpu:
+        command = ["-c", CPU_TIMER, str(HERE), name, str(n), job]
+    else:
+        command = [str(HERE / "worker.py"), name, str(n), "64", job]
     out = subprocess.run(
-        [sys.executable, str(HERE / "worker.py"), name, str(n), "64", job],
+        [sys.executable, *command],
         env=env,
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    return float(json.loads(out)["us_per_job"])
+    return float(out) if cpu else float(json.loads(out)["us_per_job"])
 
 
 def main() -> None:
@@ -45,6 +66,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("-n", type=int, default=100_000)
     parser.add_argument("--jobs", default="noop,checkpoint")
+    parser.add_argument(
+        "--wall", action="store_true", help="wall-clock time (default: CPU time)"
+    )
     args = parser.parse_intermixed_args()
     trees = {"base": args.base, "new": args.new}
     trees = {label: str(Path(src).resolve()) for label, src in trees.items()}
@@ -57,7 +81,7 @@ def main() -> None:
             for name in args.names:
                 for label, src in order:
                     times.setdefault((label, job, name), []).append(
-                        time_once(src, name, args.n, job)
+                        time_once(src, name, args.n, job, cpu=not args.wall)
                     )
     for job in args.jobs.split(","):
         for name in args.names:
