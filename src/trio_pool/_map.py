@@ -258,7 +258,8 @@ class MapResults(AsyncIterator[R]):
     def _done(self, job: Job[Any]) -> None:
         """Called by the core as one of the map's jobs resolves."""
         if self._ordered:
-            if self._ready and self._ready[0] is job:
+            # (only a parked consumer waits for the oldest job: asked first)
+            if self._consumer_parked and self._ready and self._ready[0] is job:
                 self._wake_consumer()
         elif job in self._in_flight:
             self._in_flight.remove(job)
@@ -301,6 +302,8 @@ class MapResults(AsyncIterator[R]):
         self._free += 1
         if self._feeder_parked and self._free * 2 >= self._window:
             self._feeder_lot.unpark()
+        if not self._outcomes and job._error is None:  # (`_deliver`'s common case)
+            return job._value  # type: ignore[return-value]
         return self._deliver(job)
 
     async def _wait_for_result(self) -> Job[Any]:
