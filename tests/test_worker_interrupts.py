@@ -94,7 +94,8 @@ class Interrupter:
 
 
 class Stop(BaseException):
-    """What the last job raises: the scenario's end, out of the pool."""
+    """What the last job raises: the scenario's end, out of the pool (as the
+    cause of a `trio_pool.PoolCrashed`)."""
 
 
 async def _scenario(
@@ -177,8 +178,11 @@ def _run(interrupter: Interrupter) -> tuple[list[trio_pool.Pool], list[Any]]:
         trio.run(_scenario, pools, jobs, clock=clock)
     except KeyboardInterrupt:
         assert interrupter.fired
-    except Stop:
+    except trio_pool.PoolCrashed as crashed:  # a job's BaseException (the exit policy)
         assert not interrupter.fired, "the KeyboardInterrupt was lost"
+        cause = crashed.__cause__
+        assert isinstance(cause, BaseExceptionGroup)
+        assert cause.subgroup(Stop) is not None, cause
     finally:
         sys.settrace(previous_trace)
         signal.signal(signal.SIGINT, previous_handler)

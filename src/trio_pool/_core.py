@@ -227,7 +227,6 @@ class PoolCore(Intake):
     ) -> None:
         """Record how a running job ended and resolve its handle."""
         worker.job = None  # (the crew's record; written here on the hot path)
-        worker.span = None
         counts = self._counts
         counts.running -= 1
         if job._timeout is not None and job._scope is not None:

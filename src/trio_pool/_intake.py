@@ -14,6 +14,7 @@ is synchronous and KI-protected.
 from __future__ import annotations
 
 import math
+from threading import get_ident
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
@@ -69,7 +70,9 @@ class Intake(CoreState):
         )
         if key is not None:
             self._check_key(key)
-        self._guard.check(method)
+        guard = self._guard  # (`RunGuard.check`, inlined: the hot path)
+        if get_ident() != guard.thread or not guard.live:
+            guard.check_run(method)
         return self.make_job(fn, args, name, limit, None, key)
 
     def make_job(
@@ -232,7 +235,9 @@ class Intake(CoreState):
                     else queue.live + queue.held < self._capacity
                 )
             ):
-                queue.push(job)  # (`_enqueue_growing`, inlined)
+                job._holder = None  # (`_enqueue_growing`, `JobQueue.push` inlined)
+                queue.append(job)
+                queue.live += 1
                 if can_grow and queue.live > crew.starting:
                     self._grow("for a waiting job")
             elif idle:  # a small or zero capacity: wake a second worker after all
@@ -329,10 +334,12 @@ class Intake(CoreState):
         job._value = value
         job._error = error
         if error is not None:
-            job._traceback = error.__traceback__
-            job._context = error.__context__
-            job._cause = error.__cause__
-            job._suppress_context = error.__suppress_context__
+            job._error_state = (
+                error.__traceback__,
+                error.__context__,
+                error.__cause__,
+                error.__suppress_context__,
+            )
         job._args = ()  # let the arguments go; the function stays for `name`
         if job._lot is not None:
             job._lot.unpark_all()

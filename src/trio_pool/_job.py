@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar, final
 
 import outcome
 from trio.lowlevel import (
@@ -32,6 +32,12 @@ if TYPE_CHECKING:
     import trio
 
 T = TypeVar("T")
+
+ErrorState: TypeAlias = tuple[
+    "TracebackType | None", "BaseException | None", "BaseException | None", bool
+]
+"""A failed job's error as it ended: its traceback, context, cause and
+suppress_context (one field, not four: a smaller record per job)."""
 
 
 class JobOwner(Protocol):
@@ -123,10 +129,9 @@ class Job(Generic[T]):
         "__weakref__",
         "_args",
         "_cancel_requested",
-        "_cause",
-        "_context",
         "_core",
         "_error",
+        "_error_state",
         "_fn",
         "_holder",
         "_key",
@@ -137,12 +142,10 @@ class Job(Generic[T]):
         "_retrieved",
         "_scope",
         "_span_context",
-        "_suppress_context",
         "_t_finished",
         "_t_started",
         "_t_submitted",
         "_timeout",
-        "_traceback",
         "_value",
         "state",
     )
@@ -163,10 +166,7 @@ class Job(Generic[T]):
     _lot: ParkingLot | None
     _value: T | None
     _error: BaseException | None
-    _traceback: TracebackType | None
-    _context: BaseException | None
-    _cause: BaseException | None
-    _suppress_context: bool
+    _error_state: ErrorState
     _span_context: object
     _priority: int
     _t_submitted: float
@@ -201,11 +201,11 @@ class Job(Generic[T]):
         self._retrieved = False
         self._scope = None
         self._lot = None  # created when someone waits
-        # Set when the job resolves: value, error, traceback, context, cause,
-        # suppress_context. Set by a pool that records timings: t_submitted,
-        # t_started, t_finished; by telemetry: span_context; by a pool with
-        # per_key_limit: key; by a pool with priorities: priority. (Fewer
-        # stores per job.)
+        # Set when the job resolves: value, error, error_state (its traceback,
+        # context, cause, suppress_context). Set by a pool that records
+        # timings: t_submitted, t_started, t_finished; by telemetry:
+        # span_context; by a pool with per_key_limit: key; by a pool with
+        # priorities: priority. (Fewer stores per job.)
 
     def __repr__(self) -> str:
         return f"<trio_pool.Job {self.name!r} {self.state.value}>"
@@ -387,10 +387,12 @@ class Job(Generic[T]):
         if not self._retrieved:
             self._retrieved = True
             self._core.retrieved(self)
-        error.__traceback__ = self._traceback
-        error.__context__ = self._context
-        error.__cause__ = self._cause
-        error.__suppress_context__ = self._suppress_context
+        (
+            error.__traceback__,
+            error.__context__,
+            error.__cause__,
+            error.__suppress_context__,
+        ) = self._error_state
         return outcome.Error(error)
 
     def _timeout_error(self) -> JobTimeout:

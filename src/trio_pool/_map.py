@@ -43,6 +43,7 @@ from trio.lowlevel import (
 )
 
 from ._exits import exit_error, reraise
+from ._job import QUEUED, RUNNING
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable, Iterator
@@ -57,6 +58,9 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 R = TypeVar("R")
+
+_PENDING = (QUEUED, RUNNING)
+"""The states that are not terminal (`Job.done` inlined: no call per result)."""
 
 
 def check_key_function(core: PoolCore, key: object) -> None:
@@ -101,6 +105,11 @@ class MapResults(AsyncIterator[R]):
         self._outcomes = outcomes
         self._name = name
         self._limit = limit
+        # Feeder and consumer each take a schedule point once every
+        # ``yield_every`` calls that did not wait (see `Pool`), counted here.
+        self._yield_every = core.yield_every
+        self._fed_streak = 0
+        self._taken_streak = 0
         self._window = 2 * max(1, core.max_workers + core.capacity)
         self._free = self._window  # items that may still be pulled
         self._ready: deque[Job[Any]] = deque()  # see the module docstring
@@ -194,7 +203,12 @@ class MapResults(AsyncIterator[R]):
             except StopIteration:
                 self._free += 1
                 return
-            await self._submit(item)
+            job = self._offer(item)
+            if job is not None:
+                await self._wait_to_accept(job)
+            elif self._fed_streak >= self._yield_every:
+                self._fed_streak = 0
+                await cancel_shielded_checkpoint()
 
     async def _feed_async(self, items: AsyncIterator[Any]) -> None:
         while True:
@@ -206,7 +220,12 @@ class MapResults(AsyncIterator[R]):
             except StopAsyncIteration:
                 self._free += 1
                 return
-            await self._submit(item)
+            job = self._offer(item)
+            if job is not None:
+                await self._wait_to_accept(job)
+            elif self._fed_streak >= self._yield_every:
+                self._fed_streak = 0
+                await cancel_shielded_checkpoint()
 
     async def _wait_for_room(self) -> None:
         while not self._free:
@@ -216,7 +235,11 @@ class MapResults(AsyncIterator[R]):
             finally:
                 self._feeder_parked = False
 
-    async def _submit(self, item: Any) -> None:
+    @enable_ki_protection
+    def _offer(self, item: Any) -> Job[Any] | None:
+        """Make ``item``'s job and offer it to the pool (a plain call: no
+        coroutine per item). Returns None if it was accepted, else the job,
+        to wait for room with (`_wait_to_accept`)."""
         core = self._core
         key = None if self._key is None else self._item_key(item)
         job = core.make_job(self._fn, (item,), self._name, self._limit, self._done, key)
@@ -225,14 +248,32 @@ class MapResults(AsyncIterator[R]):
         if not self._ordered:
             self._in_flight.add(job)  # before it is accepted: it may end at once
         try:
-            if core.offer(job) if key is None else core.offer_keyed(job):
-                if core.yield_due():
-                    await cancel_shielded_checkpoint()
-            else:
-                await core.wait_to_accept(job)
+            # (core.accept(), inlined)
+            accepted = core.offer(job) if key is None else core.offer_keyed(job)
         except BaseException:
             self._in_flight.discard(job)
             raise
+        if not accepted:
+            return job
+        self._fed_streak += 1
+        if self._ordered:  # (`_accepted`, inlined)
+            self._ready.append(job)
+            if self._consumer_parked:
+                self._wake_consumer()
+        return None
+
+    async def _wait_to_accept(self, job: Job[Any]) -> None:
+        """Wait for room for ``job`` (the slow path of `_offer`)."""
+        try:
+            await self._core.wait_to_accept(job)
+        except BaseException:
+            self._in_flight.discard(job)
+            raise
+        self._fed_streak = 0  # it waited: a schedule point
+        self._accepted(job)
+
+    def _accepted(self, job: Job[Any]) -> None:
+        """The pool accepted ``job``: an ordered map delivers it in turn."""
         if self._ordered:
             self._ready.append(job)
             self._wake_consumer()
@@ -249,7 +290,8 @@ class MapResults(AsyncIterator[R]):
     def _done(self, job: Job[Any]) -> None:
         """Called by the core as one of the map's jobs resolves."""
         if self._ordered:
-            if self._ready and self._ready[0] is job:
+            # (only a parked consumer waits for the oldest job: asked first)
+            if self._consumer_parked and self._ready and self._ready[0] is job:
                 self._wake_consumer()
         elif job in self._in_flight:
             self._in_flight.remove(job)
@@ -271,19 +313,38 @@ class MapResults(AsyncIterator[R]):
             )
         if self._closed or not self._entered:
             raise StopAsyncIteration
-        self._busy = True
-        try:
-            return await self._next()
-        finally:
-            self._busy = False
-
-    async def _next(self) -> R:
         ready = self._ready
-        waited = False
+        if ready and ready[0].state not in _PENDING:  # the common case: no waiting
+            job = ready.popleft()
+            self._taken_streak += 1
+            if self._taken_streak >= self._yield_every:
+                self._taken_streak = 0
+                self._busy = True
+                try:
+                    await cancel_shielded_checkpoint()
+                finally:
+                    self._busy = False
+        else:
+            self._busy = True
+            try:
+                job = await self._wait_for_result()
+            finally:
+                self._busy = False
+            self._taken_streak = 0  # it waited: a schedule point
+        self._free += 1
+        if self._feeder_parked and self._free * 2 >= self._window:
+            self._feeder_lot.unpark()
+        if not self._outcomes and job._error is None:  # (`_deliver`'s common case)
+            return job._value  # type: ignore[return-value]
+        return self._deliver(job)
+
+    async def _wait_for_result(self) -> Job[Any]:
+        """Park until the next result is ready, and take it (the slow path
+        of `__anext__`)."""
+        ready = self._ready
         while True:
-            if ready and ready[0].done:
-                job = ready.popleft()
-                break
+            if ready and ready[0].state not in _PENDING:
+                return ready.popleft()
             if not ready and not self._in_flight:  # every accepted job delivered
                 if self._stop is not None:
                     self._end()
@@ -297,13 +358,6 @@ class MapResults(AsyncIterator[R]):
                 await self._consumer_lot.park()
             finally:
                 self._consumer_parked = False
-            waited = True
-        if not waited and self._core.yield_due():
-            await cancel_shielded_checkpoint()
-        self._free += 1
-        if self._feeder_parked and self._free * 2 >= self._window:
-            self._feeder_lot.unpark()
-        return self._deliver(job)
 
     def _deliver(self, job: Job[Any]) -> R:
         if self._outcomes:

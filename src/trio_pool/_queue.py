@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 class JobQueue(deque["Job[Any]"]):
     """Accepted jobs in the order they start; cancelled ones are skipped.
 
-    A `deque` itself, so that `PoolCore.start_next` (the hot path) can pop
-    without a call; only its own methods and that inlined `pop` change it.
+    A `deque` itself, so that `PoolCore.start_next` and `Intake.offer` (the
+    hot paths) can pop and push without a call; only its own methods and
+    those inlined copies of `take_first` and `push` change it.
     """
 
     __slots__ = ("held", "live")

@@ -403,6 +403,7 @@ class TracedCore(TimedCore):
         error: BaseException | None = None,
     ) -> None:
         span = cast("JobSpan | None", worker.span)
+        worker.span = None
         super().finish(worker, job, state, value, error)
         self._recorder().ended(job, span)
 
