@@ -33,10 +33,6 @@ Redis has not taken by then stays pending."""
 class ConsumerCore(ReaderMixin, SettlerMixin, RenewerMixin):
     """The state of one consumer and its tasks; `StreamConsumer` is its facade."""
 
-    def stop(self) -> None:
-        """Stop the reader (twice does nothing)."""
-        self._reader_scope.cancel()
-
     async def shutdown(self, grace: float) -> None:
         """Stop, wait up to ``grace`` seconds for the jobs, cancel, settle."""
         with self._client.decoding(False):  # fields as the bytes they are
@@ -114,7 +110,9 @@ class ConsumerCore(ReaderMixin, SettlerMixin, RenewerMixin):
         info = await self._group_info()
         if info is None:
             return False
-        newest = await self._client.xrevrange(self._stream, "+", "-", count=1)
+        newest = await self._redis.call(
+            lambda: self._client.xrevrange(self._stream, "+", "-", count=1)
+        )
         newest_id = text(newest[0].identifier) if newest else FIRST_ID
         last_delivered = as_text(info.get("last-delivered-id")) or FIRST_ID
         return info.get("pending") == 0 and id_key(newest_id) <= id_key(last_delivered)
