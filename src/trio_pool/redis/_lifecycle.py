@@ -51,6 +51,7 @@ class ConsumerCore(ReaderMixin, SettlerMixin, RenewerMixin):
                     await self._settled.park()
                 while self._to_settle:  # the settler is gone (an error or a cancel)
                     await self._settle_some()
+                await self._refresh_group()  # the final statistics' pending, lag
             if self._settler_running:  # Redis does not answer it
                 self._settler_scope.cancel()
                 while self._settler_running:
