@@ -637,3 +637,25 @@ async def test_the_final_statistics_count_the_pending_entries_left_behind(
                 await consumer.shutdown(grace_period=0)
     stats = consumer.statistics()
     assert (stats.released, stats.pending) == (1, 1)
+
+
+async def test_wait_drained_when_redis_cannot_tell_the_groups_lag(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    """After a deletion in the stream Redis reports no lag: the consumer then
+    compares the newest entry with the group's last delivered one."""
+    ids = await add_jobs(client, stream, range(3))
+    await client.xgroup_create(stream, "group", "0")
+    await client.xdel(stream, [ids[1]])
+    assert (await client.xinfo_groups(stream))[0]["lag"] is None
+
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async with trio_pool.open_pool(2) as pool:
+        async with consume(pool, client, stream, handler) as consumer:
+            consumer.stop()  # before it reads anything
+            with trio.move_on_after(0.3) as waited:
+                await consumer.wait_drained()
+    assert waited.cancelled_caught  # two entries were never delivered
+    assert consumer.statistics().read == 0

@@ -15,7 +15,7 @@ from .._log import WARNING, log
 from ._ledger import Verdict
 from ._payload import text
 from ._reader import ReaderMixin
-from ._redis_calls import FIRST_ID, as_text, id_key
+from ._redis_calls import FIRST_ID, as_int, as_text, id_key
 from ._renewer import RenewerMixin
 from ._scripts import CLAIM, DEAD_LETTER, RENEW
 from ._settler import SettlerMixin
@@ -108,15 +108,20 @@ class ConsumerCore(ReaderMixin, SettlerMixin, RenewerMixin):
                     await trio.lowlevel.checkpoint()
 
     async def _group_drained(self) -> bool:
+        """Whether the group has nothing pending and nothing left to deliver:
+        one call while Redis knows the group's lag (Redis 7), two otherwise."""
         info = await self._group_info()
-        if info is None:
+        if info is None or info.get("pending") != 0:
             return False
+        lag = as_int(info.get("lag"))
+        if lag is not None:
+            return lag == 0
         newest = await self._redis.call(
             lambda: self._client.xrevrange(self._stream, "+", "-", count=1)
         )
         newest_id = text(newest[0].identifier) if newest else FIRST_ID
         last_delivered = as_text(info.get("last-delivered-id")) or FIRST_ID
-        return info.get("pending") == 0 and id_key(newest_id) <= id_key(last_delivered)
+        return id_key(newest_id) <= id_key(last_delivered)
 
     async def prepare(self, create_group: bool) -> None:
         """Load the scripts (no retry noise on first use); create the group."""

@@ -86,6 +86,13 @@ def _finite_float(literal: str) -> float:
     return number
 
 
+_JSON: Final = json.JSONDecoder(
+    parse_constant=_refuse_constant, parse_float=_finite_float
+)
+"""The payload's decoder, made once (``json.loads`` with options makes one
+per call)."""
+
+
 def decode_job(fields: Iterable[tuple[str | bytes, str | bytes]]) -> Any:
     """The payload of an entry written by `add_job`, from its field pairs.
 
@@ -131,9 +138,7 @@ def _decode(fields: Iterable[tuple[str | bytes, str | bytes]]) -> Any:
             f"{exc.start}): {_shown(body)}"
         ) from None
     try:
-        return json.loads(
-            body_text, parse_constant=_refuse_constant, parse_float=_finite_float
-        )
+        return _JSON.decode(body_text)
     except RecursionError:
         raise PayloadError(
             f"the {PAYLOAD_FIELD!r} field is JSON nested too deep to decode"

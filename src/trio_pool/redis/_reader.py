@@ -248,9 +248,9 @@ class ReaderMixin(ConsumerState):
         pool = self._pool
         try:
             try:
-                job = pool.submit_nowait(self._run_job, held, name=self._job_name)
+                job = pool.submit_nowait(_run_job, self, held, name=self._job_name)
             except trio_pool.PoolOverloaded:  # others took the room meanwhile
-                job = await pool.submit(self._run_job, held, name=self._job_name)
+                job = await pool.submit(_run_job, self, held, name=self._job_name)
         except trio_pool.PoolClosed:
             return False
         held.job = job
@@ -298,3 +298,8 @@ class ReaderMixin(ConsumerState):
             # settler asks the job which, once it has ended.
             self._judge(held, Verdict.RETRY, "cancelled", "cancelled")
         self._room.unpark_all()
+
+
+_run_job: Final = ReaderMixin._run_job  # pyright: ignore[reportPrivateUsage]
+"""The job, a plain function of (consumer, entry): the pool checks a function
+at once, a bound method (made anew at each access) at some cost."""
