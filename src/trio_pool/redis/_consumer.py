@@ -141,9 +141,10 @@ class StreamConsumer:
         entries stay pending, and a consumer reclaims them after the idle
         time. Then it settles the entries whose jobs ended, for at most 5
         seconds: it returns within ``grace_period`` plus those 5 seconds
-        (plus the time cancelled jobs take to end) even when Redis does not
-        answer, and the entries Redis did not settle in time stay pending
-        (counted as released, and logged at WARNING). When it returns every
+        (plus up to 1.5 seconds for the read on its way to end, and the time
+        cancelled jobs take to end) even when Redis does not answer, and
+        the entries Redis did not settle in time stay pending (counted as
+        released, and logged at WARNING). When it returns every
         entry this consumer took is acknowledged, dead-lettered or pending
         in Redis: nothing is lost. The pool's other jobs are not touched.
         Leaving the ``async with`` calls it too. This is a checkpoint.
