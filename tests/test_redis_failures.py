@@ -262,3 +262,34 @@ async def test_an_entry_that_vanishes_while_in_hand_is_logged_once_with_why(
     about_taken = [r for r in caplog.records if taken in r.getMessage()]
     assert [r.levelno for r in about_taken] == [logging.WARNING]
     assert "taken over by consumer 'other'" in about_taken[0].getMessage()
+
+
+async def test_without_reconnect_timeout_it_retries_until_redis_is_back(
+    stream: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    handled = trio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+        handled.set()
+
+    with redis_server(append_only=True) as server:
+        async with (
+            coredis.Redis(host=server.host, port=server.port) as client,
+            trio_pool.open_pool(2) as pool,
+            open_stream_consumer(
+                pool, client, stream, "group", "c1", handler, idle_time=5,
+                reconnect_timeout=None,
+            ) as consumer,
+        ):  # fmt: skip
+            server.kill()
+            with trio.fail_after(LIMIT):
+                while "retrying in" not in caplog.text:  # noqa: ASYNC110 (a log)
+                    await trio.sleep(0.01)
+            server.start_again()
+            await add_jobs(client, stream, [1])
+            with trio.fail_after(LIMIT):
+                await handled.wait()
+                await consumer.wait_drained()
+    assert "it never gives up" in caplog.text
+    assert "Redis answers again after" in caplog.text

@@ -50,6 +50,8 @@ class RenewerMixin(ConsumerState):
             held = self._held.get(identifier)
             if held is not None:  # not settled meanwhile
                 arguments += [identifier, held.deliveries]
+        if len(arguments) == 2:  # all settled meanwhile
+            return []
         reply = await self._redis.call(
             lambda: run_script(self._renew, [self._stream], arguments)
         )
