@@ -14,7 +14,7 @@ submitters when room frees up): a notification from the pool needs the core.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import trio
 
@@ -23,7 +23,7 @@ import trio_pool
 from .._log import DEBUG, INFO, log
 from ._delivery import Delivery
 from ._ledger import ConsumerState, Held, Verdict, describe
-from ._payload import PayloadError, decode_job, raw, text
+from ._payload import PayloadError, decode_fields, text
 from ._redis_calls import FIRST_ID, run_script
 from ._scripts import parse_claim
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from coredis.response.types import StreamEntry
 
 _T = TypeVar("_T")
+_Fields = tuple[tuple[bytes, bytes], ...]
 
 ROOM_POLL: Final = 0.05
 """Seconds between looks at a pool that other submitters keep full (the pool
@@ -151,9 +152,8 @@ class ReaderMixin(ConsumerState):
         taken: list[Held] = []
         for entries in reply.values():
             for entry in entries:
-                fields = tuple(
-                    (raw(key), raw(value)) for key, value in entry.field_values.items()
-                )
+                # Bytes: the client does not decode replies here.
+                fields = cast("_Fields", tuple(entry.field_values.items()))
                 taken.append(Held(text(entry.identifier), fields, 1))
         self._read += len(taken)
         return await self._take(taken)
@@ -236,7 +236,7 @@ class ReaderMixin(ConsumerState):
                 )
                 continue
             try:
-                held.payload = decode_job(held.fields)
+                held.payload = decode_fields(dict(held.fields))
             except PayloadError as exc:
                 self._judge(held, Verdict.DEAD, "PayloadError", str(exc))
                 continue
