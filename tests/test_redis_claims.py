@@ -60,6 +60,32 @@ async def test_stopping_consumers_costs_the_client_no_connection(
                 assert await client.ping() == b"PONG"
 
 
+async def test_what_a_read_brings_after_a_stop_is_left_pending(
+    client: coredis.Redis[Any], stream: str
+) -> None:
+    """The read on its way when the consumer stops is let end: what it brings
+    is not run, and stays pending for the group."""
+    handled: list[str] = []
+
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+        handled.append(delivery.id)
+
+    async with trio_pool.open_pool(2) as pool:
+        async with open_stream_consumer(
+            pool, client, stream, "group", "c1", handler, idle_time=IDLE
+        ) as consumer:
+            await trio.sleep(0.1)  # its blocking read is on its way
+            consumer.stop()
+            await add_jobs(client, stream, [1])  # delivered to that read
+            with trio.fail_after(LIMIT):
+                await consumer.shutdown()
+    stats = consumer.statistics()
+    assert handled == []
+    assert (stats.released, stats.acked) == (stats.read, 0)
+    assert stats.pending == stats.read  # 1 unless the stop came between reads
+
+
 ClaimScript = Callable[[list[str], list[Any]], Awaitable[Any]]
 OnClaim = Callable[[ClaimScript, list[str], list[Any]], Awaitable[Any]]
 
