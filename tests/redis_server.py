@@ -1,7 +1,9 @@
 """Start a throwaway redis-server on 127.0.0.1 (the tests and the benchmark).
 
 The server listens on a free port, keeps its files in a temporary folder,
-saves nothing, and is stopped (and its folder removed) on exit.
+saves nothing (or, with ``append_only``, every write, fsynced: it can be
+killed and started again with its data), and is stopped (and its folder
+removed) on exit.
 """
 
 from __future__ import annotations
@@ -24,13 +26,24 @@ MISSING = (
 )
 
 
-@attrs.frozen
+@attrs.define
 class RedisServer:
     """A running redis-server."""
 
     host: str
     port: int
     process: subprocess.Popen[bytes]
+    arguments: tuple[str, ...]
+    """The command line that started it."""
+
+    def kill(self) -> None:
+        """Kill the server (SIGKILL) and wait for it to exit."""
+        self.process.kill()
+        self.process.wait()
+
+    def start_again(self, timeout: float = 10.0) -> None:
+        """Start the killed server again, same port, same folder and options."""
+        self.process = _start(list(self.arguments), self.port, timeout)
 
     @property
     def url(self) -> str:
@@ -64,9 +77,27 @@ def _wait_until_listening(
         time.sleep(0.01)  # the process is starting: poll its socket
 
 
+def _start(arguments: list[str], port: int, timeout: float) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_until_listening(process, port, timeout)
+    except (OSError, RuntimeError):
+        process.kill()
+        process.wait()
+        raise
+    return process
+
+
 @contextlib.contextmanager
-def redis_server(timeout: float = 10.0) -> Generator[RedisServer, None, None]:
+def redis_server(
+    timeout: float = 10.0, *, append_only: bool = False
+) -> Generator[RedisServer, None, None]:
     """Run a redis-server for the duration of the ``with``.
+
+    With ``append_only`` it logs every write to its append-only file, fsynced
+    before it answers, so `RedisServer.start_again` loses nothing.
 
     Raises:
         RuntimeError: redis-server is not installed (with how to get it), or
@@ -78,35 +109,30 @@ def redis_server(timeout: float = 10.0) -> Generator[RedisServer, None, None]:
     with tempfile.TemporaryDirectory(prefix="trio-pool-redis-") as folder:
         for _attempt in range(5):  # another process may take the port first
             port = _free_port()
-            process = subprocess.Popen(
-                [
-                    executable,
-                    "--bind", "127.0.0.1",
-                    "--port", str(port),
-                    "--dir", folder,
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--daemonize", "no",
-                    "--logfile", str(Path(folder) / "redis.log"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            arguments = [
+                executable,
+                "--bind", "127.0.0.1",
+                "--port", str(port),
+                "--dir", folder,
+                "--save", "",
+                "--appendonly", "yes" if append_only else "no",
+                "--appendfsync", "always",
+                "--daemonize", "no",
+                "--logfile", str(Path(folder) / "redis.log"),
+            ]  # fmt: skip
             try:
-                _wait_until_listening(process, port, timeout)
+                process = _start(arguments, port, timeout)
             except (OSError, RuntimeError):
-                process.kill()
-                process.wait()
                 continue
             break
         else:
             raise RuntimeError("redis-server did not start; see its log")
+        server = RedisServer("127.0.0.1", port, process, tuple(arguments))
         try:
-            yield RedisServer("127.0.0.1", port, process)
+            yield server
         finally:
-            process.terminate()
+            server.process.terminate()
             try:
-                process.wait(timeout=10)
+                server.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                server.kill()

@@ -131,6 +131,8 @@ def test_decode_dead_letter_refuses_other_entries() -> None:
         ({"dead_letter_stream": "s"}, ValueError, "must not be the stream itself"),
         ({"grace_period": -1}, ValueError, "grace_period must be >= 0, not -1"),
         ({"grace_period": "1"}, TypeError, "grace_period must be a number"),
+        ({"reconnect_timeout": -1}, ValueError, "reconnect_timeout must be >= 0"),
+        ({"reconnect_timeout": "1"}, TypeError, "reconnect_timeout must be a number"),
         ({"telemetry": 1}, TypeError, "telemetry must be True or False"),
         ({"create_group": True}, ValueError, "create_group must be None, 'new' or"),
         ({"create_group": "$"}, ValueError, "or 'start', not '$'"),

@@ -206,3 +206,32 @@ async def test_a_handler_error_that_cannot_be_written_is_dead_lettered(
     ((_flat, letter),) = (await dead_letters(client, stream)).values()
     assert letter.error_type == type(error).__qualname__
     assert letter.payload == "bad"
+
+
+async def test_an_entry_of_thousands_of_fields_is_dead_lettered_whole(
+    client: coredis.Redis[Any], stream: str
+) -> None:
+    """Past Lua's unpack limit (8,000 values): the dead-letter script failed,
+    and the consumer with it."""
+
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+
+    fields = {b"v": b"1", b"job": b"\xff"} | {
+        f"field{number}".encode(): str(number).encode() for number in range(5000)
+    }
+    identifier = await client.xadd(stream, fields)
+    source_id = identifier.decode() if isinstance(identifier, bytes) else identifier
+    async with trio_pool.open_pool(2) as pool:
+        async with open_consumer(
+            pool, client, stream, "group", "c1", handler, idle_time=IDLE
+        ) as consumer:
+            with trio.fail_after(LIMIT):
+                await consumer.join()
+    assert consumer.statistics().dead_lettered == 1
+    ((flat, letter),) = (await dead_letters(client, stream)).values()
+    assert letter.source_id == source_id
+    assert letter.error_type == "PayloadError"
+    assert tuple(flat[: 2 * len(fields)]) == tuple(
+        part for pair in fields.items() for part in pair
+    )

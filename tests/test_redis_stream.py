@@ -630,3 +630,46 @@ async def test_two_consumer_processes_share_one_stream(
         ), (name, s)
         assert (s["in_hand"], s["settling"], s["released"]) == (0, 0, 0), (name, s)
     assert await group_pending(client, stream) == 0
+
+
+async def test_the_final_statistics_count_the_pending_entries_left_behind(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    """The group's pending count is read once more as a shutdown ends: it was
+    the value of the last renewal (here, of the start: 0)."""
+    started = trio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        started.set()
+        await trio.sleep_forever()  # cancelled by the shutdown: left pending
+
+    await add_jobs(client, stream, [1])
+    async with trio_pool.open_pool(2) as pool:
+        async with consume(pool, client, stream, handler, idle_time=30) as consumer:
+            with trio.fail_after(LIMIT):
+                await started.wait()
+                await consumer.shutdown(grace_period=0)
+    stats = consumer.statistics()
+    assert (stats.released, stats.pending) == (1, 1)
+
+
+async def test_wait_drained_when_redis_cannot_tell_the_groups_lag(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    """After a deletion in the stream Redis reports no lag: the consumer then
+    compares the newest entry with the group's last delivered one."""
+    ids = await add_jobs(client, stream, range(3))
+    await client.xgroup_create(stream, "group", "0")
+    await client.xdel(stream, [ids[1]])
+    assert (await client.xinfo_groups(stream))[0]["lag"] is None
+
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async with trio_pool.open_pool(2) as pool:
+        async with consume(pool, client, stream, handler) as consumer:
+            consumer.close()  # before it reads anything
+            with trio.move_on_after(0.3) as waited:
+                await consumer.join()
+    assert waited.cancelled_caught  # two entries were never delivered
+    assert consumer.statistics().read == 0

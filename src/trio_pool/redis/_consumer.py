@@ -129,8 +129,9 @@ class StreamConsumer:
     def close(self) -> None:
         """Stop taking entries. Never blocks.
 
-        A read on its way is abandoned (whatever Redis delivered to it stays
-        pending, for a consumer to reclaim after the idle time). The jobs in
+        A read on its way (at most 0.5 seconds long) ends first, and what
+        Redis delivered to it stays pending, for a consumer to reclaim after
+        the idle time. The jobs in
         hand go on, and their entries are acknowledged as they succeed.
         `ConsumerStatistics.closed` is true from then on. Closing twice does
         nothing.
@@ -145,9 +146,10 @@ class StreamConsumer:
         entries stay pending, and a consumer reclaims them after the idle
         time. Then it settles the entries whose jobs ended, for at most 5
         seconds: it returns within ``grace_period`` plus those 5 seconds
-        (plus the time cancelled jobs take to end) even when Redis does not
-        answer, and the entries Redis did not settle in time stay pending
-        (counted as released, and logged at WARNING). When it returns every
+        (plus up to 1.5 seconds for the read on its way to end, and the time
+        cancelled jobs take to end) even when Redis does not answer, and
+        the entries Redis did not settle in time stay pending (counted as
+        released, and logged at WARNING). When it returns every
         entry this consumer took is acknowledged, dead-lettered or pending
         in Redis: nothing is lost. The pool's other jobs are not touched.
         Leaving the ``async with`` calls it too. This is a checkpoint.
@@ -251,6 +253,7 @@ def open_stream_consumer(
     max_deliveries: int = 5,
     dead_letter_stream: str | None = None,
     grace_period: float | None = None,
+    reconnect_timeout: float | None = 60.0,
     meter_provider: MeterProvider | None = None,
     telemetry: bool = True,
 ) -> AbstractAsyncContextManager[StreamConsumer]:
@@ -273,6 +276,11 @@ def open_stream_consumer(
       (its consumers crashed), or whose payload cannot be decoded, goes to
       the dead-letter stream with its error and is acknowledged on the
       source: it is never retried forever.
+    * When Redis goes away (or restarts) the consumer keeps its jobs and
+      retries its calls, with pauses that double from 0.1 up to 5 seconds
+      (jittered), for up to ``reconnect_timeout`` seconds; then it fails
+      with `ConsumerError`. Entries in hand longer than ``idle_time`` without
+      Redis may be reclaimed by other consumers meanwhile (handled twice).
     * Entries other consumers took and left idle for ``idle_time`` (they
       crashed or stopped) are reclaimed (``XAUTOCLAIM``). While a job is in
       hand, the consumer renews its entry every ``idle_time / 3``, so a long
@@ -310,6 +318,11 @@ def open_stream_consumer(
             default.
         grace_period: seconds the jobs in hand may take to finish when the
             ``async with`` ends normally (``None``: no limit).
+        reconnect_timeout: seconds the consumer goes on retrying while Redis
+            is away (connection refused or lost, ``LOADING``, the client's
+            ``stream_timeout``) before it gives up with `ConsumerError`;
+            ``None``: it never gives up. Its jobs go on meanwhile; the
+            retries are logged at WARNING.
         meter_provider: where the consumer's metrics go; the global provider
             by default.
         telemetry: ``False`` turns the consumer's metrics off.
@@ -338,6 +351,7 @@ def open_stream_consumer(
     if dead == stream:
         raise ValueError("dead_letter_stream must not be the stream itself")
     grace = _check_grace(grace_period)
+    reconnect = check_seconds("reconnect_timeout", reconnect_timeout)
     check_bool("telemetry", telemetry)
     if create_group not in CREATE_GROUP:
         raise ValueError(
@@ -370,6 +384,7 @@ def open_stream_consumer(
         idle_time=idle,
         max_deliveries=max_deliveries,
         dead_letter_stream=dead,
+        reconnect_timeout=math.inf if reconnect is None else reconnect,
         telemetry=consumer_telemetry,
     )
     return _opened(StreamConsumer(core), core, grace, create_group)

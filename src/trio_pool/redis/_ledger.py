@@ -16,7 +16,7 @@ import trio
 import trio_pool
 
 from ._payload import text
-from ._redis_calls import as_text, longest_block_ms
+from ._redis_calls import Reconnector, as_text, longest_block_ms
 from ._scripts import CLAIM, DEAD_LETTER, RENEW
 from ._statistics import ConsumerStatistics
 
@@ -110,6 +110,7 @@ class ConsumerState:
         idle_time: float,
         max_deliveries: int,
         dead_letter_stream: str,
+        reconnect_timeout: float,
         telemetry: ConsumerTelemetry | None,
     ) -> None:
         self._pool = pool
@@ -125,6 +126,7 @@ class ConsumerState:
         self._max_deliveries = max_deliveries
         self._dead_letter_stream = dead_letter_stream
         self.telemetry = telemetry
+        self._redis = Reconnector(consumer, reconnect_timeout)
         self._claim: Script[Any] = client.register_script(CLAIM)
         self._renew: Script[Any] = client.register_script(RENEW)
         self._dead_letter: Script[Any] = client.register_script(DEAD_LETTER)
@@ -150,6 +152,11 @@ class ConsumerState:
         self._settler_running = False
         self._settler_scope = trio.CancelScope()
         self._reader_scope = trio.CancelScope()
+        self._stopping = False  # stop() was called
+        self._reader_in_redis = False  # the reader waits for Redis's reply
+        # While the reader's claim call is on its way: the entries settled
+        # meanwhile, and their delivery counts (the claim may return them).
+        self._settled_during_claim: dict[str, int] | None = None
         self._stopped = trio.Event()  # the reader has returned
         self._job_ids: dict[trio_pool.Job[object], str] = {}
 
@@ -201,6 +208,8 @@ class ConsumerState:
     def _forget(self, settled: Iterable[Held]) -> None:
         for held in settled:
             del self._held[held.id]
+            if self._settled_during_claim is not None:
+                self._settled_during_claim[held.id] = held.deliveries
             if held.job is not None:
                 self._job_ids.pop(held.job, None)
         self._changes += 1
@@ -208,7 +217,8 @@ class ConsumerState:
 
     async def _group_info(self) -> dict[str, object] | None:
         """The group's line of ``XINFO GROUPS``, keys as text; None if missing."""
-        for line in await self._client.xinfo_groups(self._stream):
+        lines = await self._redis.call(lambda: self._client.xinfo_groups(self._stream))
+        for line in lines:
             info: dict[str, object] = {text(key): value for key, value in line.items()}
             if as_text(info.get("name")) == self._group:
                 return info

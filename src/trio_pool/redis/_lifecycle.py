@@ -15,7 +15,7 @@ from .._log import WARNING, log
 from ._ledger import Verdict
 from ._payload import text
 from ._reader import ReaderMixin
-from ._redis_calls import FIRST_ID, as_text, id_key
+from ._redis_calls import FIRST_ID, as_int, as_text, id_key
 from ._renewer import RenewerMixin
 from ._scripts import CLAIM, DEAD_LETTER, RENEW
 from ._settler import SettlerMixin
@@ -41,10 +41,6 @@ Redis has not taken by then stays pending."""
 class ConsumerCore(ReaderMixin, SettlerMixin, RenewerMixin):
     """The state of one consumer and its tasks; `StreamConsumer` is its facade."""
 
-    def stop(self) -> None:
-        """Stop the reader (twice does nothing)."""
-        self._reader_scope.cancel()
-
     async def shutdown(self, grace: float) -> None:
         """Stop, wait up to ``grace`` seconds for the jobs, cancel, settle."""
         with self._client.decoding(False):  # fields as the bytes they are
@@ -63,6 +59,7 @@ class ConsumerCore(ReaderMixin, SettlerMixin, RenewerMixin):
                     await self._settled.park()
                 while self._to_settle:  # the settler is gone (an error or a cancel)
                     await self._settle_some()
+                await self._refresh_group()  # the final statistics' pending, lag
             if self._settler_running:  # Redis does not answer it
                 self._settler_scope.cancel()
                 while self._settler_running:
@@ -119,13 +116,20 @@ class ConsumerCore(ReaderMixin, SettlerMixin, RenewerMixin):
                     await trio.lowlevel.checkpoint()
 
     async def _group_drained(self) -> bool:
+        """Whether the group has nothing pending and nothing left to deliver:
+        one call while Redis knows the group's lag (Redis 7), two otherwise."""
         info = await self._group_info()
-        if info is None:
+        if info is None or info.get("pending") != 0:
             return False
-        newest = await self._client.xrevrange(self._stream, "+", "-", count=1)
+        lag = as_int(info.get("lag"))
+        if lag is not None:
+            return lag == 0
+        newest = await self._redis.call(
+            lambda: self._client.xrevrange(self._stream, "+", "-", count=1)
+        )
         newest_id = text(newest[0].identifier) if newest else FIRST_ID
         last_delivered = as_text(info.get("last-delivered-id")) or FIRST_ID
-        return info.get("pending") == 0 and id_key(newest_id) <= id_key(last_delivered)
+        return id_key(newest_id) <= id_key(last_delivered)
 
     async def prepare(self, create_group: CreateGroup | None) -> None:
         """Load the scripts (no retry noise on first use); check the group, or

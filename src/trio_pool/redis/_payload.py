@@ -90,6 +90,13 @@ def _finite_float(literal: str) -> float:
     return number
 
 
+_JSON: Final = json.JSONDecoder(
+    parse_constant=_refuse_constant, parse_float=_finite_float
+)
+"""The payload's decoder, made once (``json.loads`` with options makes one
+per call)."""
+
+
 def decode_job(fields: Iterable[tuple[str | bytes, str | bytes]]) -> Any:
     """The payload of an entry written by `add_job`, from its field pairs.
 
@@ -103,17 +110,31 @@ def decode_job(fields: Iterable[tuple[str | bytes, str | bytes]]) -> Any:
             or a number too large.
     """
     try:
-        return _decode(fields)
+        named = {raw(key): raw(value) for key, value in fields}
+    except Exception as exc:  # a pair that is not a pair of str or bytes
+        raise _undecodable(exc) from None
+    return decode_fields(named)
+
+
+def decode_fields(named: dict[bytes, bytes]) -> Any:
+    """`decode_job` of fields already as bytes (the consumer's reads).
+
+    Raises:
+        PayloadError: as `decode_job`.
+    """
+    try:
+        return _decode(named)
     except PayloadError:
         raise
-    except Exception as exc:  # RecursionError, MemoryError, a bad pair: any
-        raise PayloadError(
-            f"the entry cannot be decoded: {type(exc).__name__}: {exc}"
-        ) from None
+    except Exception as exc:  # RecursionError, MemoryError: any
+        raise _undecodable(exc) from None
 
 
-def _decode(fields: Iterable[tuple[str | bytes, str | bytes]]) -> Any:
-    named = {raw(key): raw(value) for key, value in fields}
+def _undecodable(error: Exception) -> PayloadError:
+    return PayloadError(f"the entry cannot be decoded: {type(error).__name__}: {error}")
+
+
+def _decode(named: dict[bytes, bytes]) -> Any:
     version = named.get(_VERSION_KEY)
     if version is None:
         raise PayloadError(
@@ -135,9 +156,7 @@ def _decode(fields: Iterable[tuple[str | bytes, str | bytes]]) -> Any:
             f"{exc.start}): {_shown(body)}"
         ) from None
     try:
-        return json.loads(
-            body_text, parse_constant=_refuse_constant, parse_float=_finite_float
-        )
+        return _JSON.decode(body_text)
     except RecursionError:
         raise PayloadError(
             f"the {PAYLOAD_FIELD!r} field is JSON nested too deep to decode"

@@ -4,11 +4,17 @@ the pool has room, and runs each as a job that hands its entry to the settler.
 
 With no room, it waits on the pool's notification (`Pool.wait_for_room`),
 whoever fills the pool: nothing is polled.
+
+Its blocking reads last at most `READ_SLICE_MS` and a stop waits for the read
+on its way (up to `STOP_WAIT`) rather than cancel it: coredis 6.9 loses a
+connection-pool slot per cancelled command, and a client whose consumers were
+stopped some 60 times would hang.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import trio
 
@@ -17,9 +23,23 @@ import trio_pool
 from .._log import DEBUG, INFO, log
 from ._delivery import Delivery
 from ._ledger import ConsumerState, Held, Verdict, describe
-from ._payload import PayloadError, decode_job, raw, text
+from ._payload import PayloadError, decode_fields, text
 from ._redis_calls import FIRST_ID, run_script
 from ._scripts import parse_claim
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from coredis.response.types import StreamEntry
+
+_T = TypeVar("_T")
+_Fields = tuple[tuple[bytes, bytes], ...]
+
+READ_SLICE_MS: Final = 500
+"""The longest blocking read, in milliseconds: a stop waits for it to end."""
+STOP_WAIT: Final = READ_SLICE_MS / 1000 + 1.0
+"""Seconds a stop waits for the reader's Redis call on its way before it
+cancels it (Redis slow or hung; the client then loses a connection slot)."""
 
 
 class ReaderMixin(ConsumerState):
@@ -29,6 +49,25 @@ class ReaderMixin(ConsumerState):
         """Mark the consumer reading (its tasks start right after)."""
         self._reading = True
 
+    def stop(self) -> None:
+        """Stop the reader (twice does nothing): at once if it waits for room,
+        else once its Redis call on its way returns (within `STOP_WAIT`)."""
+        self._stopping = True
+        if self._reader_in_redis:
+            scope = self._reader_scope
+            scope.deadline = min(scope.deadline, trio.current_time() + STOP_WAIT)
+        else:
+            self._reader_scope.cancel()
+
+    async def _reader_call(self, command: Callable[[], Awaitable[_T]]) -> _T:
+        """A Redis call of the reader (retried while Redis is away), which a
+        stop lets end rather than cancel."""
+        self._reader_in_redis = True
+        try:
+            return await self._redis.call(command)
+        finally:
+            self._reader_in_redis = False
+
     async def run_reader(self) -> None:
         """The reader task: take entries while there is room, until stopped."""
         with self._client.decoding(False):  # fields as the bytes they are
@@ -36,7 +75,7 @@ class ReaderMixin(ConsumerState):
             cursor = FIRST_ID
             try:
                 with self._reader_scope:
-                    while True:
+                    while not self._stopping:
                         room = await self._wait_for_room()
                         now = trio.current_time()
                         if room is None:
@@ -49,7 +88,7 @@ class ReaderMixin(ConsumerState):
                                 next_scan = now + self._idle_time / 2
                         else:
                             block = max(1, math.ceil((next_scan - now) * 1000))
-                            block = min(block, self._longest_block_ms)
+                            block = min(block, self._longest_block_ms, READ_SLICE_MS)
                             pool_open = await self._read_new(room, block)
                         if not pool_open:
                             log(
@@ -84,54 +123,69 @@ class ReaderMixin(ConsumerState):
                 return None
 
     async def _read_new(self, room: int, block_ms: int) -> bool:
-        try:
-            reply = await self._client.xreadgroup(
-                self._group,
-                self._name,
-                {self._stream: ">"},
-                count=room,
-                block=block_ms,
-            )
-        except TimeoutError:
-            # The client's stream_timeout ran out first (Redis slow to
-            # answer): an empty read. What Redis delivered to it, if
-            # anything, stays pending and is reclaimed after the idle time.
-            log(
-                DEBUG,
-                "stream consumer %r: a read timed out in the client; read again",
-                self._name,
-            )
-            return True
+        async def read() -> dict[Any, tuple[StreamEntry, ...]] | None:
+            try:
+                return await self._client.xreadgroup(
+                    self._group,
+                    self._name,
+                    {self._stream: ">"},
+                    count=room,
+                    block=block_ms,
+                )
+            except TimeoutError:
+                # The client's stream_timeout ran out first (Redis slow to
+                # answer): an empty read. What Redis delivered to it, if
+                # anything, stays pending and is reclaimed after the idle time.
+                log(
+                    DEBUG,
+                    "stream consumer %r: a read timed out in the client; read again",
+                    self._name,
+                )
+                return None
+
+        reply = await self._reader_call(read)
         if not reply:
             return True
         taken: list[Held] = []
         for entries in reply.values():
             for entry in entries:
-                fields = tuple(
-                    (raw(key), raw(value)) for key, value in entry.field_values.items()
-                )
+                # Bytes: the client does not decode replies here.
+                fields = cast("_Fields", tuple(entry.field_values.items()))
                 taken.append(Held(text(entry.identifier), fields, 1))
         self._read += len(taken)
         return await self._take(taken)
 
     async def _reclaim(self, cursor: str, room: int) -> str | None:
-        reply = await run_script(
-            self._claim,
-            [self._stream],
-            [self._group, self._name, self._idle_ms, cursor, room],
-        )
+        arguments: list[str | bytes | int] = [
+            self._group, self._name, self._idle_ms, cursor, room,
+        ]  # fmt: skip
+        settled_meanwhile: dict[str, int] = {}
+        self._settled_during_claim = settled_meanwhile
+        try:
+            reply = await self._reader_call(
+                lambda: run_script(self._claim, [self._stream], arguments)
+            )
+        finally:
+            self._settled_during_claim = None
         cursor, claimed = parse_claim(reply)
         taken: list[Held] = []
+        own: list[tuple[str, int]] = []  # (id, its delivery count before the claim)
         for entry in claimed:
-            if entry.id in self._held:  # ours already: we were too slow to renew
-                log(
-                    DEBUG,
-                    "stream consumer %r: reclaimed its own entry %s",
-                    self._name,
-                    entry.id,
-                )
-                continue
-            taken.append(Held(entry.id, entry.fields, entry.deliveries))
+            held = self._held.get(entry.id)
+            if held is not None:  # ours already: we were too slow to renew
+                own.append((entry.id, held.deliveries))
+            elif entry.id in settled_meanwhile:  # settled while the claim ran
+                own.append((entry.id, settled_meanwhile[entry.id]))
+            else:
+                taken.append(Held(entry.id, entry.fields, entry.deliveries))
+        if own:
+            log(
+                DEBUG,
+                "stream consumer %r: the claim took %d entries of its own back",
+                self._name,
+                len(own),
+            )
+            await self._reader_call(lambda: self._restore_counts(own))
         if taken:
             self._reclaimed += len(taken)
             log(
@@ -145,6 +199,15 @@ class ReaderMixin(ConsumerState):
                 return None
         return cursor
 
+    async def _restore_counts(self, entries: list[tuple[str, int]]) -> None:
+        """Set back the delivery count of entries a claim of this consumer's
+        took from itself (it counted a delivery that never happened), if they
+        are still pending with it (their idle time restarts too)."""
+        arguments: list[str | bytes | int] = [self._group, self._name]
+        for identifier, deliveries in entries:
+            arguments += [identifier, deliveries]
+        await run_script(self._renew, [self._stream], arguments)
+
     async def _take(self, taken: list[Held]) -> bool:
         """Record the entries taken, then submit each (or judge it at once).
 
@@ -155,6 +218,10 @@ class ReaderMixin(ConsumerState):
             self._held[held.id] = held
             self._in_hand += 1
         self._changes += 1
+        if self._stopping:  # a read that returned after stop(): leave them pending
+            for held in taken:
+                self._judge(held, Verdict.RELEASE, "", "")
+            return True
         for held in taken:
             if held.deliveries > self._max_deliveries:
                 self._judge(
@@ -166,7 +233,7 @@ class ReaderMixin(ConsumerState):
                 )
                 continue
             try:
-                held.payload = decode_job(held.fields)
+                held.payload = decode_fields(dict(held.fields))
             except PayloadError as exc:
                 self._judge(held, Verdict.DEAD, "PayloadError", str(exc))
                 continue
@@ -178,9 +245,9 @@ class ReaderMixin(ConsumerState):
         pool = self._pool
         try:
             try:
-                job = pool.submit_nowait(self._run_job, held, name=self._job_name)
+                job = pool.submit_nowait(_run_job, self, held, name=self._job_name)
             except trio_pool.PoolOverloaded:  # others took the room meanwhile
-                job = await pool.submit(self._run_job, held, name=self._job_name)
+                job = await pool.submit(_run_job, self, held, name=self._job_name)
         except trio_pool.PoolClosed:
             return False
         held.job = job
@@ -227,3 +294,8 @@ class ReaderMixin(ConsumerState):
             # Cancelled: a time limit, our shutdown, or the pool's. The
             # settler asks the job which, once it has ended.
             self._judge(held, Verdict.RETRY, "cancelled", "cancelled")
+
+
+_run_job: Final = ReaderMixin._run_job  # pyright: ignore[reportPrivateUsage]
+"""The job, a plain function of (consumer, entry): the pool checks a function
+at once, a bound method (made anew at each access) at some cost."""

@@ -1,18 +1,38 @@
-"""Small helpers for the consumer's Redis calls and replies."""
+"""Small helpers for the consumer's Redis calls and replies, and `Reconnector`:
+the retries of those calls while Redis is away."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+import math
+import random
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
+import trio
+from coredis.exceptions import ConnectionError as RedisConnectionError
+
+from .._log import WARNING, log
 from ._payload import text
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     import coredis
     from coredis.commands.script import Script
+
+_T = TypeVar("_T")
 
 FIRST_ID: Final = "0-0"
 MAX_BLOCK_MS: Final = 86_400_000
 """The longest blocking read of a client without a ``stream_timeout``."""
+RETRY_FIRST: Final = 0.1
+"""Seconds before the first retry of a Redis call that found Redis away."""
+RETRY_CAP: Final = 5.0
+"""The longest pause between two retries (the pause doubles up to it, and
+each is jittered down by up to half, so that consumers do not retry in step)."""
+RETRYABLE: Final = (RedisConnectionError, TimeoutError)
+"""What a Redis call raises when Redis is away, restarting (its ``LOADING``
+reply is a ``BusyLoadingError``, a ``ConnectionError``) or slower than the
+client's ``stream_timeout``: retried. Other errors are not."""
 
 
 async def run_script(
@@ -53,3 +73,63 @@ def as_int(value: object) -> int | None:
 def id_key(identifier: str) -> tuple[int, int]:
     milliseconds, _, sequence = identifier.partition("-")
     return int(milliseconds), int(sequence or 0)
+
+
+@final
+class Reconnector:
+    """Retries a consumer's Redis calls while Redis is away.
+
+    Shared by the consumer's tasks: the time Redis has been away counts from
+    the first failure of any of them, until any call succeeds again; once it
+    reaches ``give_up_after`` seconds the failing call raises its error. The
+    pauses between retries double from `RETRY_FIRST` up to `RETRY_CAP`, each
+    jittered, and each is logged at WARNING.
+    """
+
+    def __init__(self, consumer: str, give_up_after: float) -> None:
+        self._consumer = consumer
+        self._give_up_after = give_up_after
+        self._away_since: float | None = None
+
+    async def call(self, command: Callable[[], Awaitable[_T]]) -> _T:
+        """``await command()``, again after a pause while it finds Redis away."""
+        failures = 0
+        while True:
+            try:
+                result = await command()
+            except RETRYABLE as error:
+                failures += 1
+                await self._pause(error, failures)
+                continue
+            if self._away_since is not None:
+                log(
+                    WARNING,
+                    "stream consumer %r: Redis answers again after %.1fs",
+                    self._consumer,
+                    trio.current_time() - self._away_since,
+                )
+                self._away_since = None
+            return result
+
+    async def _pause(self, error: Exception, failures: int) -> None:
+        """Wait before the next retry; raise ``error`` once it is time to give up."""
+        now = trio.current_time()
+        if self._away_since is None:
+            self._away_since = now
+        left = self._away_since + self._give_up_after - now
+        if left <= 0:
+            raise error
+        pause = min(RETRY_CAP, RETRY_FIRST * 2 ** min(failures - 1, 32))
+        pause = min(left, pause * (0.5 + random.random() / 2))  # jitter
+        log(
+            WARNING,
+            "stream consumer %r: Redis failed (%s: %s); retrying in %.2fs (%s)",
+            self._consumer,
+            type(error).__name__,
+            error,
+            pause,
+            "it never gives up"
+            if math.isinf(self._give_up_after)
+            else f"it gives up after {self._give_up_after}s without Redis",
+        )
+        await trio.sleep(pause)

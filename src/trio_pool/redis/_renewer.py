@@ -33,19 +33,29 @@ class RenewerMixin(ConsumerState):
                 ids = list(self._held)
                 for start in range(0, len(ids), RENEW_CHUNK):
                     chunk = ids[start : start + RENEW_CHUNK]
-                    lost = parse_lost(
-                        await run_script(
-                            self._renew,
-                            [self._stream],
-                            [self._group, self._name, *chunk],
-                        )
-                    )
+                    lost = await self._renew_ids(chunk)
                     for identifier, why in lost:
                         held = self._held.get(identifier)
                         if held is not None and not held.vanished:
                             held.vanished = True
                             self._log_vanished(identifier, why)
                 await self._refresh_group()
+
+    async def _renew_ids(self, ids: list[str]) -> list[tuple[str, str]]:
+        """Renew the entries ``ids`` (up to `RENEW_CHUNK`) that are still ours,
+        their delivery counts set back to what they were when this consumer
+        took them; (id, why) of each that is not ours any more."""
+        arguments: list[str | bytes | int] = [self._group, self._name]
+        for identifier in ids:
+            held = self._held.get(identifier)
+            if held is not None:  # not settled meanwhile
+                arguments += [identifier, held.deliveries]
+        if len(arguments) == 2:  # all settled meanwhile
+            return []
+        reply = await self._redis.call(
+            lambda: run_script(self._renew, [self._stream], arguments)
+        )
+        return parse_lost(reply)
 
     def _log_vanished(self, identifier: str, why: str) -> None:
         """Say once what became of an entry that left this consumer's hands."""

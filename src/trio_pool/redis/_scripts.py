@@ -5,7 +5,8 @@ Each script is one round trip and runs atomically in Redis:
 * `CLAIM`: ``XAUTOCLAIM`` plus each claimed entry's delivery count (which
   ``XAUTOCLAIM`` increments but does not return);
 * `RENEW`: resets the idle time of the entries this consumer still owns
-  (``XCLAIM ... JUSTID`` does not count a delivery), and names those another
+  (``XCLAIM ... JUSTID`` does not count a delivery; ``RETRYCOUNT`` puts back
+  the count a claim of its own entry raised), and names those another
   consumer took over meanwhile;
 * `DEAD_LETTER`: ``XADD`` to the dead-letter stream (the entry's own fields,
   byte for byte) and ``XACK`` on the source, together, if the entry is still
@@ -40,10 +41,11 @@ Returns {next start id, {{id, {field, value, ...}}, ...}, {deliveries, ...}}."""
 
 RENEW: Final = """
 local lost = {}
-for i = 3, #ARGV do
+for i = 3, #ARGV - 1, 2 do
   local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
   if pending[1] and pending[1][2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i],
+               'RETRYCOUNT', ARGV[i + 1], 'JUSTID')
   else
     local why = 'acked'
     if not redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])[1] then
@@ -57,12 +59,37 @@ for i = 3, #ARGV do
 end
 return lost
 """
-"""KEYS: stream. ARGV: group, consumer, ids... Returns, flat, each id that is
-not ours any more and why: ``deleted`` (not in the stream: XDEL, XTRIM),
-``taken:<consumer>`` (pending with another consumer), or ``acked``
-(acknowledged, by a consumer that took it over or by anyone)."""
+"""KEYS: stream. ARGV: group, consumer, then an id and a delivery count for
+each entry. Resets the idle time of each entry still pending with this
+consumer and sets its delivery count (which an ``XAUTOCLAIM`` of this
+consumer's own entry raised, though the entry was not delivered again).
+Returns, flat, each id that is not ours any more and why: ``deleted`` (not
+in the stream: XDEL, XTRIM), ``taken:<consumer>`` (pending with another
+consumer), or ``acked`` (acknowledged, by a consumer that took it over or
+by anyone)."""
+
+_PREPEND: Final = 50
+"""Items `DEAD_LETTER`'s ``xadd`` puts on the Lua stack per call."""
 
 DEAD_LETTER: Final = """
+-- XADD of every item, also past unpack's limit (8,000 values on the Lua
+-- stack): tail calls that prepend _PREPEND items at a time to their varargs.
+local function xadd(key, items)
+  if #items <= 7000 then
+    return redis.call('XADD', key, '*', unpack(items))
+  end
+  local function call(i, ...)
+    if i < 1 then
+      return redis.call('XADD', key, '*', ...)
+    end
+    if i >= _PREPEND then
+      return call(i - _PREPEND, ITEMS)
+    end
+    return call(i - 1, items[i], ...)
+  end
+  return call(#items)
+end
+
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if not pending[1] or pending[1][2] ~= ARGV[2] then
   return 0
@@ -73,7 +100,10 @@ local entry = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
 if entry[1] then
   own = entry[1][2]
 else
-  own = {unpack(ARGV, 5 + meta)}
+  own = {}
+  for i = 5 + meta, #ARGV do
+    own[#own + 1] = ARGV[i]
+  end
 end
 local letter = {}
 for i = 1, #own - 1, 2 do
@@ -85,15 +115,19 @@ end
 for i = 5, 4 + meta do
   letter[#letter + 1] = ARGV[i]
 end
-redis.call('XADD', KEYS[2], '*', unpack(letter))
+xadd(KEYS[2], letter)
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 return 1
-"""
+""".replace("_PREPEND", str(_PREPEND)).replace(
+    "ITEMS",
+    ", ".join(f"items[i - {back}]" for back in range(_PREPEND - 1, -1, -1)) + ", ...",
+)
 """KEYS: stream, dead-letter stream. ARGV: group, consumer, id, the number n
 of ``dead_letter.*`` arguments, those n, then the entry's fields as the
 consumer holds them. The dead letter copies the entry's fields from the
-stream, byte for byte (the consumer's copy only if the entry was deleted).
-Returns 1 when moved, 0 when the entry is not this consumer's any more."""
+stream, byte for byte (the consumer's copy only if the entry was deleted),
+however many there are. Returns 1 when moved, 0 when the entry is not this
+consumer's any more."""
 
 
 @attrs.frozen

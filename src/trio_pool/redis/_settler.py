@@ -45,8 +45,9 @@ class SettlerMixin(ConsumerState):
     async def _settle(self, batch: list[Held]) -> None:
         acks = [held for held in batch if held.verdict is Verdict.ACK]
         if acks:
-            await self._client.xack(
-                self._stream, self._group, [held.id for held in acks]
+            ids = [held.id for held in acks]
+            await self._redis.call(
+                lambda: self._client.xack(self._stream, self._group, ids)
             )
             self._acked += len(acks)
             self._forget(acks)
@@ -100,17 +101,17 @@ class SettlerMixin(ConsumerState):
             error_type=held.error_type,
             error=held.error,
         )
-        moved = await run_script(
-            self._dead_letter,
-            [self._stream, self._dead_letter_stream],
-            [
-                self._group,
-                self._name,
-                held.id,
-                len(meta),
-                *meta,
-                *(part for pair in held.fields for part in pair),
-            ],
+        arguments: list[str | bytes | int] = [
+            self._group,
+            self._name,
+            held.id,
+            len(meta),
+            *meta,
+            *(part for pair in held.fields for part in pair),
+        ]
+        keys = [self._stream, self._dead_letter_stream]
+        moved = await self._redis.call(
+            lambda: run_script(self._dead_letter, keys, arguments)
         )
         if moved:
             self._dead_lettered += 1

@@ -48,13 +48,16 @@ class ConsumerStatistics:
     ``max_deliveries`` times, or their payload could not be decoded."""
     released: int
     """Entries left pending, unprocessed or unfinished, when the consumer
-    stopped (their jobs cancelled at the end of the grace period, or never
-    submitted), or whose acknowledgement or dead letter Redis did not take
-    within the settle limit as it stopped: another consumer reclaims them
-    after the idle time."""
+    stopped (their jobs cancelled at the end of the grace period, never
+    submitted, or read by a read that ended after the stop), or whose
+    acknowledgement or dead letter Redis did not take within the settle
+    limit as it stopped: another consumer reclaims them after the idle
+    time."""
     pending: int | None
     """The group's pending entries, every consumer's, at the latest check
-    (every ``idle_time / 2`` seconds); ``None`` before the first."""
+    (when the consumer starts, every ``idle_time / 3`` seconds with the
+    renewals, and once more after a shutdown has settled its entries, if
+    Redis answers within the settle limit); ``None`` before the first."""
     lag: int | None
     """Entries in the stream not delivered to the group yet, at the latest
     check; ``None`` before the first, or when Redis cannot tell (after
