@@ -130,10 +130,17 @@ async def test_a_redis_killed_and_started_again_loses_nothing(stream: str) -> No
             async with (
                 trio_pool.open_pool(workers, capacity=0) as pool,
                 open_stream_consumer(
-                    pool, client, handler, stream=stream, group="group", name="c1", create_group="start", idle_time=1,
+                    pool,
+                    client,
+                    handler,
+                    stream=stream,
+                    group="group",
+                    name="c1",
+                    create_group="start",
+                    idle_time=1,
                     reconnect_timeout=LIMIT,
                 ) as consumer,
-            ):  # fmt: skip
+            ):
                 with trio.fail_after(LIMIT):
                     await a_quarter_handled.wait()
                     gate_closed = True
@@ -368,10 +375,17 @@ async def test_without_reconnect_timeout_it_retries_until_redis_is_back(
             coredis.Redis(host=server.host, port=server.port) as client,
             trio_pool.open_pool(2) as pool,
             open_stream_consumer(
-                pool, client, handler, stream=stream, group="group", name="c1", create_group="start", idle_time=5,
+                pool,
+                client,
+                handler,
+                stream=stream,
+                group="group",
+                name="c1",
+                create_group="start",
+                idle_time=5,
                 reconnect_timeout=None,
             ) as consumer,
-        ):  # fmt: skip
+        ):
             server.kill()
             with trio.fail_after(LIMIT):
                 while "retrying in" not in caplog.text:  # noqa: ASYNC110 (a log)

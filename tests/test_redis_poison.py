@@ -224,7 +224,14 @@ async def test_an_entry_of_thousands_of_fields_is_dead_lettered_whole(
     source_id = identifier.decode() if isinstance(identifier, bytes) else identifier
     async with trio_pool.open_pool(2) as pool:
         async with open_consumer(
-            pool, client, stream, "group", "c1", handler, idle_time=IDLE
+            pool,
+            client,
+            handler,
+            stream=stream,
+            group="group",
+            name="c1",
+            create_group="start",
+            idle_time=IDLE,
         ) as consumer:
             with trio.fail_after(LIMIT):
                 await consumer.join()
