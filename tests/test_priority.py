@@ -153,3 +153,20 @@ async def test_shedding_counts_only_the_jobs_ahead(
             job = pool.submit_nowait(trio.sleep, 1, priority=1)  # 1 running ahead
         await job.wait()
         assert job.state is trio_pool.JobState.SUCCEEDED
+
+
+async def test_shedding_counts_only_the_keys_jobs_ahead(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio_pool.open_pool(4, per_key_limit=1, shed=True) as pool:
+        with trio.move_on_after(100):
+            await pool.run(trio.sleep, 1, key="a")  # measured: jobs take 1 s
+            await pool.run(trio.sleep, 1, key="a")
+        for _ in range(5):  # one runs, four are set aside for the key
+            pool.submit_nowait(trio.sleep, 1, key="a")
+        with trio.move_on_after(3):
+            with pytest.raises(trio_pool.PoolOverloaded):
+                pool.submit_nowait(trio.sleep, 1, key="a")  # 4 set aside ahead
+            job = pool.submit_nowait(trio.sleep, 1, key="a", priority=1)
+        await job.wait()
+        assert job.state is trio_pool.JobState.SUCCEEDED

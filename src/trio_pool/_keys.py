@@ -85,9 +85,9 @@ class KeyBooks:
         self._waiting.clear()
         return jobs
 
-    def waiting_before(self, key: Hashable) -> int:
-        """Jobs of ``key`` set aside now."""
-        waiting = self._waiting.get(key)
+    def waiting_before(self, job: Job[Any]) -> int:
+        """Jobs of ``job``'s key set aside now that start before it."""
+        waiting = self._waiting.get(job._key)
         return 0 if waiting is None else len(waiting)
 
     def active_keys(self) -> int:

@@ -89,6 +89,14 @@ class PriorityKeyBooks(KeyBooks):
             waiting = self._waiting[job._key] = deque()
         insert_in_order(waiting, job, front=False)
 
+    def waiting_before(self, job: Job[Any]) -> int:
+        """Jobs of ``job``'s key set aside now, of its priority or higher."""
+        waiting = self._waiting.get(job._key)
+        if waiting is None:
+            return 0
+        priority = priority_of(job)
+        return sum(1 for other in waiting if priority_of(other) >= priority)
+
 
 class PrioritizedCore(PoolCore):
     """A pool whose jobs have priorities (its queue is a `PriorityJobQueue`)."""

@@ -156,7 +156,7 @@ class KeyedCore(PoolCore):
         floor = super()._shed_floor(job, now, mean, ahead)
         keys = self._key_books()
         if keys.saturated(job._key):
-            before = keys.waiting_before(job._key)
+            before = keys.waiting_before(job)
             floor = max(floor, key_floor(now, mean, before, keys.limit))
         return floor
 
