@@ -37,7 +37,7 @@ from ._job import (
 )
 from ._log import DEBUG, log
 from ._shed import shed_refusal
-from ._state import CoreState
+from ._state import ACCEPTED, YIELD_DUE, CoreState
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
@@ -210,8 +210,13 @@ class Intake(CoreState):
         return error
 
     @enable_ki_protection
-    def offer(self, job: Job[Any]) -> bool:
+    def offer(self, job: Job[Any], counted: bool = False) -> int:
         """Accept ``job`` if a worker is idle or the queue has room.
+
+        Returns:
+            0 (false) if it did not; else `ACCEPTED`, or, for a ``counted``
+            call (`Pool.submit`: see `yield_due`), `YIELD_DUE` once every
+            ``yield_every``.
 
         Raises:
             PoolClosed: the pool takes no more work (counted as rejected).
@@ -243,13 +248,18 @@ class Intake(CoreState):
             elif idle:  # a small or zero capacity: wake a second worker after all
                 crew.hand_over(job)
             else:
-                return False
+                return 0
         self._counts.submitted += 1  # the accept tail (see `_accepted`)
-        return True
+        if counted:  # (`yield_due`, inlined)
+            self._since_yield += 1
+            if self._since_yield >= self._yield_every:
+                self._since_yield = 0
+                return YIELD_DUE
+        return ACCEPTED
 
-    def offer_keyed(self, job: Job[Any]) -> bool:
+    def offer_keyed(self, job: Job[Any], counted: bool = False) -> int:
         """`offer` for a job with a key (only a pool with keys takes one)."""
-        return self.offer(job)
+        return self.offer(job, counted)
 
     def _enqueue_growing(self, job: Job[Any], can_grow: bool) -> None:
         """Queue ``job``; start a worker for it if the pool may grow."""
@@ -320,39 +330,20 @@ class Intake(CoreState):
         self._accepted()
         return job
 
-    def _resolve(
-        self,
-        job: Job[Any],
-        state: JobState,
-        value: object = None,
-        error: BaseException | None = None,
-    ) -> None:
-        """Move a job to a terminal state and wake every task waiting on it."""
-        job.state = state
-        job._holder = None
-        job._scope = None
-        job._value = value
-        job._error = error
-        if error is not None:
-            job._error_state = (
-                error.__traceback__,
-                error.__context__,
-                error.__cause__,
-                error.__suppress_context__,
-            )
-        job._args = ()  # let the arguments go; the function stays for `name`
-        if job._lot is not None:
-            job._lot.unpark_all()
-        on_done = job._on_done
-        if on_done is not None:
-            job._on_done = None  # called once; its references go with it
-            on_done(job)
-        if self._drainers.count and not self._counts.unfinished():
-            self._drainers.wake_all()  # `Pool.join`, `Pool.shutdown`
-
     def _resolve_unstarted(self, job: Job[Any]) -> None:
-        self._counts.cancelled += 1
-        self._resolve(job, CANCELLED, error=job._cancelled_error())
+        """Cancel a job that never started (see `PoolCore.finish`)."""
+        self.finish(None, job, CANCELLED)
+
+    if TYPE_CHECKING:  # (the workers' half, `PoolCore`, ends jobs)
+
+        def finish(
+            self,
+            worker: Worker | None,
+            job: Job[Any],
+            state: JobState,
+            value: object = None,
+            error: BaseException | None = None,
+        ) -> None: ...
 
     @staticmethod
     def _cancel_running(job: Job[Any]) -> None:

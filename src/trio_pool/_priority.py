@@ -54,7 +54,7 @@ def insert_in_order(jobs: deque[Job[Any]], job: Job[Any], *, front: bool) -> Non
     (or with ``front``, before) those of its own."""
     priority = priority_of(job)
     if not front and (not jobs or priority_of(jobs[-1]) >= priority):
-        jobs.append(job)  # the common case: no job of a lower priority waits
+        jobs.insert(len(jobs), job)  # (not `append`: `PriorityJobQueue`'s)
         return
     place = bisect_left if front else bisect_right
     jobs.insert(place(jobs, -priority, key=_rank), job)
@@ -65,11 +65,10 @@ class PriorityJobQueue(JobQueue):
 
     __slots__ = ()
 
-    def push(self, job: Job[Any]) -> None:
-        """Queue ``job`` after every job of its priority or higher."""
-        job._holder = None
+    def append(self, job: Job[Any]) -> None:
+        """Queue ``job`` after every job of its priority or higher (`push`,
+        and `Intake.offer`'s inlined push, append)."""
         insert_in_order(self, job, front=False)
-        self.live += 1
 
     def push_front(self, job: Job[Any]) -> None:
         """Put ``job`` back first among the jobs of its priority."""

@@ -44,6 +44,13 @@ if TYPE_CHECKING:
     from ._checks import UsePoolDefault
 
 
+ACCEPTED = 1
+"""`Intake.offer` accepted the job (it returns 0, false, when it did not)."""
+YIELD_DUE = 2
+"""`Intake.offer` accepted the job, and the caller takes its periodic
+schedule point now (see `CoreState.yield_due`)."""
+
+
 class CoreState:
     """The fields of a pool's core, and the queries over them (see the module).
 
@@ -175,7 +182,8 @@ class CoreState:
     def yield_due(self) -> bool:
         """Count a call that did not wait; True once every ``yield_every``.
 
-        The caller then takes a schedule point (see `Pool`).
+        The caller then takes a schedule point (see `Pool`). (`Intake.offer`
+        inlines it for a ``counted`` offer.)
         """
         self._since_yield += 1
         if self._since_yield < self._yield_every:

@@ -144,9 +144,7 @@ async def _wait_for_job(
             # this one stays, and takes a queued job if there is one.
         else:
             await wait_task_rescheduled(abort)
-        job = core.take_handed(worker, scope)
-        if job is None:  # its job was cancelled, or it was woken to stop
-            job = core.start_next(worker, scope)
+        job = core.take_handed(worker, scope)  # (else the next queued one)
         if job is not None:
             return job
 
