@@ -182,7 +182,8 @@ def _run(interrupter: Interrupter) -> tuple[list[trio_pool.Pool], list[Any]]:
         assert not interrupter.fired, "the KeyboardInterrupt was lost"
         cause = crashed.__cause__
         assert isinstance(cause, BaseExceptionGroup)
-        assert cause.subgroup(Stop) is not None, cause
+        group: BaseExceptionGroup[BaseException] = cause  # pyright: ignore[reportUnknownVariableType]
+        assert group.subgroup(Stop) is not None, group
     finally:
         sys.settrace(previous_trace)
         signal.signal(signal.SIGINT, previous_handler)
