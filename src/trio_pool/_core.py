@@ -120,6 +120,8 @@ class PoolCore(Intake):
                     job = first
                     break
             if job is None:
+                if not self._waiters:  # (`_take_waiter`'s first case, inlined)
+                    return None
                 job = self._take_waiter()
                 if job is None:
                     return None
@@ -135,30 +137,29 @@ class PoolCore(Intake):
         return job
 
     @enable_ki_protection
-    def idle_or_stop(self, worker: Worker) -> bool:
-        """Park ``worker`` among the idle ones, or return True if it must stop.
+    def idle_or_stop(self, worker: Worker) -> float | None:
+        """Park ``worker`` among the idle ones and return how long it may
+        stay idle before it may retire (``math.inf``: while the pool is at
+        its minimum), or return None if it must stop.
 
         It stops when the pool is closed and nothing is queued (waking the
         other idle workers, which stop too), when it is above ``max_workers``,
         or when `resize` retired it.
         """
         if worker.retired:
-            return True
+            return None
         if self._closed and not self._queue.live:
             self._release_idle()
             self._remove(worker)
-            return True
-        if len(self._crew.workers) > self._max_workers:
+            return None
+        workers = len(self._crew.workers)
+        if workers > self._max_workers:
             self._remove(worker)
-            return True
+            return None
         self._crew.rest(worker)
         if self._watchers:
             self._room_appeared()
-        return False
-
-    def may_retire(self) -> bool:
-        """Whether an idle worker may retire after ``idle_timeout``."""
-        return len(self._crew.workers) > self._min_workers
+        return self._idle_timeout if workers > self._min_workers else math.inf
 
     @enable_ki_protection
     def abort_idle(self, worker: Worker) -> None:
