@@ -60,13 +60,18 @@ def unconditional() -> None:
     schedule point at every call; the map's feeder keeps its batching."""
     from trio.lowlevel import cancel_shielded_checkpoint
 
-    from trio_pool import _map, _state
+    from trio_pool import _intake, _map, _state
 
     batched = _state.CoreState.yield_due
     real_read_done = _state.CoreState.read_done
+    real_offer = _intake.Intake.offer
 
     def always_due(self: Any) -> bool:
         return True
+
+    def offer_always_due(self: Any, job: Any, counted: bool = False) -> int:
+        accepted = real_offer(self, job, counted)  # `submit`'s count is in offer
+        return _state.YIELD_DUE if accepted and counted else accepted
 
     def read_done_always(self: Any, what: str) -> bool:
         real_read_done(self, what)
@@ -87,6 +92,7 @@ def unconditional() -> None:
             self._wake_consumer()
 
     _state.CoreState.yield_due = always_due  # type: ignore[method-assign]
+    _intake.Intake.offer = offer_always_due  # type: ignore[method-assign]
     _state.CoreState.read_done = read_done_always  # type: ignore[method-assign]
     _map.MapResults._submit = feeder_submit  # type: ignore[method-assign]
 

@@ -148,8 +148,11 @@ INTERRUPT_PLACES: Final[dict[str, tuple[Callable[..., Any], str]]] = {
     "worker is to start its job": (_worker._run_jobs, "value = await job._fn"),
     "worker enters a try": (_worker._run_jobs, "try:"),
     # inside the KI-protected steps (it goes to the body's task)
-    "core starts a job": (_core.PoolCore.start_next, "self._start(worker, job"),
-    "woken worker starts its job": (_core.PoolCore.take_handed, "self._start("),
+    "core starts a job": (_core.PoolCore.start_next, "job.state = RUNNING"),
+    "woken worker starts its job": (
+        _core.PoolCore.take_handed,
+        "return self.start_next(worker, scope, job)",
+    ),
     "submitter registers": (_waiters.RoomWaiters.wait, "await wait_task_resched"),
     "worker parks idle": (_worker._wait_for_job, "await wait_task_rescheduled"),
 }

@@ -96,56 +96,70 @@ class PoolCore(Intake):
         mark_worker(worker)  # for the threads its jobs start (`_caller`)
 
     @enable_ki_protection
-    def start_next(self, worker: Worker, scope: trio.CancelScope) -> Job[Any] | None:
-        """Take the next queued job and start it in ``worker``, or return None.
+    def start_next(
+        self, worker: Worker, scope: trio.CancelScope, handed: Job[Any] | None = None
+    ) -> Job[Any] | None:
+        """Start ``handed`` in ``worker`` (see `take_handed`), or else take
+        the next queued job and start it; return the job started, or None.
 
-        A retired worker, or one above ``max_workers`` (after `resize`),
-        takes nothing.
+        Without ``handed``, a retired worker, or one above ``max_workers``
+        (after `resize`), takes nothing. Taking and starting are one step (a
+        variant that records starts overrides this method).
         """
-        if worker.retired or len(self._crew.workers) > self._max_workers:
-            return None
-        queue = self._queue
-        job = None
-        while queue:  # (`_take_queued`, `JobQueue.take_first` inlined: the hot path)
-            first = queue.popleft()
-            if first.state is QUEUED:
-                queue.live -= 1
-                if self._waiters or self._over_capacity_allowed or self._watchers:
-                    self._queue_place_freed()
-                job = first
-                break
+        job = handed
         if job is None:
-            job = self._take_waiter()
-            if job is None:
+            if worker.retired or len(self._crew.workers) > self._max_workers:
                 return None
-        self._start(worker, job, scope)
+            queue = self._queue
+            while queue:  # (`_take_queued`, `JobQueue.take_first`, inlined)
+                first = queue.popleft()
+                if first.state is QUEUED:
+                    queue.live -= 1
+                    if self._waiters or self._over_capacity_allowed or self._watchers:
+                        self._queue_place_freed()
+                    job = first
+                    break
+            if job is None:
+                if not self._waiters:  # (`_take_waiter`'s first case, inlined)
+                    return None
+                job = self._take_waiter()
+                if job is None:
+                    return None
+        job.state = RUNNING
+        job._holder = worker
+        job._scope = scope
+        worker.job = job  # (the crew's record; written here on the hot path)
+        self._counts.running += 1
+        if job._timeout is not None:
+            scope.deadline = trio.current_time() + job._timeout
+        if self._queue.live > self._crew.starting and not self._crew.waking:
+            self._spread_work()
         return job
 
     @enable_ki_protection
-    def idle_or_stop(self, worker: Worker) -> bool:
-        """Park ``worker`` among the idle ones, or return True if it must stop.
+    def idle_or_stop(self, worker: Worker) -> float | None:
+        """Park ``worker`` among the idle ones and return how long it may
+        stay idle before it may retire (``math.inf``: while the pool is at
+        its minimum), or return None if it must stop.
 
         It stops when the pool is closed and nothing is queued (waking the
         other idle workers, which stop too), when it is above ``max_workers``,
         or when `resize` retired it.
         """
         if worker.retired:
-            return True
+            return None
         if self._closed and not self._queue.live:
             self._release_idle()
             self._remove(worker)
-            return True
-        if len(self._crew.workers) > self._max_workers:
+            return None
+        workers = len(self._crew.workers)
+        if workers > self._max_workers:
             self._remove(worker)
-            return True
+            return None
         self._crew.rest(worker)
         if self._watchers:
             self._room_appeared()
-        return False
-
-    def may_retire(self) -> bool:
-        """Whether an idle worker may retire after ``idle_timeout``."""
-        return len(self._crew.workers) > self._min_workers
+        return self._idle_timeout if workers > self._min_workers else math.inf
 
     @enable_ki_protection
     def abort_idle(self, worker: Worker) -> None:
@@ -179,10 +193,11 @@ class PoolCore(Intake):
 
     @enable_ki_protection
     def take_handed(self, worker: Worker, scope: trio.CancelScope) -> Job[Any] | None:
-        """A woken worker runs: start the job it was handed, if it still has one."""
+        """A woken worker runs: start the job it was handed, if it still has
+        one, else the next queued job (`start_next`); None if none starts."""
         job = self._crew.woke(worker)
         if job is None:  # cancelled while handed over, or woken to stop
-            return None
+            return self.start_next(worker, scope)
         if len(self._crew.workers) > self._max_workers:
             # `resize` shrank the pool since the hand-over: the job goes back
             # to the head of the queue and this worker retires.
@@ -193,19 +208,7 @@ class PoolCore(Intake):
             self._unstarted_handed()
             self._remove(worker)
             return None
-        self._start(worker, job, scope)
-        return job
-
-    def _start(self, worker: Worker, job: Job[Any], scope: trio.CancelScope) -> None:
-        job.state = RUNNING
-        job._holder = worker
-        job._scope = scope
-        worker.job = job  # (the crew's record; written here on the hot path)
-        self._counts.running += 1
-        if job._timeout is not None:
-            scope.deadline = trio.current_time() + job._timeout
-        if self._queue.live > self._crew.starting and not self._crew.waking:
-            self._spread_work()
+        return self.start_next(worker, scope, job)
 
     def _spread_work(self) -> None:
         """Jobs still wait: wake an idle worker, or start one if the pool scales."""
@@ -219,18 +222,25 @@ class PoolCore(Intake):
     @enable_ki_protection
     def finish(
         self,
-        worker: Worker,
+        worker: Worker | None,
         job: Job[Any],
         state: JobState,
         value: object = None,
         error: BaseException | None = None,
     ) -> None:
-        """Record how a running job ended and resolve its handle."""
-        worker.job = None  # (the crew's record; written here on the hot path)
+        """Record how a job ended, move it to its terminal state and wake
+        every task waiting on it (its ``on_done`` first).
+
+        ``worker``: the one that ran it; None for a job that never started
+        (cancelled, with ``state`` `CANCELLED`: `_resolve_unstarted`). One
+        step, one call (a variant that records endings overrides it).
+        """
         counts = self._counts
-        counts.running -= 1
-        if job._timeout is not None and job._scope is not None:
-            job._scope.deadline = math.inf
+        if worker is not None:
+            worker.job = None  # (the crew's record; written here on the hot path)
+            counts.running -= 1
+            if job._timeout is not None and job._scope is not None:
+                job._scope.deadline = math.inf
         if state is SUCCEEDED:
             counts.succeeded += 1
         elif state is FAILED:
@@ -241,7 +251,27 @@ class PoolCore(Intake):
         else:
             counts.cancelled += 1
             error = job._cancelled_error()
-        self._resolve(job, state, value, error)
+        job.state = state
+        job._holder = None
+        job._scope = None
+        job._value = value
+        job._error = error
+        if error is not None:
+            job._error_state = (
+                error.__traceback__,
+                error.__context__,
+                error.__cause__,
+                error.__suppress_context__,
+            )
+        job._args = ()  # let the arguments go; the function stays for `name`
+        if job._lot is not None:
+            job._lot.unpark_all()
+        on_done = job._on_done
+        if on_done is not None:
+            job._on_done = None  # called once; its references go with it
+            on_done(job)
+        if self._drainers.count and not counts.unfinished():
+            self._drainers.wake_all()  # `Pool.join`, `Pool.shutdown`
         if state is FAILED:  # logged while the job's span is still current
             log(DEBUG, "job %r in pool %r failed", job.name, self._name, exc_info=error)
             if isinstance(error, Exception):  # the others leave the pool anyway

@@ -35,6 +35,7 @@ from trio.lowlevel import (
 from ._checks import USE_POOL_DEFAULT, UsePoolDefault, check_bool
 from ._errors import JobCancelled
 from ._job import FAILED, NOT_ACCEPTED, TIMED_OUT, Job
+from ._state import YIELD_DUE
 from ._variants import set_priority
 
 if TYPE_CHECKING:
@@ -63,8 +64,9 @@ async def accept(
     await checkpoint_if_cancelled()
     if core.shed if shed is None else check_bool("shed", shed):
         core.shed_by_deadline(job)
-    if core.offer(job) if key is None else core.offer_keyed(job):
-        if core.yield_due():
+    accepted = core.offer(job, True) if key is None else core.offer_keyed(job, True)
+    if accepted:
+        if accepted == YIELD_DUE:
             await cancel_shielded_checkpoint()
     else:
         await core.wait_to_accept(job)

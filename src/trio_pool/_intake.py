@@ -2,10 +2,11 @@
 
 `Intake` is the half of the core's transitions that the submitters and the
 job handles drive (`PoolCore` adds the workers' half): it offers a job to an
-idle worker or the queue, admits blocked submitters as room appears, sheds
-by the caller's deadline, cancels, resolves a job and wakes its waiters,
-closes the pool and cancels everything. Every method that changes the books
-is synchronous and KI-protected.
+idle worker or the queue, admits blocked submitters as room appears,
+cancels, resolves a job that never started, closes the pool and cancels
+everything (shedding by the caller's deadline is its base's,
+`ShedByDeadline` in `_shed`; `PoolCore.finish` resolves the others). Every
+method that changes the books is synchronous and KI-protected.
 """
 
 # The job record's fields belong to the core; Job is its public face.
@@ -13,7 +14,6 @@ is synchronous and KI-protected.
 
 from __future__ import annotations
 
-import math
 from threading import get_ident
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -36,8 +36,8 @@ from ._job import (
     JobState,
 )
 from ._log import DEBUG, log
-from ._shed import shed_refusal
-from ._state import CoreState
+from ._shed import ShedByDeadline
+from ._state import ACCEPTED, YIELD_DUE
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from ._errors import OverloadReason
 
 
-class Intake(CoreState):
+class Intake(ShedByDeadline):
     """The jobs' transitions (see the module); `PoolCore` is the class pools run."""
 
     def new_job(
@@ -130,58 +130,6 @@ class Intake(CoreState):
         if self._room_now():
             self._watchers.wake_all()
 
-    @enable_ki_protection
-    def shed_by_deadline(self, job: Job[Any]) -> None:
-        """Refuse ``job`` if it cannot finish before the caller's deadline.
-
-        Raises:
-            PoolOverloaded: with ``reason == "deadline"`` (counted as rejected).
-        """
-        deadline = trio.current_effective_deadline()
-        if deadline == math.inf or self._closed:  # (closed: PoolClosed instead)
-            return
-        if not self._timed:  # measure from now on; no estimate until then
-            self._begin_timing()
-            return
-        mean = self._mean_run
-        if mean is None:
-            return
-        now = trio.current_time()
-        ahead = self._jobs_ahead(job)
-        message = shed_refusal(
-            job.name,
-            self._name,
-            now,
-            mean,
-            deadline,
-            ahead=ahead,
-            width=max(self._max_workers, len(self._crew.workers)),
-            floor=self._shed_floor(job, now, mean, ahead),
-            held=lambda: [worker.job for worker in self._crew.workers],
-        )
-        if message is None:
-            return
-        self._counts.shed += 1
-        error = PoolOverloaded(message, "deadline")
-        self._refused("deadline")
-        raise error
-
-    def _jobs_ahead(self, job: Job[Any]) -> int:
-        """How many jobs would start before ``job`` (a pool with priorities
-        counts only those of its level or higher)."""
-        return self._queue.live + self._crew.waking + len(self._waiters)
-
-    def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
-        """The earliest start of ``job`` that the pool's limits allow, with
-        ``ahead`` jobs before it (a pool with a rate or keys adds its own)."""
-        return now
-
-    def _refused(self, reason: str, count: int = 1) -> None:
-        """Count ``count`` refused submissions (the one refuse tail)."""
-        self._counts.rejected += count
-        if reason == "closed":
-            self._counts.closed_refusals += count
-
     def _accepted(self, count: int = 1) -> None:
         """Count ``count`` accepted jobs (the accept tail; `offer`, the hot
         path, counts its job itself, and telemetry counts it in its `offer`)."""
@@ -210,8 +158,13 @@ class Intake(CoreState):
         return error
 
     @enable_ki_protection
-    def offer(self, job: Job[Any]) -> bool:
+    def offer(self, job: Job[Any], counted: bool = False) -> int:
         """Accept ``job`` if a worker is idle or the queue has room.
+
+        Returns:
+            0 (false) if it did not; else `ACCEPTED`, or, for a ``counted``
+            call (`Pool.submit`: see `yield_due`), `YIELD_DUE` once every
+            ``yield_every``.
 
         Raises:
             PoolClosed: the pool takes no more work (counted as rejected).
@@ -223,18 +176,9 @@ class Intake(CoreState):
         if idle and not crew.waking:
             crew.hand_over(job)
         else:
-            queue = self._queue
             can_grow = not idle and len(crew.workers) < self._max_workers
-            # (blocked submitters go first, whatever room appeared meanwhile;
-            # the room check is `_room_for`'s, its first case inlined)
-            if not (self._waiters and self._blocked_ahead()) and (
-                can_grow
-                or (
-                    self._room_for(aside=False)
-                    if crew.starting
-                    else queue.live + queue.held < self._capacity
-                )
-            ):
+            if self._queue_room(can_grow):  # (the decision `_room_now` makes)
+                queue = self._queue
                 job._holder = None  # (`_enqueue_growing`, `JobQueue.push` inlined)
                 queue.append(job)
                 queue.live += 1
@@ -243,13 +187,18 @@ class Intake(CoreState):
             elif idle:  # a small or zero capacity: wake a second worker after all
                 crew.hand_over(job)
             else:
-                return False
+                return 0
         self._counts.submitted += 1  # the accept tail (see `_accepted`)
-        return True
+        if counted:  # (`yield_due`, inlined)
+            self._since_yield += 1
+            if self._since_yield >= self._yield_every:
+                self._since_yield = 0
+                return YIELD_DUE
+        return ACCEPTED
 
-    def offer_keyed(self, job: Job[Any]) -> bool:
+    def offer_keyed(self, job: Job[Any], counted: bool = False) -> int:
         """`offer` for a job with a key (only a pool with keys takes one)."""
-        return self.offer(job)
+        return self.offer(job, counted)
 
     def _enqueue_growing(self, job: Job[Any], can_grow: bool) -> None:
         """Queue ``job``; start a worker for it if the pool may grow."""
@@ -320,39 +269,20 @@ class Intake(CoreState):
         self._accepted()
         return job
 
-    def _resolve(
-        self,
-        job: Job[Any],
-        state: JobState,
-        value: object = None,
-        error: BaseException | None = None,
-    ) -> None:
-        """Move a job to a terminal state and wake every task waiting on it."""
-        job.state = state
-        job._holder = None
-        job._scope = None
-        job._value = value
-        job._error = error
-        if error is not None:
-            job._error_state = (
-                error.__traceback__,
-                error.__context__,
-                error.__cause__,
-                error.__suppress_context__,
-            )
-        job._args = ()  # let the arguments go; the function stays for `name`
-        if job._lot is not None:
-            job._lot.unpark_all()
-        on_done = job._on_done
-        if on_done is not None:
-            job._on_done = None  # called once; its references go with it
-            on_done(job)
-        if self._drainers.count and not self._counts.unfinished():
-            self._drainers.wake_all()  # `Pool.join`, `Pool.shutdown`
-
     def _resolve_unstarted(self, job: Job[Any]) -> None:
-        self._counts.cancelled += 1
-        self._resolve(job, CANCELLED, error=job._cancelled_error())
+        """Cancel a job that never started (see `PoolCore.finish`)."""
+        self.finish(None, job, CANCELLED)
+
+    if TYPE_CHECKING:  # (the workers' half, `PoolCore`, ends jobs)
+
+        def finish(
+            self,
+            worker: Worker | None,
+            job: Job[Any],
+            state: JobState,
+            value: object = None,
+            error: BaseException | None = None,
+        ) -> None: ...
 
     @staticmethod
     def _cancel_running(job: Job[Any]) -> None:

@@ -49,6 +49,7 @@ from ._map import MapResults, check_key_function
 from ._opened import opened
 from ._priority import PrioritizedCore, check_priority
 from ._rate import run_pacer
+from ._state import YIELD_DUE
 from ._variants import begin_priorities, open_core, set_priority
 from ._worker import run_worker
 
@@ -178,8 +179,9 @@ class Pool(PoolControls):
         await checkpoint_if_cancelled()
         if self._shed if shed is None else check_bool("shed", shed):
             core.shed_by_deadline(job)
-        if core.offer(job) if key is None else core.offer_keyed(job):
-            if core.yield_due():
+        accepted = core.offer(job, True) if key is None else core.offer_keyed(job, True)
+        if accepted:
+            if accepted == YIELD_DUE:
                 await cancel_shielded_checkpoint()
         else:
             await core.wait_to_accept(job)

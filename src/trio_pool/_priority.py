@@ -54,7 +54,7 @@ def insert_in_order(jobs: deque[Job[Any]], job: Job[Any], *, front: bool) -> Non
     (or with ``front``, before) those of its own."""
     priority = priority_of(job)
     if not front and (not jobs or priority_of(jobs[-1]) >= priority):
-        deque.append(jobs, job)  # pyright: ignore[reportUnknownMemberType]  # no lower priority waits
+        jobs.insert(len(jobs), job)  # (not `append`: `PriorityJobQueue`'s)
         return
     place = bisect_left if front else bisect_right
     jobs.insert(place(jobs, -priority, key=_rank), job)
@@ -66,8 +66,8 @@ class PriorityJobQueue(JobQueue):
     __slots__ = ()
 
     def append(self, job: Job[Any]) -> None:
-        """Queue ``job`` after every job of its priority or higher (what
-        `JobQueue.push` and its inlined copy in `Intake.offer` call)."""
+        """Queue ``job`` after every job of its priority or higher (`push`,
+        and `Intake.offer`'s inlined push, append)."""
         insert_in_order(self, job, front=False)
 
     def push_front(self, job: Job[Any]) -> None:

@@ -20,13 +20,22 @@ it; a rate limit is taken as a separate bound on the start (a start delayed
 by a token also delays the worker's next job, which the estimate misses);
 for a saturated key, the key's running jobs are assumed to have just
 started and the time its queued job waits in the queue is not counted.
+
+`ShedByDeadline` is the core's transition that refuses such a job (`Intake`
+builds on it).
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
+import trio
+from trio.lowlevel import enable_ki_protection
+
+from ._errors import PoolOverloaded
 from ._job import RUNNING
+from ._state import CoreState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -125,3 +134,54 @@ def shed_refusal(
         f"now, after the caller's deadline in {deadline - now:.3g}s "
         f"(estimated from a mean running time of {mean:.3g}s)"
     )
+
+
+class ShedByDeadline(CoreState):
+    """The core's shedding transition (`Intake` builds on it); the variants
+    add their limits to ``_jobs_ahead`` and ``_shed_floor``."""
+
+    @enable_ki_protection
+    def shed_by_deadline(self, job: Job[Any]) -> None:
+        """Refuse ``job`` if it cannot finish before the caller's deadline.
+
+        Raises:
+            PoolOverloaded: with ``reason == "deadline"`` (counted as rejected).
+        """
+        deadline = trio.current_effective_deadline()
+        if deadline == math.inf or self._closed:  # (closed: PoolClosed instead)
+            return
+        if not self._timed:  # measure from now on; no estimate until then
+            self._begin_timing()
+            return
+        mean = self._mean_run
+        if mean is None:
+            return
+        now = trio.current_time()
+        ahead = self._jobs_ahead(job)
+        message = shed_refusal(
+            job.name,
+            self._name,
+            now,
+            mean,
+            deadline,
+            ahead=ahead,
+            width=max(self._max_workers, len(self._crew.workers)),
+            floor=self._shed_floor(job, now, mean, ahead),
+            held=lambda: [worker.job for worker in self._crew.workers],
+        )
+        if message is None:
+            return
+        self._counts.shed += 1
+        error = PoolOverloaded(message, "deadline")
+        self._refused("deadline")
+        raise error
+
+    def _jobs_ahead(self, job: Job[Any]) -> int:
+        """How many jobs would start before ``job`` (a pool with priorities
+        counts only those of its level or higher)."""
+        return self._queue.live + self._crew.waking + len(self._waiters)
+
+    def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
+        """The earliest start of ``job`` that the pool's limits allow, with
+        ``ahead`` jobs before it (a pool with a rate or keys adds its own)."""
+        return now

@@ -44,6 +44,13 @@ if TYPE_CHECKING:
     from ._checks import UsePoolDefault
 
 
+ACCEPTED = 1
+"""`Intake.offer` accepted the job (it returns 0, false, when it did not)."""
+YIELD_DUE = 2
+"""`Intake.offer` accepted the job, and the caller takes its periodic
+schedule point now (see `CoreState.yield_due`)."""
+
+
 class CoreState:
     """The fields of a pool's core, and the queries over them (see the module).
 
@@ -175,7 +182,8 @@ class CoreState:
     def yield_due(self) -> bool:
         """Count a call that did not wait; True once every ``yield_every``.
 
-        The caller then takes a schedule point (see `Pool`).
+        The caller then takes a schedule point (see `Pool`). (`Intake.offer`
+        inlines it for a ``counted`` offer.)
         """
         self._since_yield += 1
         if self._since_yield < self._yield_every:
@@ -225,6 +233,12 @@ class CoreState:
         self._timings_shown = True
         self._become(self._variant("timed"))
 
+    def _refused(self, reason: str, count: int = 1) -> None:
+        """Count ``count`` refused submissions (the one refuse tail)."""
+        self._counts.rejected += count
+        if reason == "closed":
+            self._counts.closed_refusals += count
+
     def _become(self, cls: type[CoreState]) -> None:
         """Run the transitions of ``cls`` (a variant of this pool) from now on."""
         object.__setattr__(self, "__class__", cls)
@@ -264,15 +278,26 @@ class CoreState:
 
     def _room_now(self) -> bool:
         """Whether `offer` would accept a job without a key now (what
-        `Pool.wait_for_room` waits for): an idle worker takes it, or, unless
-        a blocked submitter goes first, the pool may grow or the queue has
-        room."""
+        `Pool.wait_for_room` waits for): an idle worker takes it, or
+        `_queue_room`."""
         crew = self._crew
-        if crew.idle:
-            return True
+        return bool(crew.idle) or self._queue_room(
+            len(crew.workers) < self._max_workers
+        )
+
+    def _queue_room(self, can_grow: bool) -> bool:
+        """`offer`'s decision for a job without a key that no idle worker
+        takes at once: unless a blocked submitter goes first, it is queued
+        if the pool may grow for it (``can_grow``) or the queue has room
+        (`_room_for`, its first case inlined)."""
         if self._waiters and self._blocked_ahead():
             return False
-        return len(crew.workers) < self._max_workers or self._room_for(aside=False)
+        if can_grow:
+            return True
+        queue = self._queue
+        if self._crew.starting:
+            return self._room_for(aside=False)
+        return queue.live + queue.held < self._capacity
 
     def _over_capacity(self) -> bool:
         """More jobs wait than the room allows (after a `resize` down)."""

@@ -36,6 +36,7 @@ from ._core import PoolCore, current_yield_every
 from ._job import CANCELLED, WAITING_FOR_KEY, Job, JobState
 from ._priority import PrioritizedCore, check_priority, ordered_keys, ordered_queue
 from ._shed import key_floor
+from ._state import ACCEPTED, YIELD_DUE
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
@@ -68,7 +69,7 @@ class KeyedCore(PoolCore):
         return job
 
     @enable_ki_protection
-    def offer_keyed(self, job: Job[Any]) -> bool:
+    def offer_keyed(self, job: Job[Any], counted: bool = False) -> int:
         """`offer` for a job with a key: one of a saturated key is set aside.
 
         Raises:
@@ -78,15 +79,15 @@ class KeyedCore(PoolCore):
             self.refuse_closed()
         keys = self._key_books()
         if not keys.saturated(job._key):
-            if not self.offer(job):
-                return False
-            keys.claim(job._key)
-            return True
+            accepted = self.offer(job, counted)
+            if accepted:
+                keys.claim(job._key)
+            return accepted
         if (self._waiters and self._blocked_ahead()) or not self._room_for(aside=True):
-            return False
+            return 0
         self._hold(job)
         self._accepted()
-        return True
+        return YIELD_DUE if counted and self.yield_due() else ACCEPTED
 
     def _hold(self, job: Job[Any]) -> None:
         """Set a job of a saturated key aside until one of its key's ends."""
@@ -140,15 +141,17 @@ class KeyedCore(PoolCore):
         others by."""
         return not self._key_books().saturated(self._waiters.first()._key)
 
-    def _resolve(
+    @enable_ki_protection
+    def finish(
         self,
+        worker: Worker | None,
         job: Job[Any],
         state: JobState,
         value: object = None,
         error: BaseException | None = None,
     ) -> None:
         freed_key = None if job._holder is WAITING_FOR_KEY else job._key
-        super()._resolve(job, state, value, error)
+        super().finish(worker, job, state, value, error)
         if freed_key is not None:  # once the job is done: its next may start
             self._key_done(freed_key)
 
@@ -181,7 +184,7 @@ class PacedCore(PoolCore):
         return started
 
     @enable_ki_protection
-    def offer(self, job: Job[Any]) -> bool:
+    def offer(self, job: Job[Any], counted: bool = False) -> int:
         """`PoolCore.offer`, where a job goes to an idle worker only with a
         token, and a new worker (which may find no token) is no room."""
         if self._closed:
@@ -199,9 +202,9 @@ class PacedCore(PoolCore):
             elif idle and self._paced_start():
                 crew.hand_over(job)
             else:
-                return False
+                return 0
         self._counts.submitted += 1  # the accept tail (see `_accepted`)
-        return True
+        return YIELD_DUE if counted and self.yield_due() else ACCEPTED
 
     def _starting_room(self) -> int:
         return 0  # a new worker may find no token
@@ -229,7 +232,11 @@ class PacedCore(PoolCore):
             self._wake_pacer()  # an idle worker waits for a token: `pace`
 
     @enable_ki_protection
-    def start_next(self, worker: Worker, scope: trio.CancelScope) -> Job[Any] | None:
+    def start_next(
+        self, worker: Worker, scope: trio.CancelScope, handed: Job[Any] | None = None
+    ) -> Job[Any] | None:
+        if handed is not None:  # its token was spent as it was handed over
+            return super().start_next(worker, scope, handed)
         if worker.retired or len(self._crew.workers) > self._max_workers:
             return None
         wanted = bool(self._queue.live or self._waiters)
@@ -334,29 +341,25 @@ class TimedCore(PoolCore):
         job._t_submitted = trio.current_time()
         return job
 
-    def _start(self, worker: Worker, job: Job[Any], scope: trio.CancelScope) -> None:
-        super()._start(worker, job, scope)
-        job._t_started = trio.current_time()
+    @enable_ki_protection
+    def start_next(
+        self, worker: Worker, scope: trio.CancelScope, handed: Job[Any] | None = None
+    ) -> Job[Any] | None:
+        job = super().start_next(worker, scope, handed)
+        if job is not None:
+            job._t_started = trio.current_time()
+        return job
 
-    def _resolve(
+    @enable_ki_protection
+    def finish(
         self,
+        worker: Worker | None,
         job: Job[Any],
         state: JobState,
         value: object = None,
         error: BaseException | None = None,
     ) -> None:
         job._t_finished = trio.current_time()  # before its listeners read it
-        super()._resolve(job, state, value, error)
-
-    @enable_ki_protection
-    def finish(
-        self,
-        worker: Worker,
-        job: Job[Any],
-        state: JobState,
-        value: object = None,
-        error: BaseException | None = None,
-    ) -> None:
         super().finish(worker, job, state, value, error)
         if state is not CANCELLED:  # a cancelled run says nothing of length
             try:
@@ -389,19 +392,27 @@ class TracedCore(TimedCore):
         self._recorder().created(job)
         return job
 
-    def _start(self, worker: Worker, job: Job[Any], scope: trio.CancelScope) -> None:
-        super()._start(worker, job, scope)
-        self._crew.hold(worker, job, self._recorder().started(job))
+    @enable_ki_protection
+    def start_next(
+        self, worker: Worker, scope: trio.CancelScope, handed: Job[Any] | None = None
+    ) -> Job[Any] | None:
+        job = super().start_next(worker, scope, handed)
+        if job is not None:
+            self._crew.hold(worker, job, self._recorder().started(job))
+        return job
 
     @enable_ki_protection
     def finish(
         self,
-        worker: Worker,
+        worker: Worker | None,
         job: Job[Any],
         state: JobState,
         value: object = None,
         error: BaseException | None = None,
     ) -> None:
+        if worker is None:  # it never started: no span
+            super().finish(worker, job, state, value, error)
+            return
         span = cast("JobSpan | None", worker.span)
         worker.span = None
         super().finish(worker, job, state, value, error)

@@ -13,6 +13,7 @@ unless it is cancelled.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -133,10 +134,11 @@ async def _wait_for_job(
         return Abort.SUCCEEDED
 
     while True:
-        if core.idle_or_stop(worker):
+        idle_timeout = core.idle_or_stop(worker)
+        if idle_timeout is None:
             return None
-        if core.may_retire():
-            with trio.move_on_after(core.idle_timeout) as idle_scope:
+        if idle_timeout < math.inf:  # above the minimum: it may retire
+            with trio.move_on_after(idle_timeout) as idle_scope:
                 await wait_task_rescheduled(abort)
             if idle_scope.cancelled_caught and core.retire_idle(worker):
                 return None
@@ -144,9 +146,7 @@ async def _wait_for_job(
             # this one stays, and takes a queued job if there is one.
         else:
             await wait_task_rescheduled(abort)
-        job = core.take_handed(worker, scope)
-        if job is None:  # its job was cancelled, or it was woken to stop
-            job = core.start_next(worker, scope)
+        job = core.take_handed(worker, scope)  # (else the next queued one)
         if job is not None:
             return job
 
