@@ -90,14 +90,9 @@ GAUGES: Final = (
 T = TypeVar("T")
 
 
-def package_version() -> str:
-    """trio_pool's version, as the instrumentation scope's version."""
-    return __version__
-
-
 def get_meter(provider: MeterProvider) -> metrics.Meter:
     """trio_pool's meter from ``provider`` (pools and stream consumers share it)."""
-    return provider.get_meter(SCOPE_NAME, package_version(), schema_url=SCHEMA_URL)
+    return provider.get_meter(SCOPE_NAME, __version__, schema_url=SCHEMA_URL)
 
 
 @final
@@ -298,7 +293,7 @@ class PoolTelemetry:
         try:
             if self.tracing:
                 self._tracer = tracer_provider.get_tracer(
-                    SCOPE_NAME, package_version(), schema_url=SCHEMA_URL
+                    SCOPE_NAME, __version__, schema_url=SCHEMA_URL
                 )
             if self.metering:
                 self._instruments = _instruments_per_provider.get(meter_provider)
