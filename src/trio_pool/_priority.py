@@ -54,7 +54,9 @@ def insert_in_order(jobs: deque[Job[Any]], job: Job[Any], *, front: bool) -> Non
     (or with ``front``, before) those of its own."""
     priority = priority_of(job)
     if not front and (not jobs or priority_of(jobs[-1]) >= priority):
-        deque.append(jobs, job)  # the common case: no lower priority waits
+        # (the common case: no lower priority waits; deque's own append, not
+        # the subclass's, which calls this function)
+        deque.append(jobs, job)  # pyright: ignore[reportUnknownMemberType]
         return
     place = bisect_left if front else bisect_right
     jobs.insert(place(jobs, -priority, key=_rank), job)
