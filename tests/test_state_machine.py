@@ -1104,14 +1104,18 @@ class World:
             seen += 1
             if seen < hit:
                 return local
-            self.interrupted = self.mass_cancel = True
+            self.interrupted = True
             sys.settrace(previous)
             FIRED.append(place)
             if not ki_protection_enabled(frame):
+                self.mass_cancel = True  # its worker raises it: the pool stops
                 raise KeyboardInterrupt
             if not self.end_body.is_set():
+                self.mass_cancel = True
                 self.body_error = KeyboardInterrupt()
                 self.end_body.set()
+            # (else the body ended already: it goes to the program, and the
+            # closed pool goes on running its jobs)
             return None
 
         def trace(frame: FrameType, event: str, arg: object) -> Any:
@@ -1742,3 +1746,41 @@ def test_random_operations_on_a_pool() -> None:
         ),
     )
     assert FIRED, "no injected KeyboardInterrupt was ever reached"
+
+
+def test_an_interrupt_after_the_body_ended_leaves_the_closed_pool_running() -> None:
+    """A Ctrl-C armed in the core's KI-protected start of a job, reached only
+    after the body ended normally (a map's second job, as the closed pool
+    drains): it goes to the program, not the pool, and the hanging job runs
+    on until released (found by the state machine; a replay of its steps)."""
+    machine = PoolMachine()
+    try:
+        machine.open_pool(
+            workers=1,
+            extra=0,
+            capacity=0,
+            job_timeout=None,
+            submit_timeout=None,
+            idle_timeout=1.0,
+            telemetry="off",
+            seed=1,
+            calm=0,
+            rate=None,
+            burst=1,
+            per_key_limit=None,
+        )
+        plans = [
+            JobPlan(kind, seconds=0.5, default_timeout=False)
+            for kind in ("value", "hang", "value")
+        ]
+        machine.map_in_a_task(ordered=False, plans=plans)
+        machine.step(steps=2)
+        machine.interrupt(hit=1, place="core starts a job")
+        machine.end_the_body(raising=False)
+        machine.settle()
+        world = machine.world
+        assert world.interrupted
+        assert not world.mass_cancel
+        assert not world.exited  # the closed pool waits for its hanging job
+    finally:
+        machine.teardown()
