@@ -356,6 +356,11 @@ class CoreState:
         """Starts the rate limit allows now (None: no rate)."""
         return None
 
+    def _pacer_due(self) -> bool:
+        """Whether the pacer's wake-up time has come and it has not run yet
+        (room that a token brings is its to announce); never without a rate."""
+        return False
+
     def books(self) -> Books:
         """A copy of every book, for the tests and `check_invariants`."""
         waiting = self._waiters.jobs()
@@ -379,7 +384,9 @@ class CoreState:
             draining=self._drainers.count,
             drain_parked=self._drainers.parked(),
             watching=len(self._watchers),
-            watched_room=bool(self._watchers) and self._room_now(),
+            watched_room=bool(self._watchers)
+            and self._room_now()
+            and not self._pacer_due(),
             rate_next_at=None if self._rate is None else self._rate.next_at(),
             since_yield=self._since_yield,
             unretrieved=len(self._unretrieved),

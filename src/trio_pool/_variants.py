@@ -167,6 +167,9 @@ class KeyedCore(PoolCore):
 class PacedCore(PoolCore):
     """A pool with a ``rate``: every start spends a token."""
 
+    _pacer_next = math.inf
+    """When the pacer looks again (what its last step returned)."""
+
     def _start_rate(self) -> StartRate:
         rate = self._rate
         assert rate is not None
@@ -287,6 +290,15 @@ class PacedCore(PoolCore):
             pool is closed and its last worker has stopped (workers stop only
             when nothing is left to start): the pacer stops too.
         """
+        wake_at = self._pace()
+        self._pacer_next = math.inf if wake_at is None else wake_at
+        return wake_at
+
+    def _pacer_due(self) -> bool:
+        """Whether the pacer's wake-up time has come (it runs next)."""
+        return self._pacer_next <= trio.current_time()
+
+    def _pace(self) -> float | None:
         rate = self._start_rate()
         crew = self._crew
         if self._closed and not crew.workers:
