@@ -34,6 +34,7 @@ from trio.lowlevel import (
 
 from ._checks import USE_POOL_DEFAULT, UsePoolDefault, check_bool
 from ._errors import JobCancelled
+from ._exits import exit_error
 from ._job import FAILED, NOT_ACCEPTED, TIMED_OUT, Job
 from ._state import YIELD_DUE
 from ._variants import set_priority
@@ -92,8 +93,9 @@ def group_exit_error(
 ) -> BaseException | None:
     """What leaving a group's block raises (None: nothing).
 
-    The body's own exception comes out as itself (an outside cancellation
-    included), and the group's failures are then left to the pool, which
+    The body's own exception comes out by the one exit policy (`exit_error`:
+    as itself, an outside cancellation included; a group has no tasks of its
+    own to add to it), and the group's failures are then left to the pool, which
     warns of those nobody read. Once a fail-fast group is failing, a
     `JobCancelled` in the body is the group's doing (it read a job the
     group cancelled): the failures come out instead, as they do when the
@@ -102,7 +104,7 @@ def group_exit_error(
     if body_error is not None and not (
         failing and isinstance(body_error, JobCancelled)
     ):
-        return body_error
+        return exit_error(body_error, (), block=f"group {name!r}")
     if failures:
         count = len(failures)
         return BaseExceptionGroup(
