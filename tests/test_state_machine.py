@@ -1860,3 +1860,39 @@ def test_a_job_interrupted_before_its_submitter_got_the_handle_counts_failed() -
         assert machine.world.pool.statistics().failed == 1
     finally:
         machine.teardown()
+
+
+def test_a_worker_started_for_a_job_dying_first_leaves_it_beyond_the_room() -> None:
+    """A worker started for a job beyond the capacity gets a Ctrl-C before
+    it takes the job: the job stays queued beyond the room, allowed (as after
+    a resize down) until the pool's end cancels it (found by the state
+    machine; a replay of its steps)."""
+    machine = PoolMachine()
+    try:
+        machine.open_pool(
+            workers=1,
+            extra=1,
+            capacity=0,
+            job_timeout=None,
+            submit_timeout=None,
+            idle_timeout=1.0,
+            telemetry="sdk",
+            seed=1,
+            calm=3,
+            rate=None,
+            burst=1,
+            per_key_limit=None,
+        )
+        value = JobPlan("value", seconds=0.5, default_timeout=False)
+        machine.map_in_a_task(ordered=False, plans=[value])
+        machine.interrupt(hit=1, place="core starts a job")
+        machine.submit_with_a_deadline_and_shed(
+            budget=0.25, plan=JobPlan("yield", seconds=0.5, default_timeout=False)
+        )
+        machine.step(steps=1)
+        machine.submit_nowait(plan=value)
+        machine.interrupt(hit=2, place="worker enters a try")
+        machine.step(steps=1)  # the invariant is checked after each step
+        assert machine.world.interrupted
+    finally:
+        machine.teardown()

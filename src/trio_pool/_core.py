@@ -293,8 +293,14 @@ class PoolCore(Intake):
         self._removed()
         if job is not None and job.state is QUEUED:  # handed, never started
             self._resolve_unstarted(job)
-        if abandoned and not self._crew.workers and not self._crew.starting:
-            self.cancel_everything()
+        if abandoned:
+            if not self._crew.workers and not self._crew.starting:
+                self.cancel_everything()
+            elif self._over_capacity():
+                # It was started for a job beyond the capacity, and died
+                # first (a Ctrl-C, the pool going down): that job waits,
+                # beyond the room, until the pool's end cancels it.
+                self._over_capacity_allowed = True
 
     def _remove(self, worker: Worker) -> None:
         """``worker`` stops on the pool's word."""
