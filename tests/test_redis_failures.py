@@ -186,6 +186,49 @@ async def test_a_handler_failing_with_a_redis_error_is_not_the_consumers(
     assert (stats.acked, stats.dead_lettered) == (2, 1)
 
 
+async def test_a_dead_letter_whose_reply_was_lost_counts_as_dead_lettered(
+    client: coredis.Redis[Any], stream: str
+) -> None:
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+        raise ValueError(f"poison {delivery.payload}")
+
+    await add_jobs(client, stream, range(2))
+    async with trio_pool.open_pool(2) as pool:
+        async with open_stream_consumer(
+            pool,
+            client,
+            handler,
+            stream=stream,
+            group="group",
+            name="c1",
+            create_group="start",
+            idle_time=5,
+            max_deliveries=1,
+        ) as consumer:
+            core: Any = vars(consumer)["_core"]
+            script = core._dead_letter
+            calls: list[object] = []
+
+            async def lose_first_reply(keys: list[str], args: list[Any]) -> Any:
+                reply = await script(keys, args)
+                calls.append(reply)
+                if len(calls) == 1:  # the script ran; its reply never came
+                    raise RedisConnectionError("connection lost before the reply")
+                return reply
+
+            core._dead_letter = lose_first_reply
+            with trio.fail_after(LIMIT):
+                await consumer.join()
+    assert calls == [1, 1, 1]  # the retry found its own dead letter
+    stats = consumer.statistics()
+    assert (stats.dead_lettered, stats.failed, stats.acked) == (2, 0, 0)
+    assert await client.xlen(consumer.dead_letter_stream) == 2
+    summary = await client.xpending(stream, "group")
+    assert isinstance(summary, StreamPending)
+    assert summary.pending == 0
+
+
 async def test_shutdown_returns_in_bounded_time_while_redis_hangs(
     server: RedisServer,
     client: coredis.Redis[Any],

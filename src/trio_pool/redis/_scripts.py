@@ -10,7 +10,7 @@ Each script is one round trip and runs atomically in Redis:
   consumer took over meanwhile;
 * `DEAD_LETTER`: ``XADD`` to the dead-letter stream (the entry's own fields,
   byte for byte) and ``XACK`` on the source, together, if the entry is still
-  this consumer's.
+  this consumer's (a retry also recognises the work of its own lost reply).
 """
 
 from __future__ import annotations
@@ -90,18 +90,46 @@ local function xadd(key, items)
   return call(#items)
 end
 
+-- A dead letter of the last ARGV[4] ms with every one of this call's
+-- dead_letter.* fields: the work of an earlier call whose reply was lost.
+local function moved_before()
+  local now = redis.call('TIME')
+  local since = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+                - tonumber(ARGV[4])
+  for _, letter in ipairs(redis.call('XREVRANGE', KEYS[2], '+', math.max(since, 0))) do
+    local fields = {}
+    for i = 1, #letter[2] - 1, 2 do
+      fields[letter[2][i]] = letter[2][i + 1]
+    end
+    local same = true
+    for i = 6, 4 + tonumber(ARGV[5]), 2 do
+      if fields[ARGV[i]] ~= ARGV[i + 1] then
+        same = false
+        break
+      end
+    end
+    if same then
+      return true
+    end
+  end
+  return false
+end
+
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if not pending[1] or pending[1][2] ~= ARGV[2] then
+  if not pending[1] and ARGV[4] ~= '0' and moved_before() then
+    return 1
+  end
   return 0
 end
-local meta = tonumber(ARGV[4])
+local meta = tonumber(ARGV[5])
 local own
 local entry = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
 if entry[1] then
   own = entry[1][2]
 else
   own = {}
-  for i = 5 + meta, #ARGV do
+  for i = 6 + meta, #ARGV do
     own[#own + 1] = ARGV[i]
   end
 end
@@ -112,7 +140,7 @@ for i = 1, #own - 1, 2 do
     letter[#letter + 1] = own[i + 1]
   end
 end
-for i = 5, 4 + meta do
+for i = 6, 5 + meta do
   letter[#letter + 1] = ARGV[i]
 end
 xadd(KEYS[2], letter)
@@ -122,12 +150,15 @@ return 1
     "ITEMS",
     ", ".join(f"items[i - {back}]" for back in range(_PREPEND - 1, -1, -1)) + ", ...",
 )
-"""KEYS: stream, dead-letter stream. ARGV: group, consumer, id, the number n
-of ``dead_letter.*`` arguments, those n, then the entry's fields as the
-consumer holds them. The dead letter copies the entry's fields from the
-stream, byte for byte (the consumer's copy only if the entry was deleted),
-however many there are. Returns 1 when moved, 0 when the entry is not this
-consumer's any more."""
+"""KEYS: stream, dead-letter stream. ARGV: group, consumer, id, a lookback in
+ms, the number n of ``dead_letter.*`` arguments, those n, then the entry's
+fields as the consumer holds them. The dead letter copies the entry's fields
+from the stream, byte for byte (the consumer's copy only if the entry was
+deleted), however many there are. Returns 1 when moved, 0 when the entry is
+not this consumer's any more. A retry (lookback not 0) that finds the entry
+settled returns 1 too if a dead letter of the last lookback ms has all its
+``dead_letter.*`` fields: an earlier call of its own moved it, and its reply
+was lost."""
 
 
 @attrs.frozen

@@ -4,12 +4,22 @@ whose last allowed delivery failed, and leaves the other failures pending."""
 
 from __future__ import annotations
 
+import math
+from typing import Final
+
+import trio
+
 import trio_pool
 
 from .._log import DEBUG, WARNING, log
 from ._delivery import dead_letter_fields
 from ._ledger import ConsumerState, Held, Verdict
 from ._redis_calls import run_script
+
+LOST_REPLY_MARGIN_MS: Final = 60_000
+"""How much further back than its first call a retried dead letter looks for
+its own work (a call whose reply was lost): the clocks of Redis and of the
+consumer may drift apart during an outage."""
 
 
 class SettlerMixin(ConsumerState):
@@ -101,18 +111,26 @@ class SettlerMixin(ConsumerState):
             error_type=held.error_type,
             error=held.error,
         )
-        arguments: list[str | bytes | int] = [
-            self._group,
-            self._name,
-            held.id,
-            len(meta),
-            *meta,
-            *(part for pair in held.fields for part in pair),
-        ]
+        fields = [part for pair in held.fields for part in pair]
         keys = [self._stream, self._dead_letter_stream]
-        moved = await self._redis.call(
-            lambda: run_script(self._dead_letter, keys, arguments)
-        )
+        first_call: float | None = None
+
+        async def move() -> object:
+            """One call of the script; a retry looks back for its own work
+            (its reply lost with the connection) since the first call."""
+            nonlocal first_call
+            lookback = 0
+            if first_call is None:
+                first_call = trio.current_time()
+            else:
+                elapsed = trio.current_time() - first_call
+                lookback = LOST_REPLY_MARGIN_MS + math.ceil(elapsed * 1000)
+            arguments: list[str | bytes | int] = [
+                self._group, self._name, held.id, lookback, len(meta), *meta, *fields
+            ]  # fmt: skip
+            return await run_script(self._dead_letter, keys, arguments)
+
+        moved = await self._redis.call(move)
         if moved:
             self._dead_lettered += 1
             log(
