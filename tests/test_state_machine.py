@@ -1752,27 +1752,43 @@ def test_random_operations_on_a_pool() -> None:
     assert FIRED, "no injected KeyboardInterrupt was ever reached"
 
 
+def replay_machine(**params: Any) -> PoolMachine:
+    """A `PoolMachine` with its pool open, for a test that replays the steps
+    of a failure the state machine found: ``params`` are `open_pool`'s rule's
+    arguments that differ from a one-worker pool without capacity or
+    features (telemetry off, seed 0)."""
+    machine = PoolMachine()
+    try:
+        machine.open_pool(
+            **{
+                "workers": 1,
+                "extra": 0,
+                "capacity": 0,
+                "job_timeout": None,
+                "submit_timeout": None,
+                "idle_timeout": 1.0,
+                "telemetry": "off",
+                "seed": 0,
+                "calm": 0,
+                "rate": None,
+                "burst": 1,
+                "per_key_limit": None,
+                **params,
+            }
+        )
+    except BaseException:
+        machine.teardown()
+        raise
+    return machine
+
+
 def test_an_interrupt_after_the_body_ended_leaves_the_closed_pool_running() -> None:
     """A Ctrl-C armed in the core's KI-protected start of a job, reached only
     after the body ended normally (a map's second job, as the closed pool
     drains): it goes to the program, not the pool, and the hanging job runs
     on until released (found by the state machine; a replay of its steps)."""
-    machine = PoolMachine()
+    machine = replay_machine(seed=1)
     try:
-        machine.open_pool(
-            workers=1,
-            extra=0,
-            capacity=0,
-            job_timeout=None,
-            submit_timeout=None,
-            idle_timeout=1.0,
-            telemetry="off",
-            seed=1,
-            calm=0,
-            rate=None,
-            burst=1,
-            per_key_limit=None,
-        )
         plans = [
             JobPlan(kind, seconds=0.5, default_timeout=False)
             for kind in ("value", "hang", "value")
@@ -1795,22 +1811,8 @@ def test_room_a_token_brings_is_the_pacers_to_announce() -> None:
     makes room before the pacer (due then) has woken the task waiting for it:
     the invariant allows that instant, not a pacer that never comes (found by
     the state machine; a replay of its steps)."""
-    machine = PoolMachine()
+    machine = replay_machine(calm=4, rate=0.5)
     try:
-        machine.open_pool(
-            workers=1,
-            extra=0,
-            capacity=0,
-            job_timeout=None,
-            submit_timeout=None,
-            idle_timeout=1.0,
-            telemetry="off",
-            seed=0,
-            calm=4,
-            rate=0.5,
-            burst=1,
-            per_key_limit=None,
-        )
         for _ in range(3):
             machine.join_in_a_task()
         machine.wait_for_room_in_a_task()
@@ -1828,22 +1830,8 @@ def test_a_job_interrupted_before_its_submitter_got_the_handle_counts_failed() -
     """A Ctrl-C in the worker fails a job handed over from a blocked submitter
     that has not run since: the statistics count a failure the model has no
     handle for (found by the state machine; a replay of its steps)."""
-    machine = PoolMachine()
+    machine = replay_machine(calm=11, rate=0.5)
     try:
-        machine.open_pool(
-            workers=1,
-            extra=0,
-            capacity=0,
-            job_timeout=None,
-            submit_timeout=None,
-            idle_timeout=1.0,
-            telemetry="off",
-            seed=0,
-            calm=11,
-            rate=0.5,
-            burst=1,
-            per_key_limit=None,
-        )
         for _ in range(4):
             machine.join_in_a_task()
         plan = JobPlan("value", seconds=0.5, default_timeout=False)
@@ -1867,22 +1855,8 @@ def test_a_worker_started_for_a_job_dying_first_leaves_it_beyond_the_room() -> N
     it takes the job: the job stays queued beyond the room, allowed (as after
     a resize down) until the pool's end cancels it (found by the state
     machine; a replay of its steps)."""
-    machine = PoolMachine()
+    machine = replay_machine(extra=1, telemetry="sdk", seed=1, calm=3)
     try:
-        machine.open_pool(
-            workers=1,
-            extra=1,
-            capacity=0,
-            job_timeout=None,
-            submit_timeout=None,
-            idle_timeout=1.0,
-            telemetry="sdk",
-            seed=1,
-            calm=3,
-            rate=None,
-            burst=1,
-            per_key_limit=None,
-        )
         value = JobPlan("value", seconds=0.5, default_timeout=False)
         machine.map_in_a_task(ordered=False, plans=[value])
         machine.interrupt(hit=1, place="core starts a job")
