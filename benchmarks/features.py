@@ -7,7 +7,10 @@ with 1,000 keys in turn and with a new key for every job, shedding under
 a deadline, job groups (all jobs in one group, and a group per 10 jobs, as
 request handlers fan out), ``map`` with and without ``key=``, and
 priorities (one level, and four levels in turn). The plain
-pool is the figure of a pool that has these features and does not use them.
+pool is the figure of a pool that has these features and does not use them;
+what they cost it unused is counted exactly, not timed: the bytecodes a
+plain pool's job runs in each of the package's modules (``sys.settrace``),
+zero in every feature's own module.
 Each case runs in a fresh process; rounds are interleaved; the figures are
 medians, next to the nursery + CapacityLimiter idiom. Peak RSS
 shows that a million distinct keys leave nothing behind.
@@ -146,6 +149,88 @@ def run_case(name: str, n: int) -> None:
     report(start, n)
 
 
+FEATURE_MODULES = (
+    "_rate.py",
+    "_keys.py",
+    "_shed.py",
+    "_priority.py",
+    "_group.py",
+    "_variants.py",
+    "_telemetry.py",
+)
+"""The modules only a feature runs: a plain pool must run none of their code."""
+
+
+def bytecodes_by_module(n: int) -> dict[str, dict[str, float]]:
+    """Bytecodes per job run in each trio_pool module by a plain pool.
+
+    Deterministic: ``sys.settrace`` with opcode events, over ``n`` no-op
+    jobs submitted from one task (as the timed cases) and through one `map`.
+    Returns ``{workload: {module file name: bytecodes per job}}``, every
+    module of the package listed, zero or not.
+    """
+    package = Path(trio_pool.__file__).parent
+    modules = sorted(path.name for path in package.glob("*.py"))
+    results: dict[str, dict[str, float]] = {}
+    for workload in ("submit", "map"):
+        seen: dict[str, int] = dict.fromkeys(modules, 0)
+
+        def trace(frame: Any, event: str, arg: Any) -> Any:
+            filename = frame.f_code.co_filename
+            if not filename.startswith(str(package)) or "/redis/" in filename:
+                return None
+            if event == "call":
+                frame.f_trace_opcodes = True
+                frame.f_trace_lines = False
+            elif event == "opcode":
+                seen[Path(filename).name] += 1
+            return trace
+
+        async def main() -> None:
+            async with trio_pool.open_pool(WORKERS, telemetry=False) as pool:
+                sys.settrace(trace)
+                try:
+                    if workload == "map":
+                        await _map_all(pool, n, None)
+                    else:
+                        await _submit_all(pool, n, None, False)
+                finally:
+                    sys.settrace(None)
+
+        trio.run(main)
+        results[workload] = {name: count / n for name, count in seen.items()}
+    return results
+
+
+def unused_table(n: int) -> list[str]:
+    """The markdown lines of the unused features' cost (`bytecodes_by_module`)."""
+    counts = bytecodes_by_module(n)
+    lines = [
+        "",
+        f"What the features cost a plain pool that does not use them: bytecodes "
+        f"per job run in each module ({n:,} no-op jobs, sys.settrace; exact, "
+        "not timed). Feature-only modules in bold.",
+        "",
+        "| module | submit | map |",
+        "| --- | ---: | ---: |",
+    ]
+    for module in counts["submit"]:
+        shown = f"**{module}**" if module in FEATURE_MODULES else module
+        submit, mapped = counts["submit"][module], counts["map"][module]
+        lines.append(f"| {shown} | {submit:.2f} | {mapped:.2f} |")
+    for workload in ("submit", "map"):
+        total = sum(counts[workload].values())
+        in_features = sum(counts[workload][m] for m in FEATURE_MODULES) * n
+        lines.append(
+            f"\n{workload}: {total:.1f} bytecodes per job; in the feature-only "
+            f"modules {in_features:.0f} for the whole run (argument checks "
+            "made once, none per job)."
+        )
+        # A per-job cost would be at least one bytecode per job.
+        assert in_features < n, f"a plain pool runs feature code per job: {counts}"
+    return lines
+
+
 def report(start: float, n: int) -> None:
     """Print µs per job since ``start`` and the peak RSS, as JSON."""
     elapsed = time.perf_counter() - start
@@ -196,6 +281,7 @@ def main() -> None:
             f"| {name} | {median:.2f} | {median / idiom:.2f} | {extra} | "
             f"{rss[name]:.0f} |"
         )
+    lines += unused_table(min(n, 10_000))
     text = "\n".join(lines)
     print(text)
     if not args.quick:
