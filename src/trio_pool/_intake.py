@@ -14,7 +14,9 @@ method that changes the books is synchronous and KI-protected.
 
 from __future__ import annotations
 
+from inspect import CO_COROUTINE
 from threading import get_ident
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
@@ -49,6 +51,15 @@ if TYPE_CHECKING:
 class Intake(ShedByDeadline):
     """The jobs' transitions (see the module); `PoolCore` is the class pools run."""
 
+    _plain_jobs: bool = True
+    """Whether this class's `make_job` is the base one (its jobs carry no
+    feature's fields), so the hot paths make the record themselves; set for
+    each subclass, from whether it overrides `make_job`."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._plain_jobs = cls.make_job is Intake.make_job
+
     def new_job(
         self,
         method: str,
@@ -62,7 +73,8 @@ class Intake(ShedByDeadline):
 
         Nothing changes in the pool: the job is not accepted yet.
         """
-        fn = check_async_fn(method, fn)
+        if type(fn) is not FunctionType or not fn.__code__.co_flags & CO_COROUTINE:
+            fn = check_async_fn(method, fn)  # (its first case inlined above)
         if name is not None:
             check_name("name", name)
         limit = (
@@ -73,6 +85,8 @@ class Intake(ShedByDeadline):
         guard = self._guard  # (`RunGuard.check`, inlined: the hot path)
         if get_ident() != guard.thread or not guard.live:
             guard.check_run(method)
+        if self._plain_jobs:  # (`make_job`, inlined: the hot path)
+            return Job(self, fn, args, name, limit, None)
         return self.make_job(fn, args, name, limit, None, key)
 
     def make_job(

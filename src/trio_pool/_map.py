@@ -43,7 +43,7 @@ from trio.lowlevel import (
 )
 
 from ._exits import exit_error, reraise
-from ._job import QUEUED, RUNNING
+from ._job import QUEUED, RUNNING, Job
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable, Iterator
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from ._core import PoolCore
-    from ._job import Job
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -242,7 +241,11 @@ class MapResults(AsyncIterator[R]):
         to wait for room with (`_wait_to_accept`)."""
         core = self._core
         key = None if self._key is None else self._item_key(item)
-        job = core.make_job(self._fn, (item,), self._name, self._limit, self._done, key)
+        fn, name, limit, done = self._fn, self._name, self._limit, self._done
+        if core._plain_jobs:  # (`make_job`, inlined: the hot path)
+            job = Job(core, fn, (item,), name, limit, done)
+        else:
+            job = core.make_job(fn, (item,), name, limit, done, key)
         if self._priority:
             job._priority = self._priority
         if not self._ordered:
