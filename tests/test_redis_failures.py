@@ -440,3 +440,119 @@ async def test_without_reconnect_timeout_it_retries_until_redis_is_back(
                 await consumer.join()
     assert "it never gives up" in caplog.text
     assert "Redis answers again after" in caplog.text
+
+
+async def test_a_client_out_of_pool_slots_ends_the_consumer_after_reconnect_timeout(
+    server: RedisServer, stream: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """coredis 6.9 loses a pool slot per command on its way when Redis drops a
+    connection; here the test's own blocking commands, on the consumer's
+    client, hold every slot: the reader's reads time out waiting for one,
+    an outage (not an empty read): the consumer gives up."""
+    slots, give_up_after = 2, 0.5
+    let_go = trio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def fill_the_pool() -> None:
+        await let_go.wait()
+
+    async def hold_a_slot(client: coredis.Redis[Any], key: str) -> None:
+        await client.blpop([key], 0)  # a key nobody pushes to: until cancelled
+
+    async with (
+        coredis.Redis(
+            host=server.host, port=server.port, max_connections=slots, pool_timeout=0.1
+        ) as client,
+        trio.open_nursery() as holders,
+    ):
+        in_use = client.connection_pool.statistics  # live counters
+        await add_jobs(client, stream, [1])
+        held = trio.current_time()
+        with pytest.raises(RedisError) as caught:
+            async with (
+                trio_pool.open_pool(1, capacity=0) as pool,
+                open_stream_consumer(
+                    pool,
+                    client,
+                    handler,
+                    stream=stream,
+                    group="group",
+                    name="c1",
+                    create_group="start",
+                    idle_time=300,  # no reclaim nor renewal call within LIMIT
+                    reconnect_timeout=give_up_after,
+                ) as consumer,
+            ):
+                with trio.fail_after(LIMIT):
+                    # Started: its first claim, read, renewal and ack are done.
+                    while (stats := consumer.statistics()).acked < 1 or (  # noqa: ASYNC110
+                        stats.pending is None
+                    ):
+                        await trio.sleep(0.01)
+                    # The reader retakes a slot it gives back before a
+                    # waiting holder gets it: take them while it waits for
+                    # room in the pool, then make room.
+                    await pool.submit(fill_the_pool)
+                    while in_use.in_use_connections:  # noqa: ASYNC110 (no event)
+                        await trio.sleep(0.01)  # its last read is on its way
+                    for slot in range(slots):
+                        holders.start_soon(hold_a_slot, client, f"nothing-{slot}")
+                    while in_use.in_use_connections < slots:  # noqa: ASYNC110
+                        await trio.sleep(0.01)
+                    held = trio.current_time()
+                    let_go.set()  # the reader reads again: no slot for it
+                    await trio.sleep_forever()  # it stalled silently before
+        gave_up = trio.current_time() - held
+        holders.cancel_scope.cancel()
+    assert type(caught.value) is ConsumerError
+    cause = caught.value.__cause__
+    assert isinstance(cause, ExceptionGroup)
+    assert cause.subgroup(TimeoutError) is not None  # pyright: ignore[reportUnknownMemberType]
+    assert gave_up >= give_up_after  # it retried first (no upper bound: busy)
+    waits = "(TimeoutError: no free connection in the client's pool in time)"
+    retries = [r for r in caplog.records if waits in r.getMessage()]
+    assert retries
+    assert {r.levelno for r in retries} == {logging.WARNING}
+
+
+async def test_a_quiet_stream_on_a_client_with_few_slots_is_no_outage(
+    server: RedisServer, stream: str
+) -> None:
+    """Blocking reads that return empty, on a client with 2 slots, a short
+    pool timeout and a short ``stream_timeout``: the consumer lives on past
+    ``reconnect_timeout`` many times over."""
+    handled = trio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+        handled.set()
+
+    async with (
+        coredis.Redis(
+            host=server.host,
+            port=server.port,
+            max_connections=2,
+            pool_timeout=1,
+            stream_timeout=0.4,
+        ) as client,
+        trio_pool.open_pool(2) as pool,
+        open_stream_consumer(
+            pool,
+            client,
+            handler,
+            stream=stream,
+            group="group",
+            name="c1",
+            create_group="start",
+            idle_time=1,  # renewals and reclaims too, every fraction of a second
+            reconnect_timeout=0.3,
+        ) as consumer,
+    ):
+        await trio.sleep(2)  # a quiet stream, for many reads (0.2 s each)
+        await add_jobs(client, stream, [1])
+        with trio.fail_after(LIMIT):
+            await handled.wait()
+            await consumer.join()
+    assert consumer.statistics().acked == 1
