@@ -22,7 +22,7 @@ import trio_pool
 from trio_pool.redis import ConsumerError, Delivery, add_jobs, open_stream_consumer
 from trio_pool.redis._lifecycle import SETTLE_LIMIT
 
-from .redis_server import RedisServer, redis_server
+from .redis_server import RedisServer, consumer_until_drained, redis_server
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
@@ -127,20 +127,16 @@ async def test_a_redis_killed_and_started_again_loses_nothing(stream: str) -> No
     with redis_server(append_only=True) as server:
         async with coredis.Redis(host=server.host, port=server.port) as client:
             await add_jobs(client, stream, range(total))
-            async with (
-                trio_pool.open_pool(workers, capacity=0) as pool,
-                open_stream_consumer(
-                    pool,
-                    client,
-                    handler,
-                    stream=stream,
-                    group="group",
-                    name="c1",
-                    create_group="start",
-                    idle_time=1,
-                    reconnect_timeout=LIMIT,
-                ) as consumer,
-            ):
+            async with consumer_until_drained(
+                client,
+                handler,
+                stream=stream,
+                workers=workers,
+                capacity=0,
+                join_within=LIMIT * 2,  # Redis restarted
+                idle_time=1,
+                reconnect_timeout=LIMIT,
+            ) as consumer:
                 with trio.fail_after(LIMIT):
                     await a_quarter_handled.wait()
                     gate_closed = True
@@ -151,8 +147,6 @@ async def test_a_redis_killed_and_started_again_loses_nothing(stream: str) -> No
                 gate.set()  # the jobs end while Redis is away
                 await trio.sleep(0.5)
                 server.start_again()
-                with trio.fail_after(LIMIT * 2):
-                    await consumer.join()
     assert set(handled) == set(range(total))  # nothing lost
     duplicates = {payload for payload in handled if handled.count(payload) > 1}
     assert duplicates <= blocked  # twice only what was in flight
@@ -168,20 +162,10 @@ async def test_a_handler_failing_with_a_redis_error_is_not_the_consumers(
             raise RedisConnectionError("the handler's own Redis")
 
     await add_jobs(client, stream, range(3))
-    async with trio_pool.open_pool(2) as pool:
-        async with open_stream_consumer(
-            pool,
-            client,
-            handler,
-            stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
-            idle_time=5,
-            max_deliveries=1,
-        ) as consumer:
-            with trio.fail_after(LIMIT):
-                await consumer.join()
+    async with consumer_until_drained(
+        client, handler, stream=stream, idle_time=5, max_deliveries=1
+    ) as consumer:
+        pass  # it drains the stream as the block ends
     stats = consumer.statistics()
     assert (stats.acked, stats.dead_lettered) == (2, 1)
 
@@ -194,32 +178,21 @@ async def test_a_dead_letter_whose_reply_was_lost_counts_as_dead_lettered(
         raise ValueError(f"poison {delivery.payload}")
 
     await add_jobs(client, stream, range(2))
-    async with trio_pool.open_pool(2) as pool:
-        async with open_stream_consumer(
-            pool,
-            client,
-            handler,
-            stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
-            idle_time=5,
-            max_deliveries=1,
-        ) as consumer:
-            core: Any = vars(consumer)["_core"]
-            script = core._dead_letter
-            calls: list[object] = []
+    async with consumer_until_drained(
+        client, handler, stream=stream, idle_time=5, max_deliveries=1
+    ) as consumer:
+        core: Any = vars(consumer)["_core"]
+        script = core._dead_letter
+        calls: list[object] = []
 
-            async def lose_first_reply(keys: list[str], args: list[Any]) -> Any:
-                reply = await script(keys, args)
-                calls.append(reply)
-                if len(calls) == 1:  # the script ran; its reply never came
-                    raise RedisConnectionError("connection lost before the reply")
-                return reply
+        async def lose_first_reply(keys: list[str], args: list[Any]) -> Any:
+            reply = await script(keys, args)
+            calls.append(reply)
+            if len(calls) == 1:  # the script ran; its reply never came
+                raise RedisConnectionError("connection lost before the reply")
+            return reply
 
-            core._dead_letter = lose_first_reply
-            with trio.fail_after(LIMIT):
-                await consumer.join()
+        core._dead_letter = lose_first_reply
     assert calls == [1, 1, 1]  # the retry found its own dead letter
     stats = consumer.statistics()
     assert (stats.dead_lettered, stats.failed, stats.acked) == (2, 0, 0)
@@ -294,23 +267,14 @@ async def test_a_client_timeout_shorter_than_the_blocking_read_is_no_failure(
 
     async with (
         coredis.Redis(host=server.host, port=server.port, stream_timeout=0.3) as quick,
-        trio_pool.open_pool(2) as pool,
-        open_stream_consumer(
-            pool,
-            quick,
-            handler,
-            stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
-            idle_time=4,
+        consumer_until_drained(
+            quick, handler, stream=stream, idle_time=4
         ) as consumer,  # reads block for up to 2 s: far past 0.3 s
     ):
         await trio.sleep(1.5)  # a quiet stream, for several client timeouts
         await add_jobs(quick, stream, [1])
         with trio.fail_after(LIMIT):
             await handled.wait()
-            await consumer.join()
     assert consumer.statistics().acked == 1
 
 
@@ -416,18 +380,9 @@ async def test_without_reconnect_timeout_it_retries_until_redis_is_back(
     with redis_server(append_only=True) as server:
         async with (
             coredis.Redis(host=server.host, port=server.port) as client,
-            trio_pool.open_pool(2) as pool,
-            open_stream_consumer(
-                pool,
-                client,
-                handler,
-                stream=stream,
-                group="group",
-                name="c1",
-                create_group="start",
-                idle_time=5,
-                reconnect_timeout=None,
-            ) as consumer,
+            consumer_until_drained(
+                client, handler, stream=stream, idle_time=5, reconnect_timeout=None
+            ),
         ):
             server.kill()
             with trio.fail_after(LIMIT):
@@ -437,7 +392,6 @@ async def test_without_reconnect_timeout_it_retries_until_redis_is_back(
             await add_jobs(client, stream, [1])
             with trio.fail_after(LIMIT):
                 await handled.wait()
-                await consumer.join()
     assert "it never gives up" in caplog.text
     assert "Redis answers again after" in caplog.text
 
@@ -537,15 +491,10 @@ async def test_a_quiet_stream_on_a_client_with_few_slots_is_no_outage(
             pool_timeout=1,
             stream_timeout=0.4,
         ) as client,
-        trio_pool.open_pool(2) as pool,
-        open_stream_consumer(
-            pool,
+        consumer_until_drained(
             client,
             handler,
             stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
             idle_time=1,  # renewals and reclaims too, every fraction of a second
             reconnect_timeout=0.3,
         ) as consumer,
@@ -554,5 +503,4 @@ async def test_a_quiet_stream_on_a_client_with_few_slots_is_no_outage(
         await add_jobs(client, stream, [1])
         with trio.fail_after(LIMIT):
             await handled.wait()
-            await consumer.join()
     assert consumer.statistics().acked == 1
