@@ -412,16 +412,21 @@ async def test_a_client_out_of_pool_slots_ends_the_consumer_after_reconnect_time
     async def fill_the_pool() -> None:
         await let_go.wait()
 
-    async def hold_a_slot(client: coredis.Redis[Any], key: str) -> None:
-        await client.blpop([key], 0)  # a key nobody pushes to: until cancelled
+    async def hold_a_slot(client: coredis.Redis[Any], key: str, seconds: float) -> None:
+        await client.blpop([key], seconds)  # a key nobody pushes to (0: for ever)
 
     async with (
         coredis.Redis(
-            host=server.host, port=server.port, max_connections=slots, pool_timeout=0.1
+            host=server.host, port=server.port, max_connections=slots, pool_timeout=0.5
         ) as client,
         trio.open_nursery() as holders,
     ):
         in_use = client.connection_pool.statistics  # live counters
+        # Open every connection now: coredis opens one within the pool
+        # timeout, and loses the slot if that times out (a loaded machine).
+        async with trio.open_nursery() as warm_up:
+            for slot in range(slots):
+                warm_up.start_soon(hold_a_slot, client, f"nothing-{slot}", 0.1)
         await add_jobs(client, stream, [1])
         held = trio.current_time()
         with pytest.raises(RedisError) as caught:
@@ -452,7 +457,7 @@ async def test_a_client_out_of_pool_slots_ends_the_consumer_after_reconnect_time
                     while in_use.in_use_connections:  # noqa: ASYNC110 (no event)
                         await trio.sleep(0.01)  # its last read is on its way
                     for slot in range(slots):
-                        holders.start_soon(hold_a_slot, client, f"nothing-{slot}")
+                        holders.start_soon(hold_a_slot, client, f"nothing-{slot}", 0)
                     while in_use.in_use_connections < slots:  # noqa: ASYNC110
                         await trio.sleep(0.01)
                     held = trio.current_time()
