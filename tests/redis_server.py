@@ -1,4 +1,6 @@
-"""Start a throwaway redis-server on 127.0.0.1 (the tests and the benchmark).
+"""Start a throwaway redis-server on 127.0.0.1 (the tests and the benchmark),
+and run a stream consumer in a pool of its own (`consumer_until_drained`, the
+tests' usual opening).
 
 The server listens on a free port, keeps its files in a temporary folder,
 saves nothing (or, with ``append_only``, every write, fsynced: it can be
@@ -14,10 +16,16 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from pathlib import Path
+from typing import Any
 
 import attrs
+import coredis
+import trio
+
+import trio_pool
+from trio_pool.redis import Delivery, StreamConsumer, open_stream_consumer
 
 MISSING = (
     "redis-server is missing: the Redis stream tests start their own. "
@@ -136,3 +144,40 @@ def redis_server(
                 server.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+JOIN_LIMIT = 30.0
+"""Seconds `consumer_until_drained` lets the consumer take to drain (a loaded
+machine)."""
+
+
+@contextlib.asynccontextmanager
+async def consumer_until_drained(
+    client: coredis.Redis[Any],
+    handler: Callable[[Delivery], Awaitable[object]],
+    *,
+    stream: str,
+    workers: int = 2,
+    capacity: int | None = None,
+    join_within: float | None = JOIN_LIMIT,
+    **options: Any,
+) -> AsyncGenerator[StreamConsumer, None]:
+    """A consumer of ``stream`` in a pool of ``workers`` (and ``capacity``),
+    as ``"c1"`` of ``"group"`` (created at the stream's start) unless
+    ``options`` (more arguments of `open_stream_consumer`) say otherwise.
+
+    After the body, unless it raised, waits for the consumer to drain
+    (`StreamConsumer.join`), failing the test after ``join_within`` seconds
+    (None: no wait).
+    """
+    options = {"group": "group", "name": "c1", "create_group": "start"} | options
+    async with (
+        trio_pool.open_pool(workers, capacity=capacity) as pool,
+        open_stream_consumer(
+            pool, client, handler, stream=stream, **options
+        ) as consumer,
+    ):
+        yield consumer
+        if join_within is not None:
+            with trio.fail_after(join_within):
+                await consumer.join()

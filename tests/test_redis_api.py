@@ -29,7 +29,7 @@ from trio_pool.redis import (
     open_stream_consumer,
 )
 
-from .redis_server import RedisServer
+from .redis_server import RedisServer, consumer_until_drained
 
 DOCUMENTED = {
     "ConsumerError",
@@ -159,32 +159,31 @@ async def test_bad_arguments_fail_at_once(
 async def test_shutdown_checks_its_grace_period(
     client: coredis.Redis[bytes], stream: str
 ) -> None:
-    async with trio_pool.open_pool(1) as pool:
-        async with open_stream_consumer(
-            pool,
-            client,
-            nothing,
-            stream=stream,
-            group="g",
-            name="c",
-            create_group="start",
-            idle_time=0.05,
-        ) as consumer:
-            with pytest.raises(ValueError, match="grace_period must be >= 0"):
-                await consumer.shutdown(-1)
-            assert not consumer.statistics().closed
-            assert repr(consumer) == (
-                f"<trio_pool.redis.StreamConsumer 'c' stream={stream!r} group='g'>"
-            )
-            assert (consumer.name, consumer.stream, consumer.group) == (
-                "c",
-                stream,
-                "g",
-            )
-            assert consumer.dead_letter_stream == f"{stream}:dead"
-            await consumer.shutdown(1)
-            await consumer.shutdown()  # twice is fine
-            assert consumer.statistics().closed
+    async with consumer_until_drained(
+        client,
+        nothing,
+        stream=stream,
+        workers=1,
+        join_within=None,
+        group="g",
+        name="c",
+        idle_time=0.05,
+    ) as consumer:
+        with pytest.raises(ValueError, match="grace_period must be >= 0"):
+            await consumer.shutdown(-1)
+        assert not consumer.statistics().closed
+        assert repr(consumer) == (
+            f"<trio_pool.redis.StreamConsumer 'c' stream={stream!r} group='g'>"
+        )
+        assert (consumer.name, consumer.stream, consumer.group) == (
+            "c",
+            stream,
+            "g",
+        )
+        assert consumer.dead_letter_stream == f"{stream}:dead"
+        await consumer.shutdown(1)
+        await consumer.shutdown()  # twice is fine
+        assert consumer.statistics().closed
 
 
 @pytest.mark.parametrize("stream_exists", [True, False])
@@ -215,27 +214,16 @@ async def test_create_group_says_from_where(
     async def handler(delivery: Delivery) -> None:
         seen.append(delivery.payload)
 
-    async with trio_pool.open_pool(1) as pool:
-        async with open_stream_consumer(
-            pool,
-            client,
-            handler,
-            stream=stream,
-            group="g",
-            name="c",
-            create_group=create_group,  # type: ignore[arg-type]
-        ) as consumer:
-            await add_job(client, stream, 2)
-            with trio.fail_after(10):
-                await consumer.join()
+    async with consumer_until_drained(
+        client, handler, stream=stream, workers=1, create_group=create_group
+    ):
+        await add_job(client, stream, 2)
     assert seen == handled
     # An existing group is used as it is, whatever create_group says.
-    async with trio_pool.open_pool(1) as pool:
-        async with open_stream_consumer(
-            pool, client, handler, stream=stream, group="g", name="c"
-        ) as consumer:
-            with trio.fail_after(10):
-                await consumer.join()
+    async with consumer_until_drained(
+        client, handler, stream=stream, workers=1, create_group=None
+    ):
+        pass  # it drains the stream as the block ends
     assert seen == handled
 
 

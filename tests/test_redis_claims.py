@@ -17,7 +17,7 @@ import trio
 import trio_pool
 from trio_pool.redis import Delivery, add_jobs, open_stream_consumer
 
-from .redis_server import RedisServer
+from .redis_server import RedisServer, consumer_until_drained
 
 LIMIT = 30
 """Seconds any one wait may take before the test fails (a loaded machine)."""
@@ -77,22 +77,14 @@ async def test_what_a_read_brings_after_a_stop_is_left_pending(
         await trio.lowlevel.checkpoint()
         handled.append(delivery.id)
 
-    async with trio_pool.open_pool(2) as pool:
-        async with open_stream_consumer(
-            pool,
-            client,
-            handler,
-            stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
-            idle_time=IDLE,
-        ) as consumer:
-            await trio.sleep(0.1)  # its blocking read is on its way
-            consumer.close()
-            await add_jobs(client, stream, [1])  # delivered to that read
-            with trio.fail_after(LIMIT):
-                await consumer.shutdown()
+    async with consumer_until_drained(
+        client, handler, stream=stream, join_within=None, idle_time=IDLE
+    ) as consumer:
+        await trio.sleep(0.1)  # its blocking read is on its way
+        consumer.close()
+        await add_jobs(client, stream, [1])  # delivered to that read
+        with trio.fail_after(LIMIT):
+            await consumer.shutdown()
     stats = consumer.statistics()
     assert handled == []
     assert (stats.released, stats.acked) == (stats.read, 0)
@@ -129,38 +121,29 @@ async def test_an_entry_settled_while_a_claim_takes_it_is_not_run_again(
         await release.wait()
 
     (identifier,) = await add_jobs(client, stream, ["x"])
-    async with trio_pool.open_pool(2) as pool:
-        async with open_stream_consumer(
-            pool,
-            client,
-            handler,
-            stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
-            idle_time=IDLE,
-        ) as consumer:
-            claimed_and_settled = trio.Event()
+    async with consumer_until_drained(
+        client, handler, stream=stream, idle_time=IDLE
+    ) as consumer:
+        claimed_and_settled = trio.Event()
 
-            async def on_claim(
-                script: ClaimScript, keys: list[str], args: list[Any]
-            ) -> Any:
-                if runs and not release.is_set():  # make the running entry look idle
-                    await client.xclaim(
-                        stream, "group", "c1", 0, [identifier], idle=3_600_000,
-                        justid=True,
-                    )  # fmt: skip
-                reply = await script(keys, args)
-                if identifier in claimed_ids(reply) and not release.is_set():
-                    release.set()  # its job ends, and the entry is acknowledged
-                    await consumer.join()  # acknowledged, before the reply
-                    claimed_and_settled.set()
-                return reply
+        async def on_claim(
+            script: ClaimScript, keys: list[str], args: list[Any]
+        ) -> Any:
+            if runs and not release.is_set():  # make the running entry look idle
+                await client.xclaim(
+                    stream, "group", "c1", 0, [identifier], idle=3_600_000,
+                    justid=True,
+                )  # fmt: skip
+            reply = await script(keys, args)
+            if identifier in claimed_ids(reply) and not release.is_set():
+                release.set()  # its job ends, and the entry is acknowledged
+                await consumer.join()  # acknowledged, before the reply
+                claimed_and_settled.set()
+            return reply
 
-            hold_claims(consumer, on_claim)
-            with trio.fail_after(LIMIT):
-                await claimed_and_settled.wait()
-                await consumer.join()
+        hold_claims(consumer, on_claim)
+        with trio.fail_after(LIMIT):
+            await claimed_and_settled.wait()
     assert runs == [identifier]
     stats = consumer.statistics()
     assert (stats.acked, stats.reclaimed) == (1, 0)
@@ -179,34 +162,24 @@ async def test_a_claim_of_an_entry_in_hand_counts_no_delivery(
             raise ValueError("the first delivery fails")
 
     (identifier,) = await add_jobs(client, stream, ["x"])
-    async with trio_pool.open_pool(2) as pool:
-        async with open_stream_consumer(
-            pool,
-            client,
-            handler,
-            stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
-            idle_time=IDLE,
-        ) as consumer:
+    async with consumer_until_drained(
+        client, handler, stream=stream, idle_time=IDLE
+    ) as consumer:
 
-            async def on_claim(
-                script: ClaimScript, keys: list[str], args: list[Any]
-            ) -> Any:
-                if deliveries and not claimed.is_set():  # make it look idle
-                    await client.xclaim(
-                        stream, "group", "c1", 0, [identifier], idle=3_600_000,
-                        justid=True,
-                    )  # fmt: skip
-                reply = await script(keys, args)
-                if identifier in claimed_ids(reply) and not claimed.is_set():
-                    claimed.set()  # the job fails once the reply is handled
-                return reply
+        async def on_claim(
+            script: ClaimScript, keys: list[str], args: list[Any]
+        ) -> Any:
+            if deliveries and not claimed.is_set():  # make it look idle
+                await client.xclaim(
+                    stream, "group", "c1", 0, [identifier], idle=3_600_000,
+                    justid=True,
+                )  # fmt: skip
+            reply = await script(keys, args)
+            if identifier in claimed_ids(reply) and not claimed.is_set():
+                claimed.set()  # the job fails once the reply is handled
+            return reply
 
-            hold_claims(consumer, on_claim)
-            with trio.fail_after(LIMIT):
-                await consumer.join()
+        hold_claims(consumer, on_claim)
     assert deliveries == [1, 2]  # the retry is the second delivery, not the third
     stats = consumer.statistics()
     assert (stats.failed, stats.acked, stats.reclaimed) == (1, 1, 1)

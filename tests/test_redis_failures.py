@@ -22,7 +22,7 @@ import trio_pool
 from trio_pool.redis import ConsumerError, Delivery, add_jobs, open_stream_consumer
 from trio_pool.redis._lifecycle import SETTLE_LIMIT
 
-from .redis_server import RedisServer, redis_server
+from .redis_server import RedisServer, consumer_until_drained, redis_server
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
@@ -127,20 +127,16 @@ async def test_a_redis_killed_and_started_again_loses_nothing(stream: str) -> No
     with redis_server(append_only=True) as server:
         async with coredis.Redis(host=server.host, port=server.port) as client:
             await add_jobs(client, stream, range(total))
-            async with (
-                trio_pool.open_pool(workers, capacity=0) as pool,
-                open_stream_consumer(
-                    pool,
-                    client,
-                    handler,
-                    stream=stream,
-                    group="group",
-                    name="c1",
-                    create_group="start",
-                    idle_time=1,
-                    reconnect_timeout=LIMIT,
-                ) as consumer,
-            ):
+            async with consumer_until_drained(
+                client,
+                handler,
+                stream=stream,
+                workers=workers,
+                capacity=0,
+                join_within=LIMIT * 2,  # Redis restarted
+                idle_time=1,
+                reconnect_timeout=LIMIT,
+            ) as consumer:
                 with trio.fail_after(LIMIT):
                     await a_quarter_handled.wait()
                     gate_closed = True
@@ -151,8 +147,6 @@ async def test_a_redis_killed_and_started_again_loses_nothing(stream: str) -> No
                 gate.set()  # the jobs end while Redis is away
                 await trio.sleep(0.5)
                 server.start_again()
-                with trio.fail_after(LIMIT * 2):
-                    await consumer.join()
     assert set(handled) == set(range(total))  # nothing lost
     duplicates = {payload for payload in handled if handled.count(payload) > 1}
     assert duplicates <= blocked  # twice only what was in flight
@@ -168,20 +162,10 @@ async def test_a_handler_failing_with_a_redis_error_is_not_the_consumers(
             raise RedisConnectionError("the handler's own Redis")
 
     await add_jobs(client, stream, range(3))
-    async with trio_pool.open_pool(2) as pool:
-        async with open_stream_consumer(
-            pool,
-            client,
-            handler,
-            stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
-            idle_time=5,
-            max_deliveries=1,
-        ) as consumer:
-            with trio.fail_after(LIMIT):
-                await consumer.join()
+    async with consumer_until_drained(
+        client, handler, stream=stream, idle_time=5, max_deliveries=1
+    ) as consumer:
+        pass  # it drains the stream as the block ends
     stats = consumer.statistics()
     assert (stats.acked, stats.dead_lettered) == (2, 1)
 
@@ -194,32 +178,21 @@ async def test_a_dead_letter_whose_reply_was_lost_counts_as_dead_lettered(
         raise ValueError(f"poison {delivery.payload}")
 
     await add_jobs(client, stream, range(2))
-    async with trio_pool.open_pool(2) as pool:
-        async with open_stream_consumer(
-            pool,
-            client,
-            handler,
-            stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
-            idle_time=5,
-            max_deliveries=1,
-        ) as consumer:
-            core: Any = vars(consumer)["_core"]
-            script = core._dead_letter
-            calls: list[object] = []
+    async with consumer_until_drained(
+        client, handler, stream=stream, idle_time=5, max_deliveries=1
+    ) as consumer:
+        core: Any = vars(consumer)["_core"]
+        script = core._dead_letter
+        calls: list[object] = []
 
-            async def lose_first_reply(keys: list[str], args: list[Any]) -> Any:
-                reply = await script(keys, args)
-                calls.append(reply)
-                if len(calls) == 1:  # the script ran; its reply never came
-                    raise RedisConnectionError("connection lost before the reply")
-                return reply
+        async def lose_first_reply(keys: list[str], args: list[Any]) -> Any:
+            reply = await script(keys, args)
+            calls.append(reply)
+            if len(calls) == 1:  # the script ran; its reply never came
+                raise RedisConnectionError("connection lost before the reply")
+            return reply
 
-            core._dead_letter = lose_first_reply
-            with trio.fail_after(LIMIT):
-                await consumer.join()
+        core._dead_letter = lose_first_reply
     assert calls == [1, 1, 1]  # the retry found its own dead letter
     stats = consumer.statistics()
     assert (stats.dead_lettered, stats.failed, stats.acked) == (2, 0, 0)
@@ -294,23 +267,14 @@ async def test_a_client_timeout_shorter_than_the_blocking_read_is_no_failure(
 
     async with (
         coredis.Redis(host=server.host, port=server.port, stream_timeout=0.3) as quick,
-        trio_pool.open_pool(2) as pool,
-        open_stream_consumer(
-            pool,
-            quick,
-            handler,
-            stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
-            idle_time=4,
+        consumer_until_drained(
+            quick, handler, stream=stream, idle_time=4
         ) as consumer,  # reads block for up to 2 s: far past 0.3 s
     ):
         await trio.sleep(1.5)  # a quiet stream, for several client timeouts
         await add_jobs(quick, stream, [1])
         with trio.fail_after(LIMIT):
             await handled.wait()
-            await consumer.join()
     assert consumer.statistics().acked == 1
 
 
@@ -416,18 +380,9 @@ async def test_without_reconnect_timeout_it_retries_until_redis_is_back(
     with redis_server(append_only=True) as server:
         async with (
             coredis.Redis(host=server.host, port=server.port) as client,
-            trio_pool.open_pool(2) as pool,
-            open_stream_consumer(
-                pool,
-                client,
-                handler,
-                stream=stream,
-                group="group",
-                name="c1",
-                create_group="start",
-                idle_time=5,
-                reconnect_timeout=None,
-            ) as consumer,
+            consumer_until_drained(
+                client, handler, stream=stream, idle_time=5, reconnect_timeout=None
+            ),
         ):
             server.kill()
             with trio.fail_after(LIMIT):
@@ -437,6 +392,120 @@ async def test_without_reconnect_timeout_it_retries_until_redis_is_back(
             await add_jobs(client, stream, [1])
             with trio.fail_after(LIMIT):
                 await handled.wait()
-                await consumer.join()
     assert "it never gives up" in caplog.text
     assert "Redis answers again after" in caplog.text
+
+
+async def test_a_client_out_of_pool_slots_ends_the_consumer_after_reconnect_timeout(
+    server: RedisServer, stream: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """coredis 6.9 loses a pool slot per command on its way when Redis drops a
+    connection; here the test's own blocking commands, on the consumer's
+    client, hold every slot: the reader's reads time out waiting for one,
+    an outage (not an empty read): the consumer gives up."""
+    slots, give_up_after = 2, 0.5
+    let_go = trio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def fill_the_pool() -> None:
+        await let_go.wait()
+
+    async def hold_a_slot(client: coredis.Redis[Any], key: str, seconds: float) -> None:
+        await client.blpop([key], seconds)  # a key nobody pushes to (0: for ever)
+
+    async with (
+        coredis.Redis(
+            host=server.host, port=server.port, max_connections=slots, pool_timeout=0.5
+        ) as client,
+        trio.open_nursery() as holders,
+    ):
+        in_use = client.connection_pool.statistics  # live counters
+        # Open every connection now: coredis opens one within the pool
+        # timeout, and loses the slot if that times out (a loaded machine).
+        async with trio.open_nursery() as warm_up:
+            for slot in range(slots):
+                warm_up.start_soon(hold_a_slot, client, f"nothing-{slot}", 0.1)
+        await add_jobs(client, stream, [1])
+        held = trio.current_time()
+        with pytest.raises(RedisError) as caught:
+            async with (
+                trio_pool.open_pool(1, capacity=0) as pool,
+                open_stream_consumer(
+                    pool,
+                    client,
+                    handler,
+                    stream=stream,
+                    group="group",
+                    name="c1",
+                    create_group="start",
+                    idle_time=300,  # no reclaim nor renewal call within LIMIT
+                    reconnect_timeout=give_up_after,
+                ) as consumer,
+            ):
+                with trio.fail_after(LIMIT):
+                    # Started: its first claim, read, renewal and ack are done.
+                    while (stats := consumer.statistics()).acked < 1 or (  # noqa: ASYNC110
+                        stats.pending is None
+                    ):
+                        await trio.sleep(0.01)
+                    # The reader retakes a slot it gives back before a
+                    # waiting holder gets it: take them while it waits for
+                    # room in the pool, then make room.
+                    await pool.submit(fill_the_pool)
+                    while in_use.in_use_connections:  # noqa: ASYNC110 (no event)
+                        await trio.sleep(0.01)  # its last read is on its way
+                    for slot in range(slots):
+                        holders.start_soon(hold_a_slot, client, f"nothing-{slot}", 0)
+                    while in_use.in_use_connections < slots:  # noqa: ASYNC110
+                        await trio.sleep(0.01)
+                    held = trio.current_time()
+                    let_go.set()  # the reader reads again: no slot for it
+                    await trio.sleep_forever()  # it stalled silently before
+        gave_up = trio.current_time() - held
+        holders.cancel_scope.cancel()
+    assert type(caught.value) is ConsumerError
+    cause = caught.value.__cause__
+    assert isinstance(cause, ExceptionGroup)
+    assert cause.subgroup(TimeoutError) is not None  # pyright: ignore[reportUnknownMemberType]
+    assert gave_up >= give_up_after  # it retried first (no upper bound: busy)
+    waits = "(TimeoutError: no free connection in the client's pool in time)"
+    retries = [r for r in caplog.records if waits in r.getMessage()]
+    assert retries
+    assert {r.levelno for r in retries} == {logging.WARNING}
+
+
+async def test_a_quiet_stream_on_a_client_with_few_slots_is_no_outage(
+    server: RedisServer, stream: str
+) -> None:
+    """Blocking reads that return empty, on a client with 2 slots, a short
+    pool timeout and a short ``stream_timeout``: the consumer lives on past
+    ``reconnect_timeout`` many times over."""
+    handled = trio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        await trio.lowlevel.checkpoint()
+        handled.set()
+
+    async with (
+        coredis.Redis(
+            host=server.host,
+            port=server.port,
+            max_connections=2,
+            pool_timeout=1,
+            stream_timeout=0.4,
+        ) as client,
+        consumer_until_drained(
+            client,
+            handler,
+            stream=stream,
+            idle_time=1,  # renewals and reclaims too, every fraction of a second
+            reconnect_timeout=0.3,
+        ) as consumer,
+    ):
+        await trio.sleep(2)  # a quiet stream, for many reads (0.2 s each)
+        await add_jobs(client, stream, [1])
+        with trio.fail_after(LIMIT):
+            await handled.wait()
+    assert consumer.statistics().acked == 1

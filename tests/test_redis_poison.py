@@ -14,14 +14,10 @@ import pytest
 import trio
 from coredis.response.types import StreamPending
 
-import trio_pool
 from trio_pool.redis import Delivery, PayloadError, decode_dead_letter
-from trio_pool.redis import open_stream_consumer as open_consumer
 
-from .redis_server import RedisServer
+from .redis_server import RedisServer, consumer_until_drained
 
-LIMIT = 30
-"""Seconds any one wait may take before the test fails (a loaded machine)."""
 IDLE = 10.0
 """An idle time no pause of a loaded machine reaches: nothing is reclaimed."""
 ADD = "return redis.call('XADD', KEYS[1], '*', unpack(ARGV))"
@@ -104,19 +100,10 @@ async def test_undecodable_entries_are_dead_lettered_alone_with_their_bytes(
             bad_ids[await add_raw(client, stream, *BAD[position])] = BAD[position]
         if position < len(GOOD):
             good_ids.append(await add_raw(client, stream, *GOOD[position][0]))
-    async with trio_pool.open_pool(32) as pool:
-        async with open_consumer(
-            pool,
-            client,
-            handler,
-            stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
-            idle_time=IDLE,
-        ) as consumer:
-            with trio.fail_after(LIMIT):
-                await consumer.join()
+    async with consumer_until_drained(
+        client, handler, stream=stream, workers=32, idle_time=IDLE
+    ) as consumer:
+        pass  # it drains the stream as the block ends
     stats = consumer.statistics()
     assert (stats.read, stats.in_hand, stats.settling) == (len(BAD) + len(GOOD), 0, 0)
     assert (stats.dead_lettered, stats.acked) == (len(BAD), len(GOOD))
@@ -146,19 +133,8 @@ async def test_a_good_entry_of_a_dead_letter_is_requeued_from_its_raw_fields(
         await trio.lowlevel.checkpoint()
 
     await add_raw(client, stream, b"v", b"1", b"job", b"\xff\xfe", b"note", b"\xfa")
-    async with trio_pool.open_pool(2) as pool:
-        async with open_consumer(
-            pool,
-            client,
-            handler,
-            stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
-            idle_time=IDLE,
-        ) as consumer:
-            with trio.fail_after(LIMIT):
-                await consumer.join()
+    async with consumer_until_drained(client, handler, stream=stream, idle_time=IDLE):
+        pass  # it drains the stream as the block ends
     ((_flat, letter),) = (await dead_letters(client, stream)).values()
     assert letter.raw_fields == (
         (b"v", b"1"),
@@ -188,20 +164,10 @@ async def test_a_handler_error_that_cannot_be_written_is_dead_lettered(
 
     await add_raw(client, stream, b"v", b"1", b"job", b'"bad"')
     await add_raw(client, stream, b"v", b"1", b"job", b'"good"')
-    async with trio_pool.open_pool(2) as pool:
-        async with open_consumer(
-            pool,
-            client,
-            handler,
-            stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
-            idle_time=IDLE,
-            max_deliveries=1,
-        ) as consumer:
-            with trio.fail_after(LIMIT):
-                await consumer.join()
+    async with consumer_until_drained(
+        client, handler, stream=stream, idle_time=IDLE, max_deliveries=1
+    ) as consumer:
+        pass  # it drains the stream as the block ends
     assert (consumer.statistics().acked, consumer.statistics().dead_lettered) == (1, 1)
     ((_flat, letter),) = (await dead_letters(client, stream)).values()
     assert letter.error_type == type(error).__qualname__
@@ -222,19 +188,10 @@ async def test_an_entry_of_thousands_of_fields_is_dead_lettered_whole(
     }
     identifier = await client.xadd(stream, fields)
     source_id = identifier.decode() if isinstance(identifier, bytes) else identifier
-    async with trio_pool.open_pool(2) as pool:
-        async with open_consumer(
-            pool,
-            client,
-            handler,
-            stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
-            idle_time=IDLE,
-        ) as consumer:
-            with trio.fail_after(LIMIT):
-                await consumer.join()
+    async with consumer_until_drained(
+        client, handler, stream=stream, idle_time=IDLE
+    ) as consumer:
+        pass  # it drains the stream as the block ends
     assert consumer.statistics().dead_lettered == 1
     ((flat, letter),) = (await dead_letters(client, stream)).values()
     assert letter.source_id == source_id

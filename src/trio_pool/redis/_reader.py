@@ -24,7 +24,7 @@ from .._log import DEBUG, INFO, log
 from ._delivery import Delivery
 from ._ledger import ConsumerState, Held, Verdict, describe
 from ._payload import PayloadError, decode_fields, text
-from ._redis_calls import FIRST_ID, run_script
+from ._redis_calls import FIRST_ID, run_script, waited_for_a_connection
 from ._scripts import parse_claim
 
 if TYPE_CHECKING:
@@ -132,7 +132,9 @@ class ReaderMixin(ConsumerState):
                     count=room,
                     block=block_ms,
                 )
-            except TimeoutError:
+            except TimeoutError as error:
+                if waited_for_a_connection(error):
+                    raise  # no free slot in the client: retried, counted as an outage
                 # The client's stream_timeout ran out first (Redis slow to
                 # answer): an empty read. What Redis delivered to it, if
                 # anything, stays pending and is reclaimed after the idle time.

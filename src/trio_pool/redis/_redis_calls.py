@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import traceback
 from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 import trio
@@ -31,8 +32,9 @@ RETRY_CAP: Final = 5.0
 each is jittered down by up to half, so that consumers do not retry in step)."""
 RETRYABLE: Final = (RedisConnectionError, TimeoutError)
 """What a Redis call raises when Redis is away, restarting (its ``LOADING``
-reply is a ``BusyLoadingError``, a ``ConnectionError``) or slower than the
-client's ``stream_timeout``: retried. Other errors are not."""
+reply is a ``BusyLoadingError``, a ``ConnectionError``), slower than the
+client's ``stream_timeout``, or when the client's pool has no free slot
+within its ``timeout``: retried. Other errors are not."""
 
 
 async def run_script(
@@ -55,6 +57,29 @@ def longest_block_ms(client: coredis.Redis[Any]) -> int:
     if isinstance(timeout, (int, float)) and timeout > 0:
         return max(1, int(timeout * 1000 / 2))
     return MAX_BLOCK_MS
+
+
+def waited_for_a_connection(error: TimeoutError) -> bool:
+    """Whether ``error`` is the client's connection pool giving up waiting for
+    a free slot (its ``timeout``), not a reply later than ``stream_timeout``.
+
+    coredis raises a bare `TimeoutError` for both; the pool's comes from code
+    of ``coredis.pool`` (``get_connection``), the late reply's from the
+    request. A pool out of slots (coredis 6.9 loses one per command on its
+    way when Redis drops a connection) answers nothing, ever: an outage.
+    """
+    return any(
+        str(frame.f_globals.get("__name__", "")).startswith("coredis.pool")
+        for frame, _line in traceback.walk_tb(error.__traceback__)
+    )
+
+
+def describe_failure(error: Exception) -> str:
+    """``error`` for a log line: its type and message, or what a slot wait
+    that timed out means (coredis raises it without a message)."""
+    if isinstance(error, TimeoutError) and waited_for_a_connection(error):
+        return "TimeoutError: no free connection in the client's pool in time"
+    return f"{type(error).__name__}: {error}"
 
 
 def as_text(value: object) -> str | None:
@@ -123,10 +148,9 @@ class Reconnector:
         pause = min(left, pause * (0.5 + random.random() / 2))  # jitter
         log(
             WARNING,
-            "stream consumer %r: Redis failed (%s: %s); retrying in %.2fs (%s)",
+            "stream consumer %r: Redis failed (%s); retrying in %.2fs (%s)",
             self._consumer,
-            type(error).__name__,
-            error,
+            describe_failure(error),
             pause,
             "it never gives up"
             if math.isinf(self._give_up_after)
