@@ -158,7 +158,6 @@ class ConsumerState:
         # meanwhile, and their delivery counts (the claim may return them).
         self._settled_during_claim: dict[str, int] | None = None
         self._stopped = trio.Event()  # the reader has returned
-        self._job_ids: dict[trio_pool.Job[object], str] = {}
 
     @property
     def name(self) -> str:
@@ -203,15 +202,14 @@ class ConsumerState:
         held.error = error
         self._in_hand -= 1
         self._to_settle.append(held)
-        self._settle_wanted.unpark_all()
+        if self._settle_wanted:  # the settler waits for work
+            self._settle_wanted.unpark_all()
 
     def _forget(self, settled: Iterable[Held]) -> None:
         for held in settled:
             del self._held[held.id]
             if self._settled_during_claim is not None:
                 self._settled_during_claim[held.id] = held.deliveries
-            if held.job is not None:
-                self._job_ids.pop(held.job, None)
         self._changes += 1
         self._settled.unpark_all()
 

@@ -222,6 +222,8 @@ class ReaderMixin(ConsumerState):
             for held in taken:
                 self._judge(held, Verdict.RELEASE, "", "")
             return True
+        submit_nowait = self._pool.submit_nowait
+        job_name = self._job_name
         for held in taken:
             if held.deliveries > self._max_deliveries:
                 self._judge(
@@ -237,21 +239,23 @@ class ReaderMixin(ConsumerState):
             except PayloadError as exc:
                 self._judge(held, Verdict.DEAD, "PayloadError", str(exc))
                 continue
-            if not await self._submit(held):
+            try:  # the common case, with no coroutine per entry
+                held.job = submit_nowait(_run_job, self, held, name=job_name)
+            except trio_pool.PoolOverloaded:  # others took the room meanwhile
+                if not await self._submit(held):
+                    return False
+            except trio_pool.PoolClosed:
                 return False
         return True
 
     async def _submit(self, held: Held) -> bool:
-        pool = self._pool
+        """Submit ``held``'s job, waiting for room; False if the pool closed."""
         try:
-            try:
-                job = pool.submit_nowait(_run_job, self, held, name=self._job_name)
-            except trio_pool.PoolOverloaded:  # others took the room meanwhile
-                job = await pool.submit(_run_job, self, held, name=self._job_name)
+            held.job = await self._pool.submit(
+                _run_job, self, held, name=self._job_name
+            )
         except trio_pool.PoolClosed:
             return False
-        held.job = job
-        self._job_ids[job] = held.id
         return True
 
     def _release_unsubmitted(self) -> None:
@@ -261,18 +265,14 @@ class ReaderMixin(ConsumerState):
 
     async def _run_job(self, held: Held) -> object:
         """The job: the handler, then hand the entry to the settler."""
-        delivery = Delivery(
-            payload=held.payload,
-            id=held.id,
-            stream=self._stream,
-            deliveries=held.deliveries,
-        )
+        delivery = Delivery(held.payload, held.id, self._stream, held.deliveries)
         try:
             result = await self._handler(delivery)
         except BaseException as exc:
             self._job_ended(held, exc)
             raise
-        self._job_ended(held, None)
+        if held.verdict is None:  # (`_job_ended` of a success, inlined)
+            self._judge(held, Verdict.ACK, "", "")
         return result
 
     def _job_ended(
