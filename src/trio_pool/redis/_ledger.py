@@ -17,7 +17,7 @@ import trio_pool
 
 from ._payload import text
 from ._redis_calls import Reconnector, as_text, longest_block_ms
-from ._scripts import CLAIM, DEAD_LETTER, RENEW
+from ._scripts import ACK_AND_READ, CLAIM, DEAD_LETTER, RENEW
 from ._statistics import ConsumerStatistics
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ class ConsumerState:
         self._claim: Script[Any] = client.register_script(CLAIM)
         self._renew: Script[Any] = client.register_script(RENEW)
         self._dead_letter: Script[Any] = client.register_script(DEAD_LETTER)
+        self._ack_and_read: Script[Any] = client.register_script(ACK_AND_READ)
         # The books.
         self._held: dict[str, Held] = {}
         self._in_hand: int = 0
@@ -154,6 +155,10 @@ class ConsumerState:
         self._reader_scope = trio.CancelScope()
         self._stopping = False  # stop() was called
         self._reader_in_redis = False  # the reader waits for Redis's reply
+        # The reader acknowledges the entries whose jobs succeeded with its
+        # next read (it waits for room, which their jobs' ends make): the
+        # settler leaves them to it, for up to `ACK_RIDE_LIMIT` seconds.
+        self._acks_ride = False
         # While the reader's claim call is on its way: the entries settled
         # meanwhile, and their delivery counts (the claim may return them).
         self._settled_during_claim: dict[str, int] | None = None
@@ -202,7 +207,26 @@ class ConsumerState:
         held.error = error
         self._in_hand -= 1
         self._to_settle.append(held)
-        if self._settle_wanted:  # the settler waits for work
+        if self._settle_wanted and (  # the settler waits: does it have work?
+            verdict is not Verdict.ACK
+            or not self._acks_ride
+            or len(self._to_settle) == 1  # it starts the ride's time limit
+        ):
+            self._settle_wanted.unpark_all()
+
+    def _acks_wait_for_reader(self) -> bool:
+        """Whether everything to settle is an acknowledgement the reader
+        takes with its next read."""
+        return (
+            self._acks_ride
+            and not self._settle_closed
+            and all(held.verdict is Verdict.ACK for held in self._to_settle)
+        )
+
+    def _give_back(self, acks: list[Held]) -> None:
+        """Queue again acknowledgements the reader could not make."""
+        if acks:
+            self._to_settle.extendleft(reversed(acks))
             self._settle_wanted.unpark_all()
 
     def _forget(self, settled: Iterable[Held]) -> None:

@@ -1,6 +1,9 @@
 """The reader: takes entries (new ones with ``XREADGROUP``, and every
 ``idle_time / 2`` those idle for ``idle_time`` with ``XAUTOCLAIM``) as long as
 the pool has room, and runs each as a job that hands its entry to the settler.
+Each read of new entries first acknowledges the entries whose jobs succeeded
+meanwhile, in the same round trip (`ACK_AND_READ`); only when it finds
+nothing new does it block, in a plain ``XREADGROUP``.
 
 With no room, it waits on the pool's notification (`Pool.wait_for_room`),
 whoever fills the pool: nothing is polled.
@@ -25,7 +28,7 @@ from ._delivery import Delivery
 from ._ledger import ConsumerState, Held, Verdict, describe
 from ._payload import PayloadError, decode_fields, text
 from ._redis_calls import FIRST_ID, run_script
-from ._scripts import parse_claim
+from ._scripts import parse_claim, parse_read
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -76,6 +79,7 @@ class ReaderMixin(ConsumerState):
             try:
                 with self._reader_scope:
                     while not self._stopping:
+                        self._acks_ride = True
                         room = await self._wait_for_room()
                         now = trio.current_time()
                         if room is None:
@@ -99,6 +103,7 @@ class ReaderMixin(ConsumerState):
                             return
             finally:
                 self._reading = False
+                self._no_acks_ride()
                 self._release_unsubmitted()
                 self._stopped.set()
 
@@ -122,7 +127,61 @@ class ReaderMixin(ConsumerState):
             except trio_pool.PoolClosed:
                 return None
 
+    def _no_acks_ride(self) -> None:
+        """The reader will not read soon: the settler acknowledges."""
+        self._acks_ride = False
+        if self._to_settle:
+            self._settle_wanted.unpark_all()
+
+    def _take_acks(self) -> list[Held]:
+        """The acknowledgements queued, if nothing else is (else the settler
+        settles them all, in order)."""
+        queued = self._to_settle
+        if not queued or any(held.verdict is not Verdict.ACK for held in queued):
+            return []
+        acks = list(queued)
+        queued.clear()
+        return acks
+
     async def _read_new(self, room: int, block_ms: int) -> bool:
+        """Acknowledge what succeeded and read new entries in one round trip;
+        block in a plain read only if there were none."""
+        acks = self._take_acks()
+        arguments: list[str | bytes | int] = [self._group, self._name, room]
+        arguments += [held.id for held in acks]
+
+        async def ack_and_read() -> object:
+            try:
+                return await run_script(self._ack_and_read, [self._stream], arguments)
+            except TimeoutError:  # as in `read` below; the acks go to the settler
+                log(
+                    DEBUG,
+                    "stream consumer %r: a read timed out in the client; read again",
+                    self._name,
+                )
+                return None
+
+        try:
+            reply = await self._reader_call(ack_and_read)
+        except BaseException:
+            self._give_back(acks)
+            raise
+        if reply is None:
+            self._give_back(acks)
+            return True
+        if acks:
+            self._acked += len(acks)
+            self._forget(acks)
+        read = parse_read(reply)
+        if read:
+            self._read += len(read)
+            return await self._take([Held(id_, fields, 1) for id_, fields in read])
+        if self._stopping:
+            return True
+        self._no_acks_ride()
+        return await self._read_blocking(room, block_ms)
+
+    async def _read_blocking(self, room: int, block_ms: int) -> bool:
         async def read() -> dict[Any, tuple[StreamEntry, ...]] | None:
             try:
                 return await self._client.xreadgroup(
