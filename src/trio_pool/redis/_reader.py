@@ -153,12 +153,8 @@ class ReaderMixin(ConsumerState):
         async def ack_and_read() -> object:
             try:
                 return await run_script(self._ack_and_read, [self._stream], arguments)
-            except TimeoutError:  # as in `read` below; the acks go to the settler
-                log(
-                    DEBUG,
-                    "stream consumer %r: a read timed out in the client; read again",
-                    self._name,
-                )
+            except TimeoutError:  # the acknowledgements go to the settler
+                self._log_read_timeout()
                 return None
 
         try:
@@ -182,6 +178,9 @@ class ReaderMixin(ConsumerState):
         return await self._read_blocking(room, block_ms)
 
     async def _read_blocking(self, room: int, block_ms: int) -> bool:
+        """Wait up to ``block_ms`` for new entries (the settler acknowledges
+        meanwhile)."""
+
         async def read() -> dict[Any, tuple[StreamEntry, ...]] | None:
             try:
                 return await self._client.xreadgroup(
@@ -192,14 +191,7 @@ class ReaderMixin(ConsumerState):
                     block=block_ms,
                 )
             except TimeoutError:
-                # The client's stream_timeout ran out first (Redis slow to
-                # answer): an empty read. What Redis delivered to it, if
-                # anything, stays pending and is reclaimed after the idle time.
-                log(
-                    DEBUG,
-                    "stream consumer %r: a read timed out in the client; read again",
-                    self._name,
-                )
+                self._log_read_timeout()
                 return None
 
         reply = await self._reader_call(read)
@@ -213,6 +205,16 @@ class ReaderMixin(ConsumerState):
                 taken.append(Held(text(entry.identifier), fields, 1))
         self._read += len(taken)
         return await self._take(taken)
+
+    def _log_read_timeout(self) -> None:
+        """The client's stream_timeout ran out first (Redis slow to answer):
+        an empty read. What Redis delivered to it, if anything, stays pending
+        and is reclaimed after the idle time."""
+        log(
+            DEBUG,
+            "stream consumer %r: a read timed out in the client; read again",
+            self._name,
+        )
 
     async def _reclaim(self, cursor: str, room: int) -> str | None:
         arguments: list[str | bytes | int] = [
