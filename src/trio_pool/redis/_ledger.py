@@ -17,7 +17,7 @@ import trio_pool
 
 from ._payload import text
 from ._redis_calls import Reconnector, as_text, longest_block_ms
-from ._scripts import ACK_AND_READ, CLAIM, DEAD_LETTER, RENEW
+from ._scripts import CLAIM, DEAD_LETTER, RENEW
 from ._statistics import ConsumerStatistics
 
 if TYPE_CHECKING:
@@ -130,7 +130,6 @@ class ConsumerState:
         self._claim: Script[Any] = client.register_script(CLAIM)
         self._renew: Script[Any] = client.register_script(RENEW)
         self._dead_letter: Script[Any] = client.register_script(DEAD_LETTER)
-        self._ack_and_read: Script[Any] = client.register_script(ACK_AND_READ)
         # The books.
         self._held: dict[str, Held] = {}
         self._in_hand: int = 0

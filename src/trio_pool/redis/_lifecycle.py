@@ -17,7 +17,7 @@ from ._payload import text
 from ._reader import ReaderMixin
 from ._redis_calls import FIRST_ID, as_int, as_text, id_key
 from ._renewer import RenewerMixin
-from ._scripts import ACK_AND_READ, CLAIM, DEAD_LETTER, RENEW
+from ._scripts import CLAIM, DEAD_LETTER, RENEW
 from ._settler import SettlerMixin
 
 CreateGroup = Literal["new", "start"]
@@ -134,7 +134,7 @@ class ConsumerCore(ReaderMixin, SettlerMixin, RenewerMixin):
         """Load the scripts (no retry noise on first use); check the group, or
         create it where ``create_group`` says if it is missing."""
         with self._client.decoding(False):  # fields as the bytes they are
-            for script in (ACK_AND_READ, CLAIM, RENEW, DEAD_LETTER):
+            for script in (CLAIM, RENEW, DEAD_LETTER):
                 await self._client.script_load(script)
             first = CREATE_GROUP[create_group]
             if first is None:

@@ -2,8 +2,9 @@
 ``idle_time / 2`` those idle for ``idle_time`` with ``XAUTOCLAIM``) as long as
 the pool has room, and runs each as a job that hands its entry to the settler.
 Each read of new entries first acknowledges the entries whose jobs succeeded
-meanwhile, in the same round trip (`ACK_AND_READ`); only when it finds
-nothing new does it block, in a plain ``XREADGROUP``.
+meanwhile, in the same round trip (a pipeline: ``XACK``, then a non-blocking
+``XREADGROUP``); only when it finds nothing new does it block, in a plain
+``XREADGROUP``.
 
 With no room, it waits on the pool's notification (`Pool.wait_for_room`),
 whoever fills the pool: nothing is polled.
@@ -28,7 +29,7 @@ from ._delivery import Delivery
 from ._ledger import ConsumerState, Held, Verdict, describe
 from ._payload import PayloadError, decode_fields, text
 from ._redis_calls import FIRST_ID, run_script
-from ._scripts import parse_claim, parse_read
+from ._scripts import parse_claim
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 _Fields = tuple[tuple[bytes, bytes], ...]
+_Reply = dict[Any, tuple["StreamEntry", ...]]
 
 READ_SLICE_MS: Final = 500
 """The longest blocking read, in milliseconds: a stop waits for it to end."""
@@ -147,31 +149,39 @@ class ReaderMixin(ConsumerState):
         """Acknowledge what succeeded and read new entries in one round trip;
         block in a plain read only if there were none."""
         acks = self._take_acks()
-        arguments: list[str | bytes | int] = [self._group, self._name, room]
-        arguments += [held.id for held in acks]
+        ids = [held.id for held in acks]
+        stream, group = self._stream, self._group
 
-        async def ack_and_read() -> object:
+        async def ack_and_read() -> tuple[bool, _Reply | None]:
+            """(whether Redis answered, the entries read)."""
             try:
-                return await run_script(self._ack_and_read, [self._stream], arguments)
+                async with self._client.pipeline(transaction=False) as pipeline:
+                    if ids:
+                        pipeline.xack(stream, group, ids)
+                    read = pipeline.xreadgroup(
+                        group, self._name, {stream: ">"}, count=room
+                    )
+                    # Fields as the bytes they are: the client's decoding(False)
+                    # does not reach a pipeline's commands.
+                    read.decode = False
+                return True, await read
             except TimeoutError:  # the acknowledgements go to the settler
                 self._log_read_timeout()
-                return None
+                return False, None
 
         try:
-            reply = await self._reader_call(ack_and_read)
+            answered, reply = await self._reader_call(ack_and_read)
         except BaseException:
             self._give_back(acks)
             raise
-        if reply is None:
+        if not answered:
             self._give_back(acks)
             return True
         if acks:
             self._acked += len(acks)
             self._forget(acks)
-        read = parse_read(reply)
-        if read:
-            self._read += len(read)
-            return await self._take([Held(id_, fields, 1) for id_, fields in read])
+        if reply:
+            return await self._take_read(reply)
         if self._stopping:
             return True
         self._no_acks_ride()
@@ -181,7 +191,7 @@ class ReaderMixin(ConsumerState):
         """Wait up to ``block_ms`` for new entries (the settler acknowledges
         meanwhile)."""
 
-        async def read() -> dict[Any, tuple[StreamEntry, ...]] | None:
+        async def read() -> _Reply | None:
             try:
                 return await self._client.xreadgroup(
                     self._group,
@@ -197,6 +207,10 @@ class ReaderMixin(ConsumerState):
         reply = await self._reader_call(read)
         if not reply:
             return True
+        return await self._take_read(reply)
+
+    async def _take_read(self, reply: _Reply) -> bool:
+        """`_take` the entries of an ``XREADGROUP`` reply (bytes)."""
         taken: list[Held] = []
         for entries in reply.values():
             for entry in entries:

@@ -2,9 +2,6 @@
 
 Each script is one round trip and runs atomically in Redis:
 
-* `ACK_AND_READ`: ``XACK`` of the entries whose jobs succeeded, then a
-  non-blocking ``XREADGROUP`` of new entries: the reader's one round trip per
-  batch, acknowledging the previous batch on its way;
 * `CLAIM`: ``XAUTOCLAIM`` plus each claimed entry's delivery count (which
   ``XAUTOCLAIM`` increments but does not return);
 * `RENEW`: resets the idle time of the entries this consumer still owns
@@ -23,21 +20,6 @@ from typing import Final
 import attrs
 
 from ._payload import raw, text
-
-ACK_AND_READ: Final = """
-for i = 4, #ARGV, 1000 do
-  redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
-end
-local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
-                         'STREAMS', KEYS[1], '>')
-if not reply then
-  return {}
-end
-return reply[1][2]
-"""
-"""KEYS: stream. ARGV: group, consumer, count, then the ids to acknowledge
-(in chunks: Lua's ``unpack`` takes a few thousand at most). Returns the new
-entries read, ``{{id, {field, value, ...}}, ...}``, never waiting for any."""
 
 CLAIM: Final = """
 local reply = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
@@ -212,30 +194,6 @@ def _pairs(flat: object) -> tuple[tuple[bytes, bytes], ...]:
     return tuple(
         (_raw(items[i]), _raw(items[i + 1])) for i in range(0, len(items) - 1, 2)
     )
-
-
-def parse_read(reply: object) -> list[tuple[str, tuple[tuple[bytes, bytes], ...]]]:
-    """(id, field pairs) of each entry `ACK_AND_READ` read.
-
-    Raises:
-        TypeError: the reply is not of the expected shape.
-    """
-    read: list[tuple[str, tuple[tuple[bytes, bytes], ...]]] = []
-    for entry in _items(reply):
-        identifier, flat = _items(entry)
-        if isinstance(identifier, bytes) and isinstance(flat, list):
-            # A client that does not decode replies (the consumer's reads):
-            # every value is bytes already.
-            fields: list[bytes] = flat  # pyright: ignore[reportUnknownVariableType]
-            read.append(
-                (
-                    identifier.decode(),
-                    tuple(zip(fields[::2], fields[1::2], strict=False)),
-                )
-            )
-        else:
-            read.append((_text(identifier), _pairs(flat)))
-    return read
 
 
 def parse_claim(reply: object) -> tuple[str, list[Claimed]]:

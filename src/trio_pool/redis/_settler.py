@@ -19,7 +19,7 @@ from ._redis_calls import run_script
 
 ACK_RIDE_LIMIT: Final = 0.05
 """Seconds the settler leaves acknowledgements to the reader's next read
-(`ACK_AND_READ`: one round trip for both) before it sends them itself (the
+(one round trip for both) before it sends them itself (the
 reader waits for room that others' jobs took)."""
 LOST_REPLY_MARGIN_MS: Final = 60_000
 """How much further back than its first call a retried dead letter looks for
