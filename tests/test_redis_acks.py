@@ -1,10 +1,11 @@
 """Where the stream consumer's acknowledgements go (a real redis-server).
 
 The reader acknowledges the entries whose jobs succeeded with its next read,
-in one round trip (`ACK_AND_READ`); the settler sends them itself when the
-reader cannot read soon (others took the pool's room). Real network IO needs
-the real clock: the tests wait on events or on Redis, under `trio.fail_after`
-(a safety net), and assert only what holds on a busy machine.
+in one round trip (a pipeline: ``XACK``, then ``XREADGROUP``); the settler
+sends them itself when the reader cannot read soon (others took the pool's
+room). Real network IO needs the real clock: the tests wait on events or on
+Redis, under `trio.fail_after` (a safety net), and assert only what holds on
+a busy machine.
 """
 
 from __future__ import annotations
