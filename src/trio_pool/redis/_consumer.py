@@ -7,9 +7,11 @@ Three tasks in the consumer's nursery, and the handler's jobs in the pool:
   (a crashed consumer's, or failed ones due for a retry). It never takes more
   than the pool has room for, and waits for room before it reads again;
 * each job runs the handler, then hands its entry to the settler;
-* the settler acknowledges the entries whose job succeeded (in batches: all
-  that ended while the previous ``XACK`` was on its way), dead-letters those
-  whose last allowed delivery failed, and leaves the other failures pending;
+* the reader's next read acknowledges the entries whose job succeeded, in
+  the same round trip; the settler acknowledges them when the reader cannot
+  read soon (in batches: all that ended while the previous ``XACK`` was on
+  its way), dead-letters those whose last allowed delivery failed, and leaves
+  the other failures pending;
 * the renewer resets the idle time of the entries in hand every
   ``idle_time / 3`` seconds, so that no consumer reclaims an entry whose job
   is merely long or queued, and reads the group's pending count and lag.

@@ -154,11 +154,14 @@ class ConsumerState:
         self._reader_scope = trio.CancelScope()
         self._stopping = False  # stop() was called
         self._reader_in_redis = False  # the reader waits for Redis's reply
+        # The reader acknowledges the entries whose jobs succeeded with its
+        # next read (it waits for room, which their jobs' ends make): the
+        # settler leaves them to it, for up to `ACK_RIDE_LIMIT` seconds.
+        self._acks_ride = False
         # While the reader's claim call is on its way: the entries settled
         # meanwhile, and their delivery counts (the claim may return them).
         self._settled_during_claim: dict[str, int] | None = None
         self._stopped = trio.Event()  # the reader has returned
-        self._job_ids: dict[trio_pool.Job[object], str] = {}
 
     @property
     def name(self) -> str:
@@ -203,15 +206,33 @@ class ConsumerState:
         held.error = error
         self._in_hand -= 1
         self._to_settle.append(held)
-        self._settle_wanted.unpark_all()
+        if self._settle_wanted and (  # the settler waits: does it have work?
+            verdict is not Verdict.ACK
+            or not self._acks_ride
+            or len(self._to_settle) == 1  # it starts the ride's time limit
+        ):
+            self._settle_wanted.unpark_all()
+
+    def _acks_wait_for_reader(self) -> bool:
+        """Whether everything to settle is an acknowledgement the reader
+        takes with its next read."""
+        return (
+            self._acks_ride
+            and not self._settle_closed
+            and all(held.verdict is Verdict.ACK for held in self._to_settle)
+        )
+
+    def _give_back(self, acks: list[Held]) -> None:
+        """Queue again acknowledgements the reader could not make."""
+        if acks:
+            self._to_settle.extendleft(reversed(acks))
+            self._settle_wanted.unpark_all()
 
     def _forget(self, settled: Iterable[Held]) -> None:
         for held in settled:
             del self._held[held.id]
             if self._settled_during_claim is not None:
                 self._settled_during_claim[held.id] = held.deliveries
-            if held.job is not None:
-                self._job_ids.pop(held.job, None)
         self._changes += 1
         self._settled.unpark_all()
 

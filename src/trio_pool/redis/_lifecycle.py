@@ -88,16 +88,15 @@ class ConsumerCore(ReaderMixin, SettlerMixin, RenewerMixin):
 
     async def _wait_jobs(self) -> None:
         """Wait until every job in hand has ended (cancelled queued ones too)."""
-        jobs = [
-            held.job
+        in_hand = {
+            held.job: held
             for held in self._held.values()
             if held.verdict is None and held.job is not None
-        ]
-        async with trio_pool.as_completed(jobs) as finished:
+        }
+        async with trio_pool.as_completed(in_hand) as finished:
             async for job in finished:
-                identifier = self._job_ids.get(job)
-                held = None if identifier is None else self._held.get(identifier)
-                if held is not None and held.verdict is None:
+                held = in_hand[job]
+                if held.verdict is None:
                     # It never ran (cancelled while queued): its wrapper
                     # never called _job_ended.
                     self._job_ended(held, None, ran=False)

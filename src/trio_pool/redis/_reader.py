@@ -1,6 +1,10 @@
 """The reader: takes entries (new ones with ``XREADGROUP``, and every
 ``idle_time / 2`` those idle for ``idle_time`` with ``XAUTOCLAIM``) as long as
 the pool has room, and runs each as a job that hands its entry to the settler.
+Each read of new entries first acknowledges the entries whose jobs succeeded
+meanwhile, in the same round trip (a pipeline: ``XACK``, then a non-blocking
+``XREADGROUP``); only when it finds nothing new does it block, in a plain
+``XREADGROUP``.
 
 With no room, it waits on the pool's notification (`Pool.wait_for_room`),
 whoever fills the pool: nothing is polled.
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 _Fields = tuple[tuple[bytes, bytes], ...]
+_Reply = dict[Any, tuple["StreamEntry", ...]]
 
 READ_SLICE_MS: Final = 500
 """The longest blocking read, in milliseconds: a stop waits for it to end."""
@@ -76,6 +81,7 @@ class ReaderMixin(ConsumerState):
             try:
                 with self._reader_scope:
                     while not self._stopping:
+                        self._acks_ride = True
                         room = await self._wait_for_room()
                         now = trio.current_time()
                         if room is None:
@@ -99,6 +105,7 @@ class ReaderMixin(ConsumerState):
                             return
             finally:
                 self._reading = False
+                self._no_acks_ride()
                 self._release_unsubmitted()
                 self._stopped.set()
 
@@ -122,8 +129,69 @@ class ReaderMixin(ConsumerState):
             except trio_pool.PoolClosed:
                 return None
 
+    def _no_acks_ride(self) -> None:
+        """The reader will not read soon: the settler acknowledges."""
+        self._acks_ride = False
+        if self._to_settle:
+            self._settle_wanted.unpark_all()
+
+    def _take_acks(self) -> list[Held]:
+        """The acknowledgements queued, if nothing else is (else the settler
+        settles them all, in order)."""
+        queued = self._to_settle
+        if not queued or any(held.verdict is not Verdict.ACK for held in queued):
+            return []
+        acks = list(queued)
+        queued.clear()
+        return acks
+
     async def _read_new(self, room: int, block_ms: int) -> bool:
-        async def read() -> dict[Any, tuple[StreamEntry, ...]] | None:
+        """Acknowledge what succeeded and read new entries in one round trip;
+        block in a plain read only if there were none."""
+        acks = self._take_acks()
+        ids = [held.id for held in acks]
+        stream, group = self._stream, self._group
+
+        async def ack_and_read() -> tuple[bool, _Reply | None]:
+            """(whether Redis answered, the entries read)."""
+            try:
+                async with self._client.pipeline(transaction=False) as pipeline:
+                    if ids:
+                        pipeline.xack(stream, group, ids)
+                    read = pipeline.xreadgroup(
+                        group, self._name, {stream: ">"}, count=room
+                    )
+                    # Fields as the bytes they are: the client's decoding(False)
+                    # does not reach a pipeline's commands.
+                    read.decode = False
+                return True, await read
+            except TimeoutError as error:  # the acknowledgements go to the settler
+                self._read_timed_out(error)
+                return False, None
+
+        try:
+            answered, reply = await self._reader_call(ack_and_read)
+        except BaseException:
+            self._give_back(acks)
+            raise
+        if not answered:
+            self._give_back(acks)
+            return True
+        if acks:
+            self._acked += len(acks)
+            self._forget(acks)
+        if reply:
+            return await self._take_read(reply)
+        if self._stopping:
+            return True
+        self._no_acks_ride()
+        return await self._read_blocking(room, block_ms)
+
+    async def _read_blocking(self, room: int, block_ms: int) -> bool:
+        """Wait up to ``block_ms`` for new entries (the settler acknowledges
+        meanwhile)."""
+
+        async def read() -> _Reply | None:
             try:
                 return await self._client.xreadgroup(
                     self._group,
@@ -133,21 +201,16 @@ class ReaderMixin(ConsumerState):
                     block=block_ms,
                 )
             except TimeoutError as error:
-                if waited_for_a_connection(error):
-                    raise  # no free slot in the client: retried, counted as an outage
-                # The client's stream_timeout ran out first (Redis slow to
-                # answer): an empty read. What Redis delivered to it, if
-                # anything, stays pending and is reclaimed after the idle time.
-                log(
-                    DEBUG,
-                    "stream consumer %r: a read timed out in the client; read again",
-                    self._name,
-                )
+                self._read_timed_out(error)
                 return None
 
         reply = await self._reader_call(read)
         if not reply:
             return True
+        return await self._take_read(reply)
+
+    async def _take_read(self, reply: _Reply) -> bool:
+        """`_take` the entries of an ``XREADGROUP`` reply (bytes)."""
         taken: list[Held] = []
         for entries in reply.values():
             for entry in entries:
@@ -156,6 +219,20 @@ class ReaderMixin(ConsumerState):
                 taken.append(Held(text(entry.identifier), fields, 1))
         self._read += len(taken)
         return await self._take(taken)
+
+    def _read_timed_out(self, error: TimeoutError) -> None:
+        """A read timed out in the client. If no slot of the client's pool
+        came free in time, re-raise ``error``: retried, and counted as an
+        outage. Else the client's stream_timeout ran out first (Redis slow to
+        answer): an empty read; what Redis delivered to it, if anything,
+        stays pending and is reclaimed after the idle time."""
+        if waited_for_a_connection(error):
+            raise error
+        log(
+            DEBUG,
+            "stream consumer %r: a read timed out in the client; read again",
+            self._name,
+        )
 
     async def _reclaim(self, cursor: str, room: int) -> str | None:
         arguments: list[str | bytes | int] = [
@@ -224,6 +301,8 @@ class ReaderMixin(ConsumerState):
             for held in taken:
                 self._judge(held, Verdict.RELEASE, "", "")
             return True
+        submit_nowait = self._pool.submit_nowait
+        job_name = self._job_name
         for held in taken:
             if held.deliveries > self._max_deliveries:
                 self._judge(
@@ -239,21 +318,23 @@ class ReaderMixin(ConsumerState):
             except PayloadError as exc:
                 self._judge(held, Verdict.DEAD, "PayloadError", str(exc))
                 continue
-            if not await self._submit(held):
+            try:  # the common case, with no coroutine per entry
+                held.job = submit_nowait(_run_job, self, held, name=job_name)
+            except trio_pool.PoolOverloaded:  # others took the room meanwhile
+                if not await self._submit(held):
+                    return False
+            except trio_pool.PoolClosed:
                 return False
         return True
 
     async def _submit(self, held: Held) -> bool:
-        pool = self._pool
+        """Submit ``held``'s job, waiting for room; False if the pool closed."""
         try:
-            try:
-                job = pool.submit_nowait(_run_job, self, held, name=self._job_name)
-            except trio_pool.PoolOverloaded:  # others took the room meanwhile
-                job = await pool.submit(_run_job, self, held, name=self._job_name)
+            held.job = await self._pool.submit(
+                _run_job, self, held, name=self._job_name
+            )
         except trio_pool.PoolClosed:
             return False
-        held.job = job
-        self._job_ids[job] = held.id
         return True
 
     def _release_unsubmitted(self) -> None:
@@ -263,18 +344,14 @@ class ReaderMixin(ConsumerState):
 
     async def _run_job(self, held: Held) -> object:
         """The job: the handler, then hand the entry to the settler."""
-        delivery = Delivery(
-            payload=held.payload,
-            id=held.id,
-            stream=self._stream,
-            deliveries=held.deliveries,
-        )
+        delivery = Delivery(held.payload, held.id, self._stream, held.deliveries)
         try:
             result = await self._handler(delivery)
         except BaseException as exc:
             self._job_ended(held, exc)
             raise
-        self._job_ended(held, None)
+        if held.verdict is None:  # (`_job_ended` of a success, inlined)
+            self._judge(held, Verdict.ACK, "", "")
         return result
 
     def _job_ended(

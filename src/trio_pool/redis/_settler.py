@@ -1,6 +1,7 @@
 """The settler: acknowledges the entries whose job succeeded (in batches: all
-that ended while the previous ``XACK`` was on its way), dead-letters those
-whose last allowed delivery failed, and leaves the other failures pending."""
+that ended while the previous ``XACK`` was on its way) unless the reader takes
+them with its next read (`ACK_RIDE_LIMIT`), dead-letters those whose last
+allowed delivery failed, and leaves the other failures pending."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from ._delivery import dead_letter_fields
 from ._ledger import ConsumerState, Held, Verdict
 from ._redis_calls import run_script
 
+ACK_RIDE_LIMIT: Final = 0.05
+"""Seconds the settler leaves acknowledgements to the reader's next read
+(one round trip for both) before it sends them itself (the
+reader waits for room that others' jobs took)."""
 LOST_REPLY_MARGIN_MS: Final = 60_000
 """How much further back than its first call a retried dead letter looks for
 its own work (a call whose reply was lost): the clocks of Redis and of the
@@ -32,14 +37,27 @@ class SettlerMixin(ConsumerState):
             try:
                 with self._settler_scope:  # cancelled by a shutdown out of time
                     while True:
-                        while not self._to_settle:
-                            if self._settle_closed:
-                                return
-                            await self._settle_wanted.park()
+                        await self._wait_for_work()
+                        if not self._to_settle:  # closed
+                            return
                         await self._settle_some()
             finally:
                 self._settler_running = False
                 self._settled.unpark_all()
+
+    async def _wait_for_work(self) -> None:
+        """Wait until there is something to settle (or nothing, closed) that
+        the reader does not take with its next read in time."""
+        while not self._to_settle or self._acks_wait_for_reader():
+            if not self._to_settle:
+                if self._settle_closed:
+                    return
+                await self._settle_wanted.park()
+                continue
+            with trio.move_on_after(ACK_RIDE_LIMIT) as ride:
+                await self._settle_wanted.park()
+            if ride.cancelled_caught and self._to_settle:  # it did not read
+                return
 
     async def _settle_some(self) -> None:
         """Settle every entry queued now; put back those it could not."""
