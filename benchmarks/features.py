@@ -169,37 +169,38 @@ def bytecodes_by_module(n: int) -> dict[str, dict[str, float]]:
     Returns ``{workload: {module file name: bytecodes per job}}``, every
     module of the package listed, zero or not.
     """
+    return {workload: _bytecodes_of(workload, n) for workload in ("submit", "map")}
+
+
+def _bytecodes_of(workload: str, n: int) -> dict[str, float]:
+    """`bytecodes_by_module` of one workload."""
     package = Path(trio_pool.__file__).parent
-    modules = sorted(path.name for path in package.glob("*.py"))
-    results: dict[str, dict[str, float]] = {}
-    for workload in ("submit", "map"):
-        seen: dict[str, int] = dict.fromkeys(modules, 0)
+    seen = dict.fromkeys(sorted(path.name for path in package.glob("*.py")), 0)
 
-        def trace(frame: Any, event: str, arg: Any) -> Any:
-            filename = frame.f_code.co_filename
-            if not filename.startswith(str(package)) or "/redis/" in filename:
-                return None
-            if event == "call":
-                frame.f_trace_opcodes = True
-                frame.f_trace_lines = False
-            elif event == "opcode":
-                seen[Path(filename).name] += 1
-            return trace
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(str(package)) or "/redis/" in filename:
+            return None
+        if event == "call":
+            frame.f_trace_opcodes = True
+            frame.f_trace_lines = False
+        elif event == "opcode":
+            seen[Path(filename).name] += 1
+        return trace
 
-        async def main() -> None:
-            async with trio_pool.open_pool(WORKERS, telemetry=False) as pool:
-                sys.settrace(trace)
-                try:
-                    if workload == "map":
-                        await _map_all(pool, n, None)
-                    else:
-                        await _submit_all(pool, n, None, False)
-                finally:
-                    sys.settrace(None)
+    async def main() -> None:
+        async with trio_pool.open_pool(WORKERS, telemetry=False) as pool:
+            sys.settrace(trace)
+            try:
+                if workload == "map":
+                    await _map_all(pool, n, None)
+                else:
+                    await _submit_all(pool, n, None, False)
+            finally:
+                sys.settrace(None)
 
-        trio.run(main)
-        results[workload] = {name: count / n for name, count in seen.items()}
-    return results
+    trio.run(main)
+    return {name: count / n for name, count in seen.items()}
 
 
 def unused_table(n: int) -> list[str]:
