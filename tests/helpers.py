@@ -1,12 +1,34 @@
-"""Assertions shared by the tests."""
+"""Assertions shared by the tests, and the tests' one window into the core.
+
+`books` and `check_invariants` are how a test reads the pool's internal
+state: a snapshot of every book (``trio_pool._books.Books``) and the
+invariant check that the state machine runs after every step. Tests use
+these rather than reach into the pool's private fields.
+"""
 
 # pyright: reportPrivateUsage=false
+# (this module is the documented window: the tests read ``Pool._core`` here)
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import trio
 
 import trio_pool
+
+if TYPE_CHECKING:
+    from trio_pool._books import Books
+
+
+def books(pool: trio_pool.Pool) -> Books:
+    """A snapshot of the pool's books (queue, workers, waiters, keys...)."""
+    return pool._core.books()
+
+
+def check_invariants(pool: trio_pool.Pool) -> None:
+    """Assert every invariant of the pool's books (AssertionError if not)."""
+    pool._core.check_invariants()
 
 
 def assert_balanced(pool: trio_pool.Pool) -> None:
@@ -15,23 +37,23 @@ def assert_balanced(pool: trio_pool.Pool) -> None:
     assert s.submitted == (
         s.queued + s.running + s.succeeded + s.failed + s.timed_out + s.cancelled
     ), s
-    pool._core.check_invariants()
+    check_invariants(pool)
 
 
 def assert_no_bookkeeping(pool: trio_pool.Pool) -> None:
     """Nothing is left in the pool's internal structures (after it stopped)."""
     assert_balanced(pool)
-    books = pool._core.books()
+    snapshot = books(pool)
     stats = pool.statistics()
     assert (stats.queued, stats.running) == (0, 0), stats
-    assert books.backlog == 0
-    assert not books.idle
-    assert not books.waiting_jobs
-    assert not books.drain_parked
-    assert not books.workers
-    assert books.running == 0
-    assert books.waking == 0
-    assert books.starting == 0
+    assert snapshot.backlog == 0
+    assert not snapshot.idle
+    assert not snapshot.waiting_jobs
+    assert not snapshot.drain_parked
+    assert not snapshot.workers
+    assert snapshot.running == 0
+    assert snapshot.waking == 0
+    assert snapshot.starting == 0
 
 
 async def sleep_and_return(seconds: float, value: object = None) -> object:

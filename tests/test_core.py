@@ -33,7 +33,7 @@ from trio_pool import _checks, _core, _waiters
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
-from .helpers import assert_balanced, assert_no_bookkeeping
+from .helpers import assert_balanced, assert_no_bookkeeping, books, check_invariants
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ async def test_cancel_a_job_handed_to_a_woken_worker(
     async with trio_pool.open_pool(2, capacity=1) as pool:
         await trio.testing.wait_all_tasks_blocked()
         job = pool.submit_nowait(nap, 1)  # handed to an idle worker, not run
-        assert pool._core.books().waking == 1
+        assert books(pool).waking == 1
         job.cancel()
         assert job.state is trio_pool.JobState.CANCELLED
         assert_balanced(pool)
@@ -266,8 +266,8 @@ async def test_leaving_a_map_whose_feeder_waits_for_room_cancels_only_its_jobs(
         async with pool.map(nap, [1, 2, 3], ordered=ordered):
             for _ in range(steps):
                 await step()
-                pool._core.check_invariants()
-        pool._core.check_invariants()
+                check_invariants(pool)
+        check_invariants(pool)
         assert not queued.done  # someone else's job: untouched
         assert_balanced(pool)
         running.cancel()
@@ -314,13 +314,13 @@ async def test_resize_down_at_every_step_no_start_above_the_new_maximum(
             pool.submit_nowait(job, pool)
         for _ in range(steps):
             await step()
-            pool._core.check_invariants()
+            check_invariants(pool)
         pool.resize(1)
         resized = True
-        pool._core.check_invariants()
+        check_invariants(pool)
         for _ in range(20):
             await step()
-            pool._core.check_invariants()
+            check_invariants(pool)
     after = [(running, limit) for late, running, limit in starts if late]
     assert all(running <= limit for running, limit in after), starts
     assert len(starts) == 4 + capacity
@@ -585,18 +585,18 @@ async def test_room_counts_only_starting_workers_that_will_take_a_job(
             extra.cancel()  # the workers started for them are still starting
         for _ in range(steps):
             await step()
-            pool._core.check_invariants()
+            check_invariants(pool)
         pool.resize(1, max_workers=1)
-        pool._core.check_invariants()
+        check_invariants(pool)
         accepted: list[trio_pool.Job[float]] = []
         for _ in range(3):
             with contextlib.suppress(trio_pool.PoolOverloaded):
                 accepted.append(pool.submit_nowait(nap, 1))
-            pool._core.check_invariants()
+            check_invariants(pool)
         assert len(accepted) <= capacity
         for _ in range(12):
             await step()
-            pool._core.check_invariants()
+            check_invariants(pool)
         blocker.cancel()
     assert all(job.state is trio_pool.JobState.SUCCEEDED for job in accepted)
     assert_no_bookkeeping(pool)
@@ -666,8 +666,8 @@ async def test_reading_a_done_job_from_another_run_is_refused(
             pool.submit_nowait(boom),
         ]
         await trio.sleep(2)
-        core = pool._core
-        before = (core.books().since_yield, core.books().unretrieved)
+        snapshot = books(pool)
+        before = (snapshot.since_yield, snapshot.unretrieved)
 
         def in_another_run(job: trio_pool.Job[Any], method: str) -> None:
             async def main() -> None:
@@ -680,7 +680,8 @@ async def test_reading_a_done_job_from_another_run_is_refused(
             for method in ("wait", "result"):
                 with pytest.raises(RuntimeError, match="another Trio run"):
                     await trio.to_thread.run_sync(in_another_run, job, method)
-        assert (core.books().since_yield, core.books().unretrieved) == before
+        snapshot = books(pool)
+        assert (snapshot.since_yield, snapshot.unretrieved) == before
         await done[1].wait()
 
 

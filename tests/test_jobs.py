@@ -1,8 +1,6 @@
 # pyright: reportPossiblyUnboundVariable=false
 """The Job handle, failure isolation and time limits."""
 
-# pyright: reportPrivateUsage=false
-
 from __future__ import annotations
 
 import functools
@@ -19,7 +17,7 @@ import trio.testing
 
 import trio_pool
 
-from .helpers import assert_balanced, sleep_and_return
+from .helpers import assert_balanced, books, sleep_and_return
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
@@ -127,7 +125,7 @@ async def test_cancelling_many_queued_jobs_sweeps_tombstones(
         jobs = [await pool.submit(sleep_and_return, 1) for _ in range(500)]
         for job in jobs[:-1]:
             job.cancel()
-        assert pool._core.books().queue_length < 100  # the cancelled ones were swept
+        assert books(pool).queue_length < 100  # the cancelled ones were swept
         assert pool.statistics().queued == 1
         assert await jobs[-1].result() is None
         assert trio.current_time() == 6

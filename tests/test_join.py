@@ -11,7 +11,7 @@ import trio.testing
 
 import trio_pool
 
-from .helpers import assert_balanced, sleep_and_return
+from .helpers import assert_balanced, books, check_invariants, sleep_and_return
 
 
 async def fail() -> None:
@@ -71,7 +71,7 @@ async def test_a_cancelled_join_leaves_the_jobs_alone(
         with trio.move_on_after(3):
             await pool.join()
         assert not job.done
-        assert pool._core.books().draining == 0  # pyright: ignore[reportPrivateUsage]
+        assert books(pool).draining == 0
         assert_balanced(pool)
         assert await job.result() == "done"
 
@@ -124,7 +124,7 @@ async def test_join_returns_only_when_nothing_is_left_whatever_happens(
         ]
         for _ in range(steps):
             await trio.lowlevel.cancel_shielded_checkpoint()
-            pool._core.check_invariants()  # pyright: ignore[reportPrivateUsage]
+            check_invariants(pool)
         jobs[steps % len(jobs)].cancel()
         await pool.join()
         assert all(job.done for job in jobs)

@@ -1,6 +1,6 @@
 """Per-key limits: at most N jobs of a key at once, no head-of-line blocking."""
 
-# pyright: reportPrivateUsage=false, reportPossiblyUnboundVariable=false
+# pyright: reportPossiblyUnboundVariable=false
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import trio.testing
 
 import trio_pool
 
-from .helpers import assert_balanced, assert_no_bookkeeping, sleep_and_return
+from .helpers import assert_balanced, assert_no_bookkeeping, books, sleep_and_return
 
 
 def starts(jobs: list[trio_pool.Job[object]]) -> list[float | None]:
@@ -53,15 +53,18 @@ async def test_an_idle_key_leaves_nothing_behind(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     async with trio_pool.open_pool(4, capacity=16, per_key_limit=1) as pool:
-        core = pool._core
         most = 0
         for n in range(20_000):
             await pool.submit(trio.sleep, 0.001, key=f"host-{n}")
-            most = max(most, len(core.books().key_active))
+            most = max(most, len(books(pool).key_active))
         await pool.join()
         assert most <= 4 + 16
-        books = core.books()
-        assert (books.key_active, books.key_waiting, books.held) == ({}, {}, 0)
+        snapshot = books(pool)
+        assert (snapshot.key_active, snapshot.key_waiting, snapshot.held) == (
+            {},
+            {},
+            0,
+        )
         stats = pool.statistics()
         assert (stats.waiting_for_key, stats.active_keys) == (0, 0)
 
@@ -97,7 +100,7 @@ async def test_cancelling_a_job_that_waits_for_its_key(
         await pool.join()
         assert last.started_at == 0
         assert_balanced(pool)
-        assert pool._core.books().key_active == {}
+        assert books(pool).key_active == {}
 
 
 async def test_a_key_s_next_job_goes_to_an_idle_worker_when_one_is_cancelled(
@@ -153,8 +156,8 @@ async def test_shutdown_past_its_grace_cancels_jobs_waiting_for_their_key(
         await pool.shutdown(grace_period=1.5)
     assert [job.state.value for job in jobs] == ["succeeded", "cancelled", "cancelled"]
     assert_no_bookkeeping(pool)
-    books = pool._core.books()
-    assert (books.key_active, books.key_waiting) == ({}, {})
+    snapshot = books(pool)
+    assert (snapshot.key_active, snapshot.key_waiting) == ({}, {})
 
 
 async def test_an_error_in_the_body_cancels_jobs_waiting_for_their_key(

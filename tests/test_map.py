@@ -1,8 +1,6 @@
 """pool.map: order, completion order, async sources, endless sources, failures,
 cancellation of the consumer, and the bound on items pulled ahead."""
 
-# pyright: reportPrivateUsage=false
-
 from __future__ import annotations
 
 import itertools
@@ -14,6 +12,8 @@ import pytest
 import trio
 
 import trio_pool
+
+from .helpers import books
 
 
 async def slow_square(n: int) -> int:
@@ -44,10 +44,10 @@ def assert_idle(pool: trio_pool.Pool) -> None:
     assert stats.submitted == stats.succeeded + stats.failed + stats.cancelled + (
         stats.timed_out
     )
-    books = pool._core.books()
-    assert books.backlog == 0
-    assert not books.waiting_jobs
-    assert not books.drain_parked
+    snapshot = books(pool)
+    assert snapshot.backlog == 0
+    assert not snapshot.waiting_jobs
+    assert not snapshot.drain_parked
 
 
 async def test_ordered_results_follow_the_input(autojump_clock: trio.abc.Clock) -> None:

@@ -1,7 +1,5 @@
 """`Pool.map(..., key=fn)`: per-key limits for a map's items."""
 
-# pyright: reportPrivateUsage=false
-
 from __future__ import annotations
 
 from typing import Any

@@ -1,6 +1,6 @@
 """Rate limits: job starts paced by a token bucket, exact under MockClock."""
 
-# pyright: reportPrivateUsage=false, reportPossiblyUnboundVariable=false
+# pyright: reportPossiblyUnboundVariable=false
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import trio.testing
 import trio_pool
 from trio_pool._checks import MAX_BURST, MIN_RATE
 
-from .helpers import assert_balanced, assert_no_bookkeeping, sleep_and_return
+from .helpers import assert_balanced, assert_no_bookkeeping, books, sleep_and_return
 
 
 async def test_starts_follow_the_rate_after_a_burst(
@@ -224,7 +224,7 @@ async def test_rate_tokens_are_reported_to_opentelemetry(
 async def test_a_pool_without_a_rate_reports_no_tokens() -> None:
     async with trio_pool.open_pool(1) as pool:
         assert pool.statistics().rate_tokens is None
-        assert pool._core.books().rate_next_at is None
+        assert books(pool).rate_next_at is None
 
 
 @pytest.mark.parametrize(

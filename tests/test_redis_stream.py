@@ -45,6 +45,7 @@ from trio_pool.redis import (
     open_stream_consumer,
 )
 
+from .helpers import books
 from .redis_server import RedisServer
 
 IDLE = 0.05
@@ -232,10 +233,10 @@ async def test_a_pool_full_of_other_jobs_gets_no_entries(
         async with consume(pool, client, stream, handler) as consumer:
             # The reader waits on the pool's notification, not by polling.
             with trio.fail_after(LIMIT):
-                while pool._core.books().watching != 1:  # pyright: ignore[reportPrivateUsage]
+                while books(pool).watching != 1:
                     await trio.testing.wait_all_tasks_blocked(0.01)
             await trio.sleep(0.2)  # nothing happens meanwhile
-            assert pool._core.books().watching == 1  # pyright: ignore[reportPrivateUsage]
+            assert books(pool).watching == 1
             assert consumer.statistics().read == 0
             release.set()
             with trio.fail_after(LIMIT):

@@ -1,6 +1,6 @@
 """Shedding by the caller's deadline: refuse at once what could not finish."""
 
-# pyright: reportPrivateUsage=false, reportPossiblyUnboundVariable=false
+# pyright: reportPossiblyUnboundVariable=false
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import trio.testing
 
 import trio_pool
 
-from .helpers import assert_balanced, sleep_and_return
+from .helpers import assert_balanced, books, sleep_and_return
 
 
 async def measured_pool_at_one_second(
@@ -86,7 +86,7 @@ async def test_before_any_job_has_finished_nothing_is_shed(
 
 
 def measuring(pool: trio_pool.Pool) -> bool:
-    return pool._core.books().timed
+    return books(pool).timed
 
 
 async def test_shed_per_submit_on_a_pool_that_did_not_measure(
@@ -222,7 +222,7 @@ async def test_measuring_begins_while_jobs_run(
         assert await new.result() == "new"
         assert running.run_duration is None  # not measured
         assert new.run_duration == 1
-        assert pool._core.books().mean_run == 1
+        assert books(pool).mean_run == 1
         assert_balanced(pool)
 
 

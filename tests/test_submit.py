@@ -16,7 +16,7 @@ from trio._core import _run as trio_run
 import trio_pool
 from trio_pool import _core
 
-from .helpers import assert_balanced, assert_no_bookkeeping, sleep_and_return
+from .helpers import assert_balanced, assert_no_bookkeeping, books, sleep_and_return
 
 
 async def test_submit_waits_for_room_in_fifo_order(
@@ -52,7 +52,7 @@ async def test_cancelled_waiting_submit_leaves_nothing_behind(
         assert scope.cancelled_caught
         stats = pool.statistics()
         assert (stats.submitted, stats.waiting_submitters, stats.rejected) == (1, 0, 0)
-        assert not pool._core.books().waiting_jobs
+        assert not books(pool).waiting_jobs
     assert_no_bookkeeping(pool)
 
 

@@ -1,7 +1,5 @@
 """OpenTelemetry through the real SDK: spans, parents, baggage, metrics, logs."""
 
-# pyright: reportPrivateUsage=false
-
 from __future__ import annotations
 
 import logging
@@ -26,6 +24,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanKind, StatusCode
 
 import trio_pool
 from trio_pool._telemetry import SCHEMA_URL
+
+from .helpers import books
 
 
 class Telemetry:
@@ -364,7 +364,7 @@ async def test_telemetry_false_emits_nothing(
         await pool.run(work, 1)
         with otel.tracer.start_as_current_span("outer"):
             await pool.run(work, 1)
-        assert not pool._core.books().telemetry
+        assert not books(pool).telemetry
     assert [s.name for s in otel.spans.get_finished_spans()] == ["outer"]
     data = otel.reader.get_metrics_data()
     assert data is None or all(
@@ -376,7 +376,7 @@ async def test_telemetry_false_emits_nothing(
 
 async def test_api_defaults_cost_nothing() -> None:
     async with trio_pool.open_pool(1) as pool:  # no SDK configured globally
-        assert not pool._core.books().telemetry
+        assert not books(pool).telemetry
         assert await pool.run(work, 0) == "done"
 
 

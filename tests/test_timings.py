@@ -1,7 +1,5 @@
 """Job timings: submitted, started and finished on Trio's clock."""
 
-# pyright: reportPrivateUsage=false
-
 from __future__ import annotations
 
 from typing import Any
@@ -15,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import trio_pool
 
-from .helpers import assert_balanced, sleep_and_return
+from .helpers import assert_balanced, books, sleep_and_return
 
 
 async def fail_after_sleeping(seconds: float) -> None:
@@ -56,7 +54,7 @@ def durations(job: trio_pool.Job[Any]) -> tuple[float | None, ...]:
 
 
 def mean_run(pool: trio_pool.Pool) -> float | None:
-    return pool._core.books().mean_run
+    return books(pool).mean_run
 
 
 async def test_a_job_cancelled_in_the_queue_waited_until_its_cancellation(
@@ -95,7 +93,7 @@ async def test_without_timings_every_timing_stays_none(
     async with trio_pool.open_pool(1, telemetry=False) as pool:
         job = await pool.submit(sleep_and_return, 1)
         await job.wait()
-        assert pool._core.books().timed is False
+        assert books(pool).timed is False
         assert job.submitted_at is None
         assert job.started_at is None
         assert job.finished_at is None
@@ -141,7 +139,7 @@ async def test_telemetry_on_and_timings_off_show_no_timings(
     ) as pool:
         job = await pool.submit(sleep_and_return, 1)
         await job.wait()
-        assert pool._core.books().timed is True  # telemetry's own readings
+        assert books(pool).timed is True  # telemetry's own readings
         assert times(job) == (None, None, None)
         assert durations(job) == (None, None)
     data = reader.get_metrics_data()

@@ -1,7 +1,5 @@
 """Pool.wait_for_room: a notification that room appeared, without submitting."""
 
-# pyright: reportPrivateUsage=false
-
 from __future__ import annotations
 
 import pytest
@@ -11,14 +9,14 @@ import trio.testing
 import trio_pool
 from trio_pool import _waiters
 
-from .helpers import assert_balanced, assert_no_bookkeeping, sleep_and_return
+from .helpers import assert_balanced, assert_no_bookkeeping, books, sleep_and_return
 from .test_core import interrupt_at, run_interrupted
 
 
 def watching(pool: trio_pool.Pool) -> int:
     """Tasks parked in `wait_for_room` now (after checking the invariants)."""
     assert_balanced(pool)
-    return pool._core.books().watching
+    return books(pool).watching
 
 
 async def wait_and_note(pool: trio_pool.Pool, woke: list[float]) -> None:
@@ -250,5 +248,5 @@ def test_ctrl_c_while_it_parks_leaves_no_stale_watcher(
             await pool.wait_for_room()
 
     run_interrupted(main)
-    assert pools[0]._core.books().watching == 0
+    assert books(pools[0]).watching == 0
     assert_no_bookkeeping(pools[0])

@@ -8,8 +8,6 @@ is KI-protected). Whichever line and whichever time: the run ends with the
 KeyboardInterrupt, every job is resolved and every book closes.
 """
 
-# pyright: reportPrivateUsage=false
-
 from __future__ import annotations
 
 import inspect
