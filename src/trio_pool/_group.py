@@ -134,10 +134,11 @@ class JobGroup:
     come out together at the end. A job cancelled (by `Job.cancel` or by the
     pool) is no failure.
 
-    If the body raises, or the surrounding scope is cancelled, the group's
-    jobs are cancelled and waited for, and the body's exception comes out as
-    itself (the failures of the group's jobs are then left unread, and the
-    pool warns of them as of any job's). Once a fail-fast group is failing,
+    If the body raises, or the surrounding scope is cancelled (or a Ctrl-C
+    comes) while the body runs or the block waits, the group's jobs are
+    cancelled and waited for, and the exception comes out as itself (the
+    failures of the group's jobs are then left unread, and the pool warns
+    of them as of any job's). Once a fail-fast group is failing,
     a `JobCancelled` the body raises (from a job the group cancelled) gives
     way to the failures.
     """
@@ -240,7 +241,8 @@ class JobGroup:
     ) -> T:
         """`Pool.run`, for a job of this group: submit, wait, return its value.
 
-        If the caller is cancelled while it waits, the job is cancelled too.
+        If the caller is cancelled (or interrupted, by Ctrl-C) while it waits,
+        the job is cancelled too.
 
         Raises:
             Exception: whatever the job raised, `JobTimeout`, `JobCancelled`,
@@ -251,7 +253,7 @@ class JobGroup:
         )
         try:
             return await job.result()
-        except trio.Cancelled:
+        except BaseException:  # cancelled or interrupted: its job goes too
             job.cancel()
             raise
 
@@ -345,8 +347,8 @@ class JobGroup:
         else:
             try:
                 await self._wait()
-            except trio.Cancelled as cancelled:  # from outside, while waiting
-                body_error = cancelled
+            except BaseException as interrupted:  # a cancellation from outside
+                body_error = interrupted  # or a Ctrl-C, while waiting
                 self._cancel_all()
         if body_error is not None:
             with trio.CancelScope(shield=True):
