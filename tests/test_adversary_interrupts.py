@@ -92,3 +92,34 @@ def test_ctrl_c_while_run_waits_cancels_its_job(in_group: bool) -> None:
         assert_no_bookkeeping(pool)
 
     run_with_sigint(main)
+
+
+async def ignore_cancellation_for(seconds: float) -> None:
+    """A job that takes ``seconds`` to honour a cancellation (a cleanup)."""
+    with trio.CancelScope(shield=True):
+        await trio.sleep(seconds)
+
+
+@pytest.mark.parametrize("how", ["the body raised", "cancelled from outside"])
+def test_ctrl_c_while_a_group_waits_for_its_cancelled_jobs(how: str) -> None:
+    """As a Trio nursery does, the block goes on waiting for the jobs it
+    cancelled, then the interrupt comes out as itself."""
+    jobs: list[trio_pool.Job[Any]] = []
+
+    async def main() -> None:
+        async with trio_pool.open_pool(2) as pool:
+            interrupt_main_task_at(1)
+            with pytest.raises(KeyboardInterrupt), trio.CancelScope() as outside:
+                async with pool.group() as group:
+                    jobs.append(group.submit_nowait(ignore_cancellation_for, 5))
+                    await trio.sleep(0.5)
+                    if how == "the body raised":
+                        raise ValueError("the body")
+                    outside.cancel()
+                    await trio.sleep(10)
+            assert trio.current_time() == 5
+            assert [job.state for job in jobs] == [trio_pool.JobState.SUCCEEDED]
+            assert_balanced(pool)
+        assert_no_bookkeeping(pool)
+
+    run_with_sigint(main)

@@ -34,7 +34,7 @@ from trio.lowlevel import (
 
 from ._checks import USE_POOL_DEFAULT, UsePoolDefault, check_bool
 from ._errors import JobCancelled
-from ._exits import exit_error
+from ._exits import INTERRUPTS, exit_error
 from ._job import FAILED, NOT_ACCEPTED, TIMED_OUT, Job
 from ._state import YIELD_DUE
 from ._variants import set_priority
@@ -323,6 +323,19 @@ class JobGroup:
         while self._pending:
             await self._lot.park()
 
+    async def _wait_cancelled(self) -> list[BaseException]:
+        """Wait, shielded, until the group's jobs (cancelled) are done; a
+        Ctrl-C meanwhile does not end the wait: return what interrupted it."""
+        interrupts: list[BaseException] = []
+        with trio.CancelScope(shield=True):
+            while True:
+                try:
+                    await self._wait()
+                    break
+                except INTERRUPTS as interrupt:
+                    interrupts.append(interrupt)
+        return interrupts
+
     # ------------------------------------------------------------ the block
 
     def _enter(self) -> None:
@@ -351,8 +364,11 @@ class JobGroup:
                 body_error = interrupted  # or a Ctrl-C, while waiting
                 self._cancel_all()
         if body_error is not None:
-            with trio.CancelScope(shield=True):
-                await self._wait()
+            interrupts = await self._wait_cancelled()
+            if interrupts:  # (as in a Trio nursery: after the jobs, as itself)
+                body_error = exit_error(
+                    body_error, interrupts, block=f"group {self._name!r}"
+                )
         self._open = False
         failing = self._fail_fast and bool(self._failed)
         error = group_exit_error(
