@@ -123,3 +123,32 @@ def test_ctrl_c_while_a_group_waits_for_its_cancelled_jobs(how: str) -> None:
         assert_no_bookkeeping(pool)
 
     run_with_sigint(main)
+
+
+@pytest.mark.parametrize(
+    "how", ["the body raised", "cancelled from outside", "left before the results"]
+)
+def test_ctrl_c_while_a_map_waits_for_its_cancelled_jobs(how: str) -> None:
+    """The map's exit goes on waiting for the jobs it cancelled, then exits
+    its nursery (before: the interrupt left the nursery open and Trio's
+    cancel scope stack corrupted), and the interrupt comes out as itself."""
+    pools: list[trio_pool.Pool] = []
+
+    async def main() -> None:
+        async with trio_pool.open_pool(2) as pool:
+            pools.append(pool)
+            interrupt_main_task_at(1)
+            with pytest.raises(KeyboardInterrupt), trio.CancelScope() as outside:
+                async with pool.map(ignore_cancellation_for, [5, 5, 5]):
+                    await trio.sleep(0.5)
+                    if how == "the body raised":
+                        raise ValueError("the body")
+                    if how == "cancelled from outside":
+                        outside.cancel()
+                        await trio.sleep(10)
+            assert trio.current_time() == 5
+            stats = pool.statistics()
+            assert (stats.running, stats.queued, stats.succeeded) == (0, 0, 2)
+        assert_no_bookkeeping(pool)
+
+    run_with_sigint(main)

@@ -34,7 +34,7 @@ from trio.lowlevel import (
 
 from ._checks import USE_POOL_DEFAULT, UsePoolDefault, check_bool
 from ._errors import JobCancelled
-from ._exits import INTERRUPTS, exit_error
+from ._exits import exit_error, wait_through_interrupts
 from ._job import FAILED, NOT_ACCEPTED, TIMED_OUT, Job
 from ._state import YIELD_DUE
 from ._variants import set_priority
@@ -328,12 +328,7 @@ class JobGroup:
         Ctrl-C meanwhile does not end the wait: return what interrupted it."""
         interrupts: list[BaseException] = []
         with trio.CancelScope(shield=True):
-            while True:
-                try:
-                    await self._wait()
-                    break
-                except INTERRUPTS as interrupt:
-                    interrupts.append(interrupt)
+            await wait_through_interrupts(self._wait, interrupts)
         return interrupts
 
     # ------------------------------------------------------------ the block
