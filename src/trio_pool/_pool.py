@@ -38,6 +38,7 @@ from ._checks import (
     check_iterable,
     check_max_workers,
     check_name,
+    check_provider,
     check_rate,
     check_seconds,
     default_capacity,
@@ -506,6 +507,8 @@ def open_pool(
         check_int("per_key_limit", per_key_limit, 1, MAX_WORKERS)
     if rate is None and burst != 1:
         raise ValueError(f"burst={burst!r} needs a rate (rate=None: no limit)")
+    check_provider("tracer_provider", tracer_provider, "get_tracer")
+    check_provider("meter_provider", meter_provider, "get_meter")
     core = open_core(
         name=name,
         workers=workers,
