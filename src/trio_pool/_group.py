@@ -148,6 +148,7 @@ class JobGroup:
         self._fail_fast = fail_fast
         self._name = name
         self._pending: set[Job[Any]] = set()  # made here, not done yet
+        self._submitting = 0  # of those, jobs whose submit is not over yet
         self._failed: list[Job[Any]] = []  # failed or timed out, in order
         self._open = False  # from entering the block to the end of its exit
         self._cancelling = False  # its jobs are cancelled as they come
@@ -281,20 +282,31 @@ class JobGroup:
             job._span_context = self._context  # the group's span is its parent
         job._listen(self._listener)
         self._pending.add(job)
+        self._submitting += 1
         return job
 
     def _forget(self, job: Job[Any]) -> None:
         """A job of the group was refused (or its submit cancelled)."""
+        self._submitting -= 1
         if job._holder is not NOT_ACCEPTED or job.done:  # pragma: no cover
             return  # (accepted after all: it resolves as any other)
         self._pending.discard(job)
-        if not self._pending:
+        if not self._waited_for():
             self._lot.unpark_all()
 
     def _accepted(self, job: Job[Any]) -> None:
         """A job of the group was accepted: a cancelling group cancels it."""
+        self._submitting -= 1
         if self._cancelling:
             job.cancel()
+
+    def _waited_for(self) -> int:
+        """How many jobs the block's exit still waits for: every job not
+        done; once the group cancels its jobs, not those whose submit still
+        waits for room (another task's: accepted, they are cancelled at
+        once)."""
+        pending = len(self._pending)
+        return pending - self._submitting if self._cancelling else pending
 
     # -------------------------------------------------------------- the jobs
 
@@ -307,7 +319,7 @@ class JobGroup:
             if self._fail_fast and not self._cancelling:
                 self._cancel_all()
                 self._scope.cancel()
-        if not self._pending:
+        if not self._waited_for():
             self._lot.unpark_all()
 
     def _cancel_all(self) -> None:
@@ -318,9 +330,9 @@ class JobGroup:
 
     async def _wait(self) -> None:
         """Wait until every job of the group is done; a checkpoint."""
-        if not self._pending:
+        if not self._waited_for():
             await checkpoint()  # (a job may be submitted meanwhile)
-        while self._pending:
+        while self._waited_for():
             await self._lot.park()
 
     async def _wait_cancelled(self) -> list[BaseException]:
