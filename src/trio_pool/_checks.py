@@ -114,6 +114,21 @@ def check_bool(name: str, value: object) -> bool:
     return value
 
 
+def check_provider(name: str, value: object, method: str) -> None:
+    """Check that ``value`` is None or has ``method`` (an OpenTelemetry
+    provider's ``get_tracer`` or ``get_meter``): a wrong object is a bad
+    argument, not a provider that raises (which the pool only logs).
+
+    Raises:
+        TypeError: naming the argument and the value.
+    """
+    if value is not None and not callable(getattr(value, method, None)):
+        raise TypeError(
+            f"{name} must be an OpenTelemetry provider (with {method}()) or None, "
+            f"not {value!r}"
+        )
+
+
 def check_iterable(name: str, value: object) -> None:
     """Check that ``value`` is a sync or an async iterable.
 

@@ -168,18 +168,17 @@ class PoolCore(Intake):
 
     @enable_ki_protection
     def retire_idle(self, worker: Worker) -> bool:
-        """An idle worker timed out: retire it if the pool is above its minimum.
+        """An idle worker timed out and found no job it could start
+        (`take_handed` first: one may have arrived as its timer expired, when
+        it was no longer idle to be handed it): retire it if the pool is
+        above its minimum.
 
-        Not while jobs are queued, nor while submitters wait (with capacity
-        0): one may have arrived as its timer expired, when it was no longer
-        idle to be handed the job; and a worker retired while a submitter
-        waits would let a later submitter grow the pool and get in first.
+        Also while jobs wait that it could not start (for a start token, or
+        submitters of a saturated key): staying, it would park again with
+        the same timer, a busy loop with ``idle_timeout=0``. The pacer, and
+        a job of the key as it ends, hand those to idle workers or start one.
         """
-        if (
-            len(self._crew.workers) > self._min_workers
-            and not self._queue.live
-            and not self._waiters
-        ):
+        if len(self._crew.workers) > self._min_workers:
             self._remove(worker)
             log(
                 DEBUG,

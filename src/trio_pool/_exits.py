@@ -29,7 +29,7 @@ import trio
 from ._errors import PoolCrashed, leaves
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -101,6 +101,22 @@ def exit_error(
     )
     error.__cause__ = group
     return error
+
+
+async def wait_through_interrupts(
+    wait: Callable[[], Awaitable[object]], interrupts: list[BaseException]
+) -> None:
+    """Await ``wait()`` until it returns, as a Trio nursery waits for its
+    children: a `KeyboardInterrupt` (or `SystemExit`) that ends the wait is
+    added to ``interrupts`` (to come out once the block is done) and the wait
+    goes on. For a block's exit waiting, shielded, for what it owns."""
+    while True:
+        try:
+            await wait()
+        except INTERRUPTS as interrupt:  # noqa: PERF203
+            interrupts.append(interrupt)
+        else:
+            return
 
 
 def reraise(error: BaseException) -> NoReturn:

@@ -34,7 +34,7 @@ from trio.lowlevel import (
 
 from ._checks import USE_POOL_DEFAULT, UsePoolDefault, check_bool
 from ._errors import JobCancelled
-from ._exits import exit_error
+from ._exits import exit_error, wait_through_interrupts
 from ._job import FAILED, NOT_ACCEPTED, TIMED_OUT, Job
 from ._state import YIELD_DUE
 from ._variants import set_priority
@@ -134,10 +134,11 @@ class JobGroup:
     come out together at the end. A job cancelled (by `Job.cancel` or by the
     pool) is no failure.
 
-    If the body raises, or the surrounding scope is cancelled, the group's
-    jobs are cancelled and waited for, and the body's exception comes out as
-    itself (the failures of the group's jobs are then left unread, and the
-    pool warns of them as of any job's). Once a fail-fast group is failing,
+    If the body raises, or the surrounding scope is cancelled (or a Ctrl-C
+    comes) while the body runs or the block waits, the group's jobs are
+    cancelled and waited for, and the exception comes out as itself (the
+    failures of the group's jobs are then left unread, and the pool warns
+    of them as of any job's). Once a fail-fast group is failing,
     a `JobCancelled` the body raises (from a job the group cancelled) gives
     way to the failures.
     """
@@ -147,6 +148,7 @@ class JobGroup:
         self._fail_fast = fail_fast
         self._name = name
         self._pending: set[Job[Any]] = set()  # made here, not done yet
+        self._submitting = 0  # of those, jobs whose submit is not over yet
         self._failed: list[Job[Any]] = []  # failed or timed out, in order
         self._open = False  # from entering the block to the end of its exit
         self._cancelling = False  # its jobs are cancelled as they come
@@ -240,7 +242,8 @@ class JobGroup:
     ) -> T:
         """`Pool.run`, for a job of this group: submit, wait, return its value.
 
-        If the caller is cancelled while it waits, the job is cancelled too.
+        If the caller is cancelled (or interrupted, by Ctrl-C) while it waits,
+        the job is cancelled too.
 
         Raises:
             Exception: whatever the job raised, `JobTimeout`, `JobCancelled`,
@@ -251,7 +254,7 @@ class JobGroup:
         )
         try:
             return await job.result()
-        except trio.Cancelled:
+        except BaseException:  # cancelled or interrupted: its job goes too
             job.cancel()
             raise
 
@@ -279,20 +282,31 @@ class JobGroup:
             job._span_context = self._context  # the group's span is its parent
         job._listen(self._listener)
         self._pending.add(job)
+        self._submitting += 1
         return job
 
     def _forget(self, job: Job[Any]) -> None:
         """A job of the group was refused (or its submit cancelled)."""
+        self._submitting -= 1
         if job._holder is not NOT_ACCEPTED or job.done:  # pragma: no cover
             return  # (accepted after all: it resolves as any other)
         self._pending.discard(job)
-        if not self._pending:
+        if not self._waited_for():
             self._lot.unpark_all()
 
     def _accepted(self, job: Job[Any]) -> None:
         """A job of the group was accepted: a cancelling group cancels it."""
+        self._submitting -= 1
         if self._cancelling:
             job.cancel()
+
+    def _waited_for(self) -> int:
+        """How many jobs the block's exit still waits for: every job not
+        done; once the group cancels its jobs, not those whose submit still
+        waits for room (another task's: accepted, they are cancelled at
+        once)."""
+        pending = len(self._pending)
+        return pending - self._submitting if self._cancelling else pending
 
     # -------------------------------------------------------------- the jobs
 
@@ -305,7 +319,7 @@ class JobGroup:
             if self._fail_fast and not self._cancelling:
                 self._cancel_all()
                 self._scope.cancel()
-        if not self._pending:
+        if not self._waited_for():
             self._lot.unpark_all()
 
     def _cancel_all(self) -> None:
@@ -316,10 +330,18 @@ class JobGroup:
 
     async def _wait(self) -> None:
         """Wait until every job of the group is done; a checkpoint."""
-        if not self._pending:
+        if not self._waited_for():
             await checkpoint()  # (a job may be submitted meanwhile)
-        while self._pending:
+        while self._waited_for():
             await self._lot.park()
+
+    async def _wait_cancelled(self) -> list[BaseException]:
+        """Wait, shielded, until the group's jobs (cancelled) are done; a
+        Ctrl-C meanwhile does not end the wait: return what interrupted it."""
+        interrupts: list[BaseException] = []
+        with trio.CancelScope(shield=True):
+            await wait_through_interrupts(self._wait, interrupts)
+        return interrupts
 
     # ------------------------------------------------------------ the block
 
@@ -345,12 +367,15 @@ class JobGroup:
         else:
             try:
                 await self._wait()
-            except trio.Cancelled as cancelled:  # from outside, while waiting
-                body_error = cancelled
+            except BaseException as interrupted:  # a cancellation from outside
+                body_error = interrupted  # or a Ctrl-C, while waiting
                 self._cancel_all()
         if body_error is not None:
-            with trio.CancelScope(shield=True):
-                await self._wait()
+            interrupts = await self._wait_cancelled()
+            if interrupts:  # (as in a Trio nursery: after the jobs, as itself)
+                body_error = exit_error(
+                    body_error, interrupts, block=f"group {self._name!r}"
+                )
         self._open = False
         failing = self._fail_fast and bool(self._failed)
         error = group_exit_error(

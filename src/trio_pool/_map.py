@@ -42,7 +42,7 @@ from trio.lowlevel import (
     enable_ki_protection,
 )
 
-from ._exits import exit_error, reraise
+from ._exits import exit_error, reraise, wait_through_interrupts
 from ._job import QUEUED, RUNNING, Job
 
 if TYPE_CHECKING:
@@ -148,14 +148,16 @@ class MapResults(AsyncIterator[R]):
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        interrupts = await self._close()  # (the nursery is exited whatever comes)
         others: tuple[BaseException, ...] = ()
         try:
             await self._nursery_manager.__aexit__(exc_type, exc_value, traceback)
         except BaseExceptionGroup as group:
             others = group.exceptions  # the body's own among them
         error = exit_error(
-            exc_value, others, block=f"pool.map() of {self._core.name!r}"
+            exc_value,
+            (*interrupts, *others),
+            block=f"pool.map() of {self._core.name!r}",
         )
         if error is not None and error is not exc_value:
             reraise(error)
@@ -390,16 +392,27 @@ class MapResults(AsyncIterator[R]):
     async def aclose(self) -> None:
         """Cancel the jobs not delivered yet and wait until they are done.
 
-        Called by ``async with`` on the way out; safe to call twice.
+        Called by ``async with`` on the way out; safe to call twice. A
+        Ctrl-C while it waits does not end the wait: it is raised once the
+        jobs are done.
         """
+        interrupts = await self._close()
+        if interrupts:
+            raise interrupts[0]
+
+    async def _close(self) -> list[BaseException]:
+        """`aclose`; return the interrupts that came while it waited."""
         self._end()
+        interrupts: list[BaseException] = []
         with trio.CancelScope(shield=True):
             if self._nursery_manager is not None:
-                await self._feeder_done.wait()  # it accepts no job after this
+                # it accepts no job after this
+                await wait_through_interrupts(self._feeder_done.wait, interrupts)
             owned = self._owned()
             self._ready.clear()
             self._in_flight.clear()
             for job in owned:
                 job.cancel()
             for job in owned:
-                await job._wait_done()
+                await wait_through_interrupts(job._wait_done, interrupts)
+        return interrupts

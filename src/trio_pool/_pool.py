@@ -23,7 +23,6 @@ import itertools
 import math
 from typing import TYPE_CHECKING, Literal, TypeVar, final, overload
 
-import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from ._async_with import AsyncWithOnly
@@ -39,6 +38,7 @@ from ._checks import (
     check_iterable,
     check_max_workers,
     check_name,
+    check_provider,
     check_rate,
     check_seconds,
     default_capacity,
@@ -235,10 +235,11 @@ class Pool(PoolControls):
     ) -> T:
         """Submit ``fn(*args)``, wait for it, and return its value.
 
-        Takes the same arguments as `submit`. If the caller is cancelled while
-        it waits, the job is cancelled too. As in `submit`, ``name=``,
-        ``timeout=``, ``key=`` and ``shed=`` are the pool's, never ``fn``'s:
-        bind ``fn``'s keyword arguments with `functools.partial`
+        Takes the same arguments as `submit`. If the caller is cancelled (or
+        interrupted, by Ctrl-C) while it waits, the job is cancelled too. As
+        in `submit`, ``name=``, ``timeout=``, ``key=`` and ``shed=`` are the
+        pool's, never ``fn``'s: bind ``fn``'s keyword arguments with
+        `functools.partial`
         (``await pool.run(functools.partial(greet, name="bob"))``).
 
         Raises:
@@ -250,7 +251,7 @@ class Pool(PoolControls):
         )
         try:
             return await job.result()
-        except trio.Cancelled:
+        except BaseException:  # cancelled or interrupted: its job goes too
             job.cancel()
             raise
 
@@ -506,6 +507,8 @@ def open_pool(
         check_int("per_key_limit", per_key_limit, 1, MAX_WORKERS)
     if rate is None and burst != 1:
         raise ValueError(f"burst={burst!r} needs a rate (rate=None: no limit)")
+    check_provider("tracer_provider", tracer_provider, "get_tracer")
+    check_provider("meter_provider", meter_provider, "get_meter")
     core = open_core(
         name=name,
         workers=workers,

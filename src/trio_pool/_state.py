@@ -238,6 +238,9 @@ class CoreState:
         self._counts.rejected += count
         if reason == "closed":
             self._counts.closed_refusals += count
+        telemetry = self._telemetry
+        if telemetry is not None and telemetry.retired:  # the pool has exited
+            telemetry.refused_after_exit(reason, count)
 
     def _become(self, cls: type[CoreState]) -> None:
         """Run the transitions of ``cls`` (a variant of this pool) from now on."""

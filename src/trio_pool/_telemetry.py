@@ -199,6 +199,12 @@ class _Instruments:
             self.pools.pop(id(pool), None)
             self.retired.setdefault(pool.name, Counter()).update(tally)
 
+    def count_retired(self, name: str, reason: str, count: int) -> None:
+        """Add ``count`` refusals for ``reason`` to the counts of a pool
+        named ``name`` that has closed (a submit after it exited)."""
+        with self.lock:
+            self.retired.setdefault(name, Counter())[reason] += count
+
     def _submitted(self, _: CallbackOptions) -> Iterable[Observation]:
         return [
             metrics.Observation(counts["submitted"], {POOL_NAME: name})
@@ -268,6 +274,7 @@ class PoolTelemetry:
     statistics: Callable[[], PoolStatistics]
     tracing: bool
     metering: bool
+    retired: bool
 
     def __init__(
         self,
@@ -284,6 +291,7 @@ class PoolTelemetry:
         self._counts = counts
         self._record_waits = record_waits
         self._failed = False
+        self.retired = False  # its counts went to its name's (`closed`)
         tracer_provider = tracer_provider or trace.get_tracer_provider()
         meter_provider = meter_provider or metrics.get_meter_provider()
         self.tracing = not is_api_default(tracer_provider)
@@ -334,10 +342,22 @@ class PoolTelemetry:
 
     def closed(self) -> None:
         """Stop reporting this pool's gauges; its counts stay, by its name."""
+        self.retired = True
         instruments = self._instruments
         if instruments is not None:
             try:
                 instruments.retire(self)
+            except Exception as exc:
+                self._provider_failed(exc)
+
+    def refused_after_exit(self, reason: str, count: int) -> None:
+        """Count refusals of a pool that has exited (`closed` retired its
+        counts): they go to its name's retired counts, as the pool's own
+        counts go on too; the instruments keep nothing of the pool."""
+        instruments = self._instruments
+        if instruments is not None:
+            try:
+                instruments.count_retired(self.name, reason, count)
             except Exception as exc:
                 self._provider_failed(exc)
 

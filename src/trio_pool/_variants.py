@@ -306,6 +306,8 @@ class PacedCore(PoolCore):
         while self._queue.live or self._waiters:
             if not crew.idle:  # busy workers take jobs as they finish, or a new one
                 if len(crew.workers) < self._max_workers and not crew.starting:
+                    if not rate.ready(trio.current_time()):
+                        return rate.next_at()  # (a new one would find no token)
                     self._grow("for a waiting job")
                 return math.inf
             if not rate.take(trio.current_time()):

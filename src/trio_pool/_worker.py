@@ -140,12 +140,14 @@ async def _wait_for_job(
         if idle_timeout < math.inf:  # above the minimum: it may retire
             with trio.move_on_after(idle_timeout) as idle_scope:
                 await wait_task_rescheduled(abort)
+            job = core.take_handed(worker, scope)  # (else the next queued one)
+            if job is not None:  # (also one that came as the timer expired)
+                return job
             if idle_scope.cancelled_caught and core.retire_idle(worker):
                 return None
-            # Others retired first, or a job arrived as the timer expired:
-            # this one stays, and takes a queued job if there is one.
-        else:
-            await wait_task_rescheduled(abort)
+            # Others retired first: this one stays.
+            continue
+        await wait_task_rescheduled(abort)
         job = core.take_handed(worker, scope)  # (else the next queued one)
         if job is not None:
             return job
