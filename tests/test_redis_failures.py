@@ -413,17 +413,23 @@ async def test_a_client_out_of_pool_slots_ends_the_consumer_after_reconnect_time
         await let_go.wait()
 
     async def hold_a_slot(client: coredis.Redis[Any], key: str, seconds: float) -> None:
-        await client.blpop([key], seconds)  # a key nobody pushes to (0: for ever)
+        while True:  # a key nobody pushes to (0: for ever)
+            try:
+                await client.blpop([key], seconds)
+            except TimeoutError:  # (the reader got the slot first)
+                continue
+            return
 
     async with (
         coredis.Redis(
-            host=server.host, port=server.port, max_connections=slots, pool_timeout=0.5
+            host=server.host, port=server.port, max_connections=slots, pool_timeout=2
         ) as client,
         trio.open_nursery() as holders,
     ):
         in_use = client.connection_pool.statistics  # live counters
         # Open every connection now: coredis opens one within the pool
-        # timeout, and loses the slot if that times out (a loaded machine).
+        # timeout, and loses the slot if that times out (a loaded machine:
+        # hence a pool timeout of 2 s, and holders that wait again).
         async with trio.open_nursery() as warm_up:
             for slot in range(slots):
                 warm_up.start_soon(hold_a_slot, client, f"nothing-{slot}", 0.1)
