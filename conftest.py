@@ -19,8 +19,10 @@ readers to set it; here it names the session's throwaway server on
 from __future__ import annotations
 
 import shutil
+import uuid
 from typing import TYPE_CHECKING
 
+import coredis
 import pytest
 from sybil import Example, Sybil
 from sybil.evaluators.python import pad
@@ -32,7 +34,7 @@ from tests.redis_server import MISSING, RedisServer
 from tests.redis_server import redis_server as start_redis_server
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
 REDIS_PAGES = ["howto/redis-stream.rst"]
 
@@ -74,6 +76,24 @@ def redis_server() -> Iterator[RedisServer]:
         pytest.fail(MISSING, pytrace=False)
     with start_redis_server() as server:
         yield server
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[coredis.Redis[str]]:
+    """A client of the session's redis-server that decodes replies to text
+    (a test module that needs another client defines its own ``client``)."""
+    async with coredis.Redis(
+        host=redis_server.host, port=redis_server.port, decode_responses=True
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def stream(request: pytest.FixtureRequest) -> str:
+    """A stream of its own for each test, named after the test's module
+    (``tests.test_redis_claims``: ``claims-…``)."""
+    prefix = request.module.__name__.rsplit("_", 1)[-1]
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

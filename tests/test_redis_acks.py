@@ -11,8 +11,6 @@ a busy machine.
 from __future__ import annotations
 
 import collections
-import uuid
-from collections.abc import AsyncIterator
 
 import coredis
 import pytest
@@ -22,23 +20,8 @@ import trio.testing
 import trio_pool
 from trio_pool.redis import Delivery, add_jobs, open_stream_consumer
 
-from .redis_server import RedisServer
-
 LIMIT = 60
 """Seconds any one wait may take before the test fails (a safety net)."""
-
-
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[coredis.Redis[str]]:
-    async with coredis.Redis(
-        host=redis_server.host, port=redis_server.port, decode_responses=True
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def stream() -> str:
-    return f"jobs-{uuid.uuid4().hex[:12]}"
 
 
 async def test_acknowledgements_ride_with_the_reads(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -50,11 +49,6 @@ async def client(redis_server: RedisServer) -> AsyncIterator[coredis.Redis[bytes
     # A client that does not decode replies: the consumer copes with bytes.
     async with coredis.Redis(host=redis_server.host, port=redis_server.port) as client:
         yield client
-
-
-@pytest.fixture
-def stream() -> str:
-    return f"api-{uuid.uuid4().hex[:12]}"
 
 
 async def nothing(delivery: Delivery) -> None:

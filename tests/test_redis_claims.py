@@ -6,7 +6,6 @@ reply (the script object wrapped), not by timing."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
@@ -29,11 +28,6 @@ IDLE = 2.0
 async def client(redis_server: RedisServer) -> AsyncIterator[coredis.Redis[Any]]:
     async with coredis.Redis(host=redis_server.host, port=redis_server.port) as client:
         yield client
-
-
-@pytest.fixture
-def stream() -> str:
-    return f"claims-{uuid.uuid4().hex[:12]}"
 
 
 async def test_stopping_consumers_costs_the_client_no_connection(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -46,11 +45,6 @@ def server() -> Iterator[RedisServer]:
 async def client(server: RedisServer) -> AsyncIterator[coredis.Redis[Any]]:
     async with coredis.Redis(host=server.host, port=server.port) as client:
         yield client
-
-
-@pytest.fixture
-def stream() -> str:
-    return f"fail-{uuid.uuid4().hex[:12]}"
 
 
 async def test_a_redis_that_stays_away_ends_the_consumer_after_reconnect_timeout(

@@ -5,7 +5,6 @@ bytes kept; the consumer and the rest of the batch go on."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,11 +31,6 @@ async def client(
         host=redis_server.host, port=redis_server.port, decode_responses=request.param
     ) as client:
         yield client
-
-
-@pytest.fixture
-def stream() -> str:
-    return f"poison-{uuid.uuid4().hex[:12]}"
 
 
 async def add_raw(client: coredis.Redis[Any], stream: str, *flat: bytes) -> str:

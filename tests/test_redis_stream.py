@@ -21,8 +21,7 @@ import functools
 import json
 import signal
 import sys
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -59,19 +58,6 @@ GRACE = 2.0
 within it, with a wide margin on a busy machine; a stuck one is cancelled."""
 ROOT = Path(__file__).parent.parent
 WORKER = ROOT / "tests" / "stream_worker.py"
-
-
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[coredis.Redis[str]]:
-    async with coredis.Redis(
-        host=redis_server.host, port=redis_server.port, decode_responses=True
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def stream() -> str:
-    return f"jobs-{uuid.uuid4().hex[:12]}"
 
 
 def consume(
