@@ -1827,6 +1827,38 @@ def test_room_a_token_brings_is_the_pacers_to_announce() -> None:
         machine.teardown()
 
 
+def test_room_a_token_brings_while_the_pacer_is_woken_is_its_to_announce() -> None:
+    """A task that begins to wait for room wakes the pacer, which has not run
+    yet when the clock jumps to the next token's time: the invariant allows
+    that instant too (the woken pacer runs next and wakes the task), as for a
+    pacer whose wake-up time has come (found by the state machine, seed 31; a
+    replay of its steps)."""
+    machine = replay_machine(extra=1, seed=99, calm=12, rate=4.0, burst=2)
+    try:
+        value = JobPlan("value", seconds=0.5, default_timeout=False)
+        machine.submit_in_a_task(patience=None, plan=value)
+        machine.join_in_a_task()
+        machine.submit_in_a_task(patience=None, plan=value)
+        machine.join_in_a_task()
+        machine.join_in_a_task()
+        hang = JobPlan("hang", seconds=0.5, default_timeout=False)
+        machine.submit_in_a_task(patience=None, plan=hang)
+        machine.settle()
+        machine.wait_for_room_in_a_task()
+        machine.follow_as_completed()
+        machine.jump(seconds=0.5)
+        machine.submit_in_a_task(patience=None, plan=value)
+        machine.step(steps=2)  # the watcher wakes the pacer, which waits to run
+        machine.jump(seconds=0.25)  # the token of t=0.75 is there
+        bridge = machine.bridge
+        assert bridge is not None  # (the books read the run's clock: read them there)
+        assert bridge.call(lambda world: world.core.watching)
+        machine.settle()  # the pacer wakes the watching task
+        assert not bridge.call(lambda world: world.core.watching)
+    finally:
+        machine.teardown()
+
+
 def test_a_job_interrupted_before_its_submitter_got_the_handle_counts_failed() -> None:
     """A Ctrl-C in the worker fails a job handed over from a blocked submitter
     that has not run since: the statistics count a failure the model has no

@@ -360,8 +360,9 @@ class CoreState:
         return None
 
     def _pacer_due(self) -> bool:
-        """Whether the pacer's wake-up time has come and it has not run yet
-        (room that a token brings is its to announce); never without a rate."""
+        """Whether the pacer's wake-up time has come, or it was woken, and it
+        has not run yet (room that a token brings is its to announce); never
+        without a rate."""
         return False
 
     def books(self) -> Books:

@@ -273,6 +273,7 @@ class PacedCore(PoolCore):
     def _wake_pacer(self) -> None:
         if self._pacer:
             self._pacer.unpark_all()
+            self._pacer_next = -math.inf  # it looks again as soon as it runs
 
     def _removed(self) -> None:
         if self._closed and not self._crew.workers:
@@ -295,7 +296,8 @@ class PacedCore(PoolCore):
         return wake_at
 
     def _pacer_due(self) -> bool:
-        """Whether the pacer's wake-up time has come (it runs next)."""
+        """Whether the pacer's wake-up time has come, or it was woken (it
+        runs next)."""
         return self._pacer_next <= trio.current_time()
 
     def _pace(self) -> float | None:
