@@ -1903,3 +1903,26 @@ def test_a_worker_started_for_a_job_dying_first_leaves_it_beyond_the_room() -> N
         assert machine.world.interrupted
     finally:
         machine.teardown()
+
+
+def test_a_worker_killed_by_a_ctrl_c_wakes_the_tasks_waiting_for_room() -> None:
+    """A worker that a Ctrl-C ends (not the pool's word) leaves room to grow:
+    a task waiting for room is woken then, as when the pool retires a worker
+    (found by the state machine, seed 31; a replay of its steps)."""
+    machine = replay_machine(workers=2, seed=32330, calm=14)
+    try:
+        for _ in range(6):
+            machine.join_in_a_task()
+        machine.settle()
+        machine.join_in_a_task()
+        plan = JobPlan("value", seconds=0.5, default_timeout=False)
+        machine.map_in_a_task(ordered=False, plans=[plan])
+        machine.join_in_a_task()
+        machine.wait_for_room_in_a_task()
+        machine.interrupt(hit=1, place="worker enters a try")
+        machine.join_in_a_task()
+        machine.join_in_a_task()
+        machine.resize(extra=None, workers=3)
+        machine.step(steps=2)  # checks the books: no task waits while there is room
+    finally:
+        machine.teardown()

@@ -300,6 +300,8 @@ class PoolCore(Intake):
                 # first (a Ctrl-C, the pool going down): that job waits,
                 # beyond the room, until the pool's end cancels it.
                 self._over_capacity_allowed = True
+            if self._watchers:  # one fewer worker: room to grow, perhaps
+                self._room_appeared()
 
     def _remove(self, worker: Worker) -> None:
         """``worker`` stops on the pool's word."""
