@@ -34,3 +34,9 @@ def test_a_provider_that_is_no_provider_is_a_bad_argument(
         trio_pool.open_pool(1, **{argument: value})
     with pytest.raises(TypeError, match=message):
         trio_pool.open_pool(1, telemetry=False, **{argument: value})
+
+
+def test_an_empty_pool_name_is_a_bad_argument() -> None:
+    """Before: ``name=""`` silently became ``pool-N``."""
+    with pytest.raises(ValueError, match=re.escape("name='' is empty")):
+        trio_pool.open_pool(1, name="")

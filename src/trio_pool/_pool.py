@@ -463,7 +463,8 @@ def open_pool(
             running time; ``None`` for no limit.
         submit_timeout: how long `Pool.submit` may wait for room before it
             raises `PoolOverloaded`; ``None`` waits without limit.
-        name: the pool's name in logs and telemetry; ``pool-N`` by default.
+        name: the pool's name in logs and telemetry (not empty); ``pool-N`` by
+            default.
         tracer_provider: where job spans go; the global provider by default.
         meter_provider: where metrics go; the global provider by default.
             Providers are looked up when the pool opens: one that is still
@@ -500,7 +501,11 @@ def open_pool(
     idle = check_seconds("idle_timeout", idle_timeout)
     job_limit = check_seconds("job_timeout", job_timeout)
     submit_limit = check_seconds("submit_timeout", submit_timeout)
-    name = check_name("name", name) or f"pool-{next(_pool_numbers)}"
+    name = check_name("name", name)
+    if name == "":
+        raise ValueError("name='' is empty: name the pool, or None for pool-N")
+    if name is None:
+        name = f"pool-{next(_pool_numbers)}"
     rate = check_rate("rate", rate)
     check_int("burst", burst, 1, MAX_BURST)
     if per_key_limit is not None:
