@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,21 @@ JOIN_LIMIT = 30.0
 machine)."""
 
 
+def open_test_consumer(
+    pool: trio_pool.Pool,
+    client: coredis.Redis[Any],
+    handler: Callable[[Delivery], Awaitable[object]],
+    *,
+    stream: str,
+    **options: Any,
+) -> AbstractAsyncContextManager[StreamConsumer]:
+    """`open_stream_consumer` of ``stream`` as ``"c1"`` of ``"group"``
+    (created at the stream's start) unless ``options`` (more of its
+    arguments) say otherwise."""
+    options = {"group": "group", "name": "c1", "create_group": "start"} | options
+    return open_stream_consumer(pool, client, handler, stream=stream, **options)
+
+
 @contextlib.asynccontextmanager
 async def consumer_until_drained(
     client: coredis.Redis[Any],
@@ -170,12 +186,9 @@ async def consumer_until_drained(
     (`StreamConsumer.join`), failing the test after ``join_within`` seconds
     (None: no wait).
     """
-    options = {"group": "group", "name": "c1", "create_group": "start"} | options
     async with (
         trio_pool.open_pool(workers, capacity=capacity) as pool,
-        open_stream_consumer(
-            pool, client, handler, stream=stream, **options
-        ) as consumer,
+        open_test_consumer(pool, client, handler, stream=stream, **options) as consumer,
     ):
         yield consumer
         if join_within is not None:

@@ -18,7 +18,9 @@ import trio
 import trio.testing
 
 import trio_pool
-from trio_pool.redis import Delivery, add_jobs, open_stream_consumer
+from trio_pool.redis import Delivery, add_jobs
+
+from .redis_server import open_test_consumer
 
 LIMIT = 60
 """Seconds any one wait may take before the test fails (a safety net)."""
@@ -44,11 +46,10 @@ async def test_acknowledgements_ride_with_the_reads(
     await add_jobs(client, stream, range(300))
     async with (
         trio_pool.open_pool(4, capacity=4) as pool,
-        open_stream_consumer(
-            pool, client, handler, stream=stream, group="g", name="c",
-            create_group="start", idle_time=60,
+        open_test_consumer(
+            pool, client, handler, stream=stream, idle_time=60
         ) as consumer,
-    ):  # fmt: skip
+    ):
         with trio.fail_after(LIMIT):
             await consumer.join()
     assert seen == collections.Counter(range(300))
@@ -56,7 +57,7 @@ async def test_acknowledgements_ride_with_the_reads(
     # The reads carried the acknowledgements (all of them, unless this
     # machine paused the reader past ACK_RIDE_LIMIT now and then).
     assert sum(acked_apart) < 300, acked_apart
-    summary = await client.xpending(stream, "g")
+    summary = await client.xpending(stream, "group")
     assert summary.pending == 0  # type: ignore[union-attr]
 
 
@@ -74,12 +75,11 @@ async def test_the_settler_acknowledges_when_others_take_the_room(
     await add_jobs(client, stream, [1])
     async with (
         trio_pool.open_pool(1, capacity=0) as pool,
-        open_stream_consumer(
-            pool, client, handler, stream=stream, group="g", name="c",
-            create_group="start", idle_time=60,
+        open_test_consumer(
+            pool, client, handler, stream=stream, idle_time=60
         ) as consumer,
         trio.open_nursery() as nursery,
-    ):  # fmt: skip
+    ):
         with trio.fail_after(LIMIT):
             await handler_runs.wait()
             # Another task waits to submit: it takes the room the job frees,
@@ -92,6 +92,6 @@ async def test_the_settler_acknowledges_when_others_take_the_room(
             await consumer.join()  # the entry is acknowledged
         assert consumer.statistics().acked == 1
         assert pool.statistics().running == 1  # the other job still holds it
-        summary = await client.xpending(stream, "g")
+        summary = await client.xpending(stream, "group")
         assert summary.pending == 0  # type: ignore[union-attr]
         release.set()

@@ -100,6 +100,14 @@ def hold_claims(consumer: object, on_claim: OnClaim) -> None:
     core._claim = claim
 
 
+async def look_idle(client: coredis.Redis[Any], stream: str, identifier: str) -> None:
+    """Make ``identifier``, held by ``c1`` of ``group``, look idle for an
+    hour (claimed back to ``c1`` itself), so that a claim takes it."""
+    await client.xclaim(
+        stream, "group", "c1", 0, [identifier], idle=3_600_000, justid=True
+    )
+
+
 def claimed_ids(reply: Any) -> list[str]:
     return [entry[0].decode() for entry in reply[1]]
 
@@ -124,10 +132,7 @@ async def test_an_entry_settled_while_a_claim_takes_it_is_not_run_again(
             script: ClaimScript, keys: list[str], args: list[Any]
         ) -> Any:
             if runs and not release.is_set():  # make the running entry look idle
-                await client.xclaim(
-                    stream, "group", "c1", 0, [identifier], idle=3_600_000,
-                    justid=True,
-                )  # fmt: skip
+                await look_idle(client, stream, identifier)
             reply = await script(keys, args)
             if identifier in claimed_ids(reply) and not release.is_set():
                 release.set()  # its job ends, and the entry is acknowledged
@@ -164,10 +169,7 @@ async def test_a_claim_of_an_entry_in_hand_counts_no_delivery(
             script: ClaimScript, keys: list[str], args: list[Any]
         ) -> Any:
             if deliveries and not claimed.is_set():  # make it look idle
-                await client.xclaim(
-                    stream, "group", "c1", 0, [identifier], idle=3_600_000,
-                    justid=True,
-                )  # fmt: skip
+                await look_idle(client, stream, identifier)
             reply = await script(keys, args)
             if identifier in claimed_ids(reply) and not claimed.is_set():
                 claimed.set()  # the job fails once the reply is handled

@@ -18,10 +18,15 @@ from coredis.exceptions import RedisError
 from coredis.response.types import StreamPending
 
 import trio_pool
-from trio_pool.redis import ConsumerError, Delivery, add_jobs, open_stream_consumer
+from trio_pool.redis import ConsumerError, Delivery, add_jobs
 from trio_pool.redis._lifecycle import SETTLE_LIMIT
 
-from .redis_server import RedisServer, consumer_until_drained, redis_server
+from .redis_server import (
+    RedisServer,
+    consumer_until_drained,
+    open_test_consumer,
+    redis_server,
+)
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
@@ -64,14 +69,11 @@ async def test_a_redis_that_stays_away_ends_the_consumer_after_reconnect_timeout
     killed = trio.current_time()
     async with trio_pool.open_pool(2) as pool:
         with pytest.raises(RedisError) as caught:
-            async with open_stream_consumer(
+            async with open_test_consumer(
                 pool,
                 client,
                 handler,
                 stream=stream,
-                group="group",
-                name="c1",
-                create_group="start",
                 idle_time=0.3,
                 reconnect_timeout=give_up_after,
             ):
@@ -218,14 +220,11 @@ async def test_shutdown_returns_in_bounded_time_while_redis_hangs(
     grace = 1.0
     try:
         async with trio_pool.open_pool(total) as pool:
-            async with open_stream_consumer(
+            async with open_test_consumer(
                 pool,
                 client,
                 handler,
                 stream=stream,
-                group="group",
-                name="c1",
-                create_group="start",
                 idle_time=10,
             ) as consumer:
                 with trio.fail_after(LIMIT):
@@ -288,14 +287,11 @@ async def test_an_entry_that_vanishes_while_in_hand_is_logged_once_with_why(
     deleted, taken = await add_jobs(client, stream, ["deleted", "taken"])
     caplog.set_level(logging.INFO, logger="trio_pool")
     async with trio_pool.open_pool(2) as pool:
-        async with open_stream_consumer(
+        async with open_test_consumer(
             pool,
             client,
             handler,
             stream=stream,
-            group="group",
-            name="c1",
-            create_group="start",
             idle_time=0.3,
         ) as consumer:  # renewals every 0.1 s
             with trio.fail_after(LIMIT):
@@ -340,14 +336,11 @@ async def test_the_body_failing_as_a_consumer_task_fails_gives_consumer_error_wi
     monkeypatch.setattr(ConsumerCore, "run_renewer", failing_renewer)
     async with trio_pool.open_pool(2) as pool:
         with pytest.raises(ConsumerError) as caught:
-            async with open_stream_consumer(
+            async with open_test_consumer(
                 pool,
                 client,
                 handler,
                 stream=stream,
-                group="group",
-                name="c1",
-                create_group="start",
             ):
                 if when == "before":  # the body raises before a checkpoint
                     with trio.CancelScope(shield=True):
@@ -432,14 +425,11 @@ async def test_a_client_out_of_pool_slots_ends_the_consumer_after_reconnect_time
         with pytest.raises(RedisError) as caught:
             async with (
                 trio_pool.open_pool(1, capacity=0) as pool,
-                open_stream_consumer(
+                open_test_consumer(
                     pool,
                     client,
                     handler,
                     stream=stream,
-                    group="group",
-                    name="c1",
-                    create_group="start",
                     idle_time=300,  # no reclaim nor renewal call within LIMIT
                     reconnect_timeout=give_up_after,
                 ) as consumer,
