@@ -156,7 +156,38 @@ def write_comparison(rows: list[dict[str, Any]], path: Path, rounds: int) -> Non
                 f"| {row['implementation']} | {row['us_per_job']:.2f} "
                 f"| {row['ratio_to_idiom']:.2f} | {row['peak_rss_mib']:.1f} |"
             )
+    lines += telemetry_cost(rows)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def telemetry_cost(rows: list[dict[str, Any]]) -> list[str]:
+    """What the OpenTelemetry SDK costs: each pool with the SDK as a multiple
+    of the same pool with telemetry on and no SDK, in the same run."""
+    lines = [
+        "",
+        "## Telemetry's cost",
+        "",
+        "Each pool with the OpenTelemetry SDK (a span per job to an exporter "
+        "that drops it, metrics to an in-memory reader), as a multiple of the "
+        "same pool with telemetry on and no SDK installed.",
+        "",
+        "| pool | job | SDK | SDK, nothing sampled |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    times = {(row["implementation"], row["job"]): row["us_per_job"] for row in rows}
+    for pool in ("map", "submit"):
+        for job in ("noop", "checkpoint"):
+            base = times.get((f"trio_pool {pool} (telemetry, no SDK)", job))
+            sdk = times.get((f"trio_pool {pool} (telemetry, SDK)", job))
+            unsampled = times.get(
+                (f"trio_pool {pool} (telemetry, SDK, nothing sampled)", job)
+            )
+            if base is None or sdk is None or unsampled is None:
+                continue
+            lines.append(
+                f"| {pool} | {job} | {sdk / base:.1f}× | {unsampled / base:.1f}× |"
+            )
+    return lines
 
 
 def main() -> None:

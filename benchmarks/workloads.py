@@ -72,6 +72,7 @@ def _telemetry_kwargs(telemetry: str) -> dict[str, Any]:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
         InMemorySpanExporter,
     )
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
     class DroppingExporter(InMemorySpanExporter):
         """Exports into memory and forgets, so RSS measures the pool, not spans."""
@@ -81,7 +82,10 @@ def _telemetry_kwargs(telemetry: str) -> dict[str, Any]:
             self.clear()
             return result
 
-    tracer_provider = TracerProvider()
+    # "sdk-unsampled": the SDK with a sampler that samples nothing, the
+    # cheapest way to leave tracing on in production.
+    sampler = ALWAYS_OFF if telemetry == "sdk-unsampled" else None
+    tracer_provider = TracerProvider(sampler=sampler)
     tracer_provider.add_span_processor(SimpleSpanProcessor(DroppingExporter()))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     return {"tracer_provider": tracer_provider, "meter_provider": meter_provider}
@@ -303,6 +307,7 @@ TELEMETRY = {
     "off": "telemetry off",
     "nosdk": "telemetry, no SDK",
     "sdk": "telemetry, SDK",
+    "sdk-unsampled": "telemetry, SDK, nothing sampled",
 }
 IMPLEMENTATIONS: dict[str, Callable[[int, int, str], None]] = {
     **{
