@@ -82,7 +82,8 @@ class PoolCore(Intake):
         """Start the minimum of workers; return an event set once all have run."""
         self._guard.open()
         self._nursery = nursery
-        self._clock = trio.lowlevel.current_clock()
+        self._clock = clock = trio.lowlevel.current_clock()
+        self._now = clock.current_time
         if self._telemetry is not None:
             self._telemetry.opened()
         for _ in range(self._min_workers):

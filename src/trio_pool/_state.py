@@ -18,6 +18,7 @@ from __future__ import annotations
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
+from trio import current_time
 from trio.lowlevel import (
     ParkingLot,
 )
@@ -118,6 +119,9 @@ class CoreState:
         self._pacer = ParkingLot()  # where the pacer task sleeps (rate limits)
         self._run_pacer = run_pacer
         self._clock: trio.abc.Clock | None = None  # for statistics from threads
+        # The run's clock, read directly once the pool is open (the variants
+        # that stamp jobs or pace starts read it several times per job).
+        self._now: Callable[[], float] = current_time
         self._keys = None if per_key_limit is None else KeyBooks(per_key_limit)
         self._yield_every = yield_every
         self._run_worker = run_worker

@@ -25,6 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from ._job import CANCELLED, FAILED, SUCCEEDED, TIMED_OUT, JobState
 from ._log import WARNING, log
 from ._version import __version__
 
@@ -252,6 +253,15 @@ class _Instruments:
 _instruments_per_provider = PerProvider(_Instruments)
 
 
+def _error_type(state: JobState, error: BaseException) -> str:
+    """The ``error.type`` of a job that ended with ``error``."""
+    if state is TIMED_OUT:
+        return "timeout"
+    if state is CANCELLED:
+        return "cancelled"
+    return type(error).__qualname__
+
+
 @final
 class JobSpan:
     """What a worker keeps while a job runs: its span and context token."""
@@ -311,8 +321,8 @@ class PoolTelemetry:
             self.metering = False
         self._attributes: dict[str, Any] = {POOL_NAME: name}
         self._outcome_attributes = {
-            outcome: {POOL_NAME: name, JOB_OUTCOME: outcome}
-            for outcome in ("succeeded", "failed", "timed_out", "cancelled")
+            state: {POOL_NAME: name, JOB_OUTCOME: state.value}
+            for state in (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED)
         }
 
     @property
@@ -433,22 +443,9 @@ class PoolTelemetry:
     def ended(self, job: Job[Any], job_span: JobSpan | None) -> None:
         """Called in the worker once the job is done: record it, end its span."""
         try:
-            self._ended(job, job_span)
-        except Exception as exc:
-            self._provider_failed(exc)
-
-    def _ended(self, job: Job[Any], job_span: JobSpan | None) -> None:
-        state = job.state.value
-        error = job._error
-        error_type = None
-        if error is not None:
-            if state == "timed_out":
-                error_type = "timeout"
-            elif state == "cancelled":
-                error_type = "cancelled"
-            else:
-                error_type = type(error).__qualname__
-        try:
+            state = job.state
+            error = job._error
+            error_type = None if error is None else _error_type(state, error)
             if self._instruments is not None:
                 attributes = self._outcome_attributes[state]
                 if error_type is not None:
@@ -460,12 +457,17 @@ class PoolTelemetry:
             span = job_span.span
             if not span.is_recording():  # not sampled: nothing to add or end
                 return
-            span.set_attribute(JOB_OUTCOME, state)
+            span.set_attribute(JOB_OUTCOME, state.value)
             if error is not None and error_type is not None:
                 span.set_attribute(ERROR_TYPE, error_type)
                 span.set_status(Status(StatusCode.ERROR, str(error)))
                 span.record_exception(error)
             span.end()
+        except Exception as exc:
+            self._provider_failed(exc)
         finally:
             if job_span is not None:  # the worker's context is restored anyway
-                otel_context.detach(job_span.token)  # type: ignore[arg-type]
+                try:
+                    otel_context.detach(job_span.token)  # type: ignore[arg-type]
+                except Exception as exc:
+                    self._provider_failed(exc)
