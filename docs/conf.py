@@ -43,7 +43,8 @@ nitpick_ignore_regex = [
     ),
     (
         r"py:.*",
-        r"(AbstractAsyncContextManager|Unpack|functools\.partial|PoolCore|JobOwner)",
+        r"(AbstractAsyncContextManager|Unpack|functools\.partial|PoolCore|JobOwner"
+        r"|GroupBlock)",
     ),
     (
         r"py:.*",

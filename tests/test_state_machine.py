@@ -499,7 +499,7 @@ class World:
             return job
 
         core.make_job = make_job  # type: ignore[method-assign]
-        core._plain_jobs = False  # the hot paths inline the class's make_job
+        core.plain_jobs = False  # the hot paths inline the class's make_job
 
     def promote(self) -> None:
         """A map's job the pool accepted is that spec's handle from now on."""

@@ -1,6 +1,6 @@
 """`as_completed`: job handles in the order they finish."""
 
-# as_completed listens on each job through its record (and its core checks the caller).
+# as_completed listens on each job through the job record (its core checks the caller).
 # pyright: reportPrivateUsage=false
 
 from __future__ import annotations

@@ -12,8 +12,7 @@ core's transition that resolved the failed job: each cancellation is a
 transition of its own, and the failed job's books are complete by then.
 """
 
-# The group listens on its jobs and marks their span's parent through the
-# job record, as `as_completed` and telemetry do.
+# The group listens on its jobs and marks their span's parent through the job record.
 # pyright: reportPrivateUsage=false
 
 from __future__ import annotations
@@ -143,7 +142,9 @@ class JobGroup:
     way to the failures.
     """
 
-    def __init__(self, core: PoolCore, *, fail_fast: bool, name: str) -> None:
+    def __init__(
+        self, core: PoolCore, block: GroupBlock, *, fail_fast: bool, name: str
+    ) -> None:
         self._core = core
         self._fail_fast = fail_fast
         self._name = name
@@ -157,6 +158,7 @@ class JobGroup:
         self._listener = self._done
         self._span: Any = None  # the group's span, with active tracing
         self._context: Any = None  # its jobs' parent context
+        block.hold(self, self._enter, self._exit)
 
     def __repr__(self) -> str:
         return (
@@ -347,7 +349,7 @@ class JobGroup:
 
     def _enter(self) -> None:
         self._open = True
-        telemetry = self._core._telemetry
+        telemetry = self._core.telemetry
         if telemetry is not None:
             opened = telemetry.group_started(self._name)
             if opened is not None:
@@ -408,7 +410,7 @@ class JobGroup:
         return failures
 
     def _end_span(self, error: BaseException | None) -> None:
-        telemetry = self._core._telemetry
+        telemetry = self._core.telemetry
         if self._span is not None and telemetry is not None:
             telemetry.group_ended(self._span, len(self._failed), error)
             self._span = self._context = None
@@ -418,20 +420,36 @@ class JobGroup:
 class GroupBlock:
     """The async context manager `Pool.group` returns."""
 
-    __slots__ = ("_entered", "_group")
+    __slots__ = ("_core", "_enter", "_entered", "_group", "_leave")
 
-    def __init__(self, group: JobGroup) -> None:
-        self._group = group
+    _group: JobGroup
+    _enter: Callable[[], None]
+    _leave: Callable[[BaseException | None], Awaitable[bool]]
+
+    def __init__(self, core: PoolCore) -> None:
+        self._core = core
         self._entered = False
+
+    def hold(
+        self,
+        group: JobGroup,
+        enter: Callable[[], None],
+        leave: Callable[[BaseException | None], Awaitable[bool]],
+    ) -> None:
+        """Be ``group``'s block, which ``enter`` opens and ``leave`` closes
+        (the group's own, given as it is made)."""
+        self._group = group
+        self._enter = enter
+        self._leave = leave
 
     @enable_ki_protection
     async def __aenter__(self) -> JobGroup:
         if self._entered:
             raise RuntimeError("a pool.group() can be entered only once")
         self._entered = True
-        self._group._core.check_caller("group")
+        self._core.check_caller("group")
         await checkpoint()
-        self._group._enter()
+        self._enter()
         return self._group
 
     @enable_ki_protection
@@ -441,10 +459,12 @@ class GroupBlock:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool:
-        return await self._group._exit(exc)
+        return await self._leave(exc)
 
 
 def open_group(core: PoolCore, *, fail_fast: bool, name: str | None) -> GroupBlock:
     """The block of a new group of ``core``'s pool's jobs."""
+    block = GroupBlock(core)
     name = name or f"group-{next(_group_numbers)}"
-    return GroupBlock(JobGroup(core, fail_fast=fail_fast, name=name))
+    JobGroup(core, block, fail_fast=fail_fast, name=name)  # (gives the block its ends)
+    return block

@@ -51,14 +51,14 @@ if TYPE_CHECKING:
 class Intake(ShedByDeadline):
     """The jobs' transitions (see the module); `PoolCore` is the class pools run."""
 
-    _plain_jobs: bool = True
+    plain_jobs: bool = True
     """Whether this class's `make_job` is the base one (its jobs carry no
     feature's fields), so the hot paths make the record themselves; set for
     each subclass, from whether it overrides `make_job`."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._plain_jobs = cls.make_job is Intake.make_job
+        cls.plain_jobs = cls.make_job is Intake.make_job
 
     def new_job(
         self,
@@ -81,11 +81,11 @@ class Intake(ShedByDeadline):
             self._job_timeout if timeout is USE_DEFAULT else self.time_limit(timeout)
         )
         if key is not None:
-            self._check_key(key)
+            self.check_key(key)
         guard = self._guard  # (`RunGuard.check`, inlined: the hot path)
         if get_ident() != guard.thread or not guard.live:
             guard.check_run(method)
-        if self._plain_jobs:  # (`make_job`, inlined: the hot path)
+        if self.plain_jobs:  # (`make_job`, inlined: the hot path)
             return Job(self, fn, args, name, limit, None)
         return self.make_job(fn, args, name, limit, None, key)
 

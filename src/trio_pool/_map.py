@@ -24,7 +24,7 @@ every item. Leaving the ``async with``
 jobs not delivered yet and waits until they are done.
 """
 
-# The map delivers its jobs' outcomes from the record, without a call per result.
+# The map delivers its jobs' outcomes from the job record, without a call per result.
 # pyright: reportPrivateUsage=false
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def check_key_function(core: PoolCore, key: object) -> None:
         raise TypeError(
             f"key must be a function of the item giving its key (or None), not {key!r}"
         )
-    core._check_key(key)  # a pool without per_key_limit: ValueError
+    core.check_key(key)  # a pool without per_key_limit: ValueError
 
 
 @final
@@ -244,7 +244,7 @@ class MapResults(AsyncIterator[R]):
         core = self._core
         key = None if self._key is None else self._item_key(item)
         fn, name, limit, done = self._fn, self._name, self._limit, self._done
-        if core._plain_jobs:  # (`make_job`, inlined: the hot path)
+        if core.plain_jobs:  # (`make_job`, inlined: the hot path)
             job = Job(core, fn, (item,), name, limit, done)
         else:
             job = core.make_job(fn, (item,), name, limit, done, key)
@@ -289,7 +289,7 @@ class MapResults(AsyncIterator[R]):
         assert self._key is not None
         key = self._key(item)
         if key is not None:
-            self._core._check_key(key)
+            self._core.check_key(key)
         return key
 
     def _done(self, job: Job[Any]) -> None:

@@ -118,6 +118,13 @@ class PrioritizedCore(PoolCore):
         ranks = [_rank(job) for job in self._queue.jobs()]
         assert ranks == sorted(ranks), "the queue is out of priority order"
 
+    def order_by_priority(self) -> None:
+        """Keep the queue and the jobs set aside per key in priority order
+        from now on (this pool has just become its variant with priorities)."""
+        self._queue = ordered_queue(self._queue)
+        if self._keys is not None:
+            self._keys = ordered_keys(self._keys)
+
 
 def ordered_queue(queue: JobQueue) -> PriorityJobQueue:
     """``queue``'s jobs (all of priority 0, in order) in a `PriorityJobQueue`."""
@@ -129,8 +136,8 @@ def ordered_queue(queue: JobQueue) -> PriorityJobQueue:
 
 
 def ordered_keys(keys: KeyBooks) -> PriorityKeyBooks:
-    """``keys``'s books in a `PriorityKeyBooks`."""
-    ordered = PriorityKeyBooks(keys.limit)
-    ordered._active = keys._active
-    ordered._waiting = keys._waiting
-    return ordered
+    """``keys``'s books, made `PriorityKeyBooks` (the same object and fields:
+    the jobs set aside so far, all of priority 0, are in order)."""
+    keys.__class__ = PriorityKeyBooks
+    assert isinstance(keys, PriorityKeyBooks)
+    return keys

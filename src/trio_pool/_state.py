@@ -10,9 +10,6 @@ count of the caller; the transitions are its subclasses' (`Intake` for the
 jobs, `PoolCore` for the workers), all of them one object: one owner.
 """
 
-# The job record's fields belong to the core; Job is its public face.
-# pyright: reportPrivateUsage=false
-
 from __future__ import annotations
 
 from threading import get_ident
@@ -122,12 +119,14 @@ class CoreState:
         # The run's clock, read directly once the pool is open (the variants
         # that stamp jobs or pace starts read it several times per job).
         self._now: Callable[[], float] = current_time
-        self._keys = None if per_key_limit is None else KeyBooks(per_key_limit)
+        self._keys: KeyBooks | None = (
+            None if per_key_limit is None else KeyBooks(per_key_limit)
+        )
         self._yield_every = yield_every
         self._run_worker = run_worker
         self._guard = RunGuard(name)  # the run and thread the pool belongs to
         self._nursery: trio.Nursery | None = None
-        self._queue = JobQueue()
+        self._queue: JobQueue = JobQueue()
         self._crew = Crew()
         self._waiters = RoomWaiters()
         self._watchers = RoomWatchers()  # `Pool.wait_for_room`
@@ -195,7 +194,7 @@ class CoreState:
         self._since_yield = 0
         return True
 
-    def _check_key(self, key: object) -> None:
+    def check_key(self, key: object) -> None:
         """Refuse a ``key`` that is not hashable, or given to a pool without
         ``per_key_limit``."""
         if self._keys is None:
@@ -227,6 +226,11 @@ class CoreState:
         return any(worker.job is not None for worker in workers if worker in marks)
 
     @property
+    def telemetry(self) -> PoolTelemetry | None:
+        """The pool's telemetry, if active (an SDK is installed)."""
+        return self._telemetry
+
+    @property
     def timings_shown(self) -> bool:
         """Whether the pool's jobs show their timings (`Job.submitted_at`...):
         with ``timings=True``, or shedding; whatever telemetry does."""
@@ -249,6 +253,16 @@ class CoreState:
     def _become(self, cls: type[CoreState]) -> None:
         """Run the transitions of ``cls`` (a variant of this pool) from now on."""
         object.__setattr__(self, "__class__", cls)
+
+    def become_variant(self, variant: Callable[[str | None], type[CoreState]]) -> None:
+        """Run as ``variant`` (this pool's class with other features, of a
+        given level of timing) from now on, at its present level of timing,
+        and at a later one as it begins to time its jobs (`_begin_timing`)."""
+        timing = "timed" if self._timed else None
+        if self._telemetry is not None:
+            timing = "traced"
+        self._variant = variant
+        self._become(variant(timing))
 
     def _blocked_ahead(self) -> bool:
         """Whether a blocked submitter must be served before a new job (first

@@ -33,7 +33,7 @@ from trio.lowlevel import enable_ki_protection
 
 from ._core import PoolCore, current_yield_every
 from ._job import CANCELLED, WAITING_FOR_KEY, Job, JobState
-from ._priority import PrioritizedCore, check_priority, ordered_keys, ordered_queue
+from ._priority import PrioritizedCore, check_priority
 from ._shed import key_floor
 from ._state import ACCEPTED, YIELD_DUE
 
@@ -495,16 +495,10 @@ def set_priority(core: PoolCore, job: Job[Any], priority: object) -> None:
 def begin_priorities(core: PoolCore) -> None:
     """Run ``core`` as its variant with priorities from now on (its jobs so
     far have priority 0: the queue's order stands)."""
-    keyed = core._keys is not None
-    variant = functools.partial(core_class, keyed, core._rate is not None)
-    timing = (
-        "traced" if core._telemetry is not None else "timed" if core._timed else None
-    )
-    core._variant = functools.partial(variant, prioritized=True)
-    core._become(variant(timing, prioritized=True))
-    core._queue = ordered_queue(core._queue)
-    if core._keys is not None:
-        core._keys = ordered_keys(core._keys)
+    keyed, paced = isinstance(core, KeyedCore), isinstance(core, PacedCore)
+    core.become_variant(functools.partial(core_class, keyed, paced, prioritized=True))
+    assert isinstance(core, PrioritizedCore)
+    core.order_by_priority()
 
 
 def open_core(**options: Any) -> PoolCore:

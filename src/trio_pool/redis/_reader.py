@@ -342,7 +342,7 @@ class ReaderMixin(ConsumerState):
             if held.verdict is None and held.job is None:
                 self._judge(held, Verdict.RELEASE, "", "")
 
-    async def _run_job(self, held: Held) -> object:
+    async def run_job(self, held: Held) -> object:
         """The job: the handler, then hand the entry to the settler."""
         delivery = Delivery(held.payload, held.id, self._stream, held.deliveries)
         try:
@@ -375,6 +375,6 @@ class ReaderMixin(ConsumerState):
             self._judge(held, Verdict.RETRY, "cancelled", "cancelled")
 
 
-_run_job: Final = ReaderMixin._run_job  # pyright: ignore[reportPrivateUsage]
+_run_job: Final = ReaderMixin.run_job
 """The job, a plain function of (consumer, entry): the pool checks a function
 at once, a bound method (made anew at each access) at some cost."""
