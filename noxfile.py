@@ -204,7 +204,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Run the demo: a pool running a batch of jobs, with traces on the console.
+    """Run the demo: a link checker against a local website, through a scaling pool.
 
     On Ctrl-C nox waits for the demo's graceful stop (its grace period, then the
     summary) instead of sending SIGTERM after 0.3 s and SIGKILL 0.2 s later.

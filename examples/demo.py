@@ -1,7 +1,9 @@
 """The trio_pool demo: a link checker against a real local website.
 
 Run it with ``python3 -m nox -s demo`` (or ``python examples/demo.py``;
-``--short`` for a quick run, ``--seed N`` for another mix of pages). It
+``--short`` for the test's smaller run: fewer pages, a longer time limit so
+that a busy machine cannot make an answering page time out; ``--seed N`` for
+another mix of pages). It
 
 1. starts a website on 127.0.0.1 (a free port) whose pages are fast, slow,
    failing (500), missing (404) or hanging (`demo_site`);
@@ -499,7 +501,11 @@ async def main(size: RunSize, seed: int) -> int:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description="The trio_pool demo: a link checker.")
-    parser.add_argument("--short", action="store_true", help="a quick run")
+    parser.add_argument(
+        "--short",
+        action="store_true",
+        help="the smaller run the test makes (fewer pages, a 3 s time limit)",
+    )
     parser.add_argument("--seed", type=int, default=42, help="the mix of pages")
     return parser.parse_args(argv)
 

@@ -45,7 +45,13 @@ class AsCompleted(Generic[T]):
         self._busy = False
         self._listener = self._finished
         # Check everything first: a refused call registers nothing.
-        distinct = list(dict.fromkeys(jobs))  # each job once, first order
+        try:
+            items = iter(jobs)
+        except TypeError:
+            raise TypeError(
+                f"as_completed() takes an iterable of Job handles, not jobs={jobs!r}"
+            ) from None
+        distinct = list(dict.fromkeys(items))  # each job once, first order
         for job in distinct:
             if not isinstance(job, Job):  # pyright: ignore[reportUnnecessaryIsInstance]
                 raise TypeError(f"as_completed() takes Job handles, not {job!r}")

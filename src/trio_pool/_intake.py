@@ -163,9 +163,8 @@ class Intake(ShedByDeadline):
         `SubmitTimeout` for ``reason`` ``"submit_timeout"``)."""
         kind = SubmitTimeout if reason == "submit_timeout" else PoolOverloaded
         error = kind(
-            f"pool {self._name!r} has no room {when}: all {len(self._crew.workers)} "
-            f"workers busy and {self._queue.live} of capacity={self._capacity} "
-            "queued",
+            f"pool {self._name!r} has no room {when}: {_busy(len(self._crew.workers))}"
+            f" and {self._queue.live} of capacity={self._capacity} queued",
             reason,
         )
         self._refused("overloaded")
@@ -417,3 +416,10 @@ class Intake(ShedByDeadline):
         self._unretrieved.flush()
         if self._telemetry is not None:
             self._telemetry.closed()
+
+
+def _busy(workers: int) -> str:
+    """How many workers are busy, said as a sentence says it."""
+    if workers == 1:
+        return "its one worker busy"
+    return f"all {workers} workers busy" if workers else "no worker running"

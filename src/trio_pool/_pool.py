@@ -504,8 +504,6 @@ def open_pool(
     name = check_name("name", name)
     if name == "":
         raise ValueError("name='' is empty: name the pool, or None for pool-N")
-    if name is None:
-        name = f"pool-{next(_pool_numbers)}"
     rate = check_rate("rate", rate)
     check_int("burst", burst, 1, MAX_BURST)
     if per_key_limit is not None:
@@ -514,6 +512,8 @@ def open_pool(
         raise ValueError(f"burst={burst!r} needs a rate (rate=None: no limit)")
     check_provider("tracer_provider", tracer_provider, "get_tracer")
     check_provider("meter_provider", meter_provider, "get_meter")
+    if name is None:  # (numbered once every argument passed: a refusal takes none)
+        name = f"pool-{next(_pool_numbers)}"
     core = open_core(
         name=name,
         workers=workers,
