@@ -156,6 +156,18 @@ def _decode(named: dict[bytes, bytes]) -> Any:
             f"{exc.start}): {_shown(body)}"
         ) from None
     try:
+        # Compact JSON (`add_job`'s) in one call; else the full decode, which
+        # also takes surrounding whitespace and says what is wrong.
+        payload, end = _JSON.raw_decode(body_text)
+        if end == len(body_text):
+            return payload
+    except ValueError:
+        pass
+    except RecursionError:
+        raise PayloadError(
+            f"the {PAYLOAD_FIELD!r} field is JSON nested too deep to decode"
+        ) from None
+    try:
         return _JSON.decode(body_text)
     except RecursionError:
         raise PayloadError(

@@ -27,7 +27,7 @@ import trio_pool
 from .._log import DEBUG, INFO, log
 from ._delivery import Delivery
 from ._ledger import ConsumerState, Held, Verdict, describe
-from ._payload import PayloadError, decode_fields, text
+from ._payload import text
 from ._redis_calls import FIRST_ID, run_script, waited_for_a_connection
 from ._scripts import parse_claim
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from coredis.response.types import StreamEntry
 
 _T = TypeVar("_T")
-_Fields = tuple[tuple[bytes, bytes], ...]
 _Reply = dict[Any, tuple["StreamEntry", ...]]
 
 READ_SLICE_MS: Final = 500
@@ -177,11 +176,16 @@ class ReaderMixin(ConsumerState):
         if not answered:
             self._give_back(acks)
             return True
+        self._reads_with_acks += 1  # (the settler waits for such reads)
+        # The new entries are recorded before the acknowledged ones are
+        # forgotten: the books never look empty in between (`_forget` wakes
+        # `StreamConsumer.join` only when nothing is held).
+        taken = self._hold_read(reply) if reply else []
         if acks:
             self._acked += len(acks)
             self._forget(acks)
-        if reply:
-            return await self._take_read(reply)
+        if taken:
+            return await self._submit_taken(taken)
         if self._stopping:
             return True
         self._no_acks_ride()
@@ -207,18 +211,30 @@ class ReaderMixin(ConsumerState):
         reply = await self._reader_call(read)
         if not reply:
             return True
-        return await self._take_read(reply)
+        return await self._submit_taken(self._hold_read(reply))
 
-    async def _take_read(self, reply: _Reply) -> bool:
-        """`_take` the entries of an ``XREADGROUP`` reply (bytes)."""
+    def _hold_read(self, reply: _Reply) -> list[Held]:
+        """Record the entries of an ``XREADGROUP`` reply (bytes) as held;
+        return them, for `_submit_taken`."""
         taken: list[Held] = []
         for entries in reply.values():
             for entry in entries:
                 # Bytes: the client does not decode replies here.
-                fields = cast("_Fields", tuple(entry.field_values.items()))
-                taken.append(Held(text(entry.identifier), fields, 1))
+                named = cast("dict[bytes, bytes]", entry.field_values)
+                taken.append(
+                    Held(text(entry.identifier), tuple(named.items()), 1, named)
+                )
         self._read += len(taken)
-        return await self._take(taken)
+        self._hold(taken)
+        return taken
+
+    def _hold(self, taken: list[Held]) -> None:
+        """Record the entries taken as held (in hand)."""
+        held_by_id = self._held
+        for held in taken:
+            held_by_id[held.id] = held
+        self._in_hand += len(taken)
+        self._changes += 1
 
     def _read_timed_out(self, error: TimeoutError) -> None:
         """A read timed out in the client. If no slot of the client's pool
@@ -274,7 +290,8 @@ class ReaderMixin(ConsumerState):
                 len(taken),
                 self._idle_time,
             )
-            if not await self._take(taken):
+            self._hold(taken)
+            if not await self._submit_taken(taken):
                 return None
         return cursor
 
@@ -287,16 +304,13 @@ class ReaderMixin(ConsumerState):
             arguments += [identifier, deliveries]
         await run_script(self._renew, [self._stream], arguments)
 
-    async def _take(self, taken: list[Held]) -> bool:
-        """Record the entries taken, then submit each (or judge it at once).
+    async def _submit_taken(self, taken: list[Held]) -> bool:
+        """Submit the job of each entry just recorded as held (or judge it at
+        once: over the delivery limit, or undecodable).
 
         Returns False if the pool closed (the entries not submitted stay in
         hand, and are released as the reader stops).
         """
-        for held in taken:
-            self._held[held.id] = held
-            self._in_hand += 1
-        self._changes += 1
         if self._stopping:  # a read that returned after stop(): leave them pending
             for held in taken:
                 self._judge(held, Verdict.RELEASE, "", "")
@@ -313,10 +327,8 @@ class ReaderMixin(ConsumerState):
                     f"(max_deliveries={self._max_deliveries})",
                 )
                 continue
-            try:
-                held.payload = decode_fields(dict(held.fields))
-            except PayloadError as exc:
-                self._judge(held, Verdict.DEAD, "PayloadError", str(exc))
+            if held.payload_error is not None:
+                self._judge(held, Verdict.DEAD, "PayloadError", held.payload_error)
                 continue
             try:  # the common case, with no coroutine per entry
                 held.job = submit_nowait(_run_job, self, held, name=job_name)
