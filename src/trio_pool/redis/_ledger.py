@@ -21,7 +21,7 @@ from ._scripts import CLAIM, DEAD_LETTER, RENEW
 from ._statistics import ConsumerStatistics
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Collection, Iterable
 
     import coredis
     from coredis.commands.script import Script
@@ -57,7 +57,7 @@ class Held:
     )
 
     id: str
-    fields: tuple[tuple[bytes, bytes], ...]
+    fields: Collection[tuple[bytes, bytes]]  # (a dict's items: no copy)
     deliveries: int
     payload: Any
     payload_error: str | None  # why the payload cannot be decoded
@@ -70,7 +70,7 @@ class Held:
     def __init__(
         self,
         identifier: str,
-        fields: tuple[tuple[bytes, bytes], ...],
+        fields: Collection[tuple[bytes, bytes]],
         deliveries: int,
         named: dict[bytes, bytes] | None = None,
     ) -> None:
@@ -220,11 +220,11 @@ class ConsumerState:
         held.error = error
         self._in_hand -= 1
         self._to_settle.append(held)
-        if self._settle_wanted and (  # the settler waits: does it have work?
+        if (  # does the settler have work (if it waits)?
             verdict is not Verdict.ACK
             or not self._acks_ride
             or not self._settler_riding  # it starts the ride's time limit
-        ):
+        ) and self._settle_wanted:
             self._settle_wanted.unpark_all()
 
     def _acks_wait_for_reader(self) -> bool:

@@ -18,7 +18,7 @@ stopped some 60 times would hang.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast
 
 import trio
 
@@ -27,7 +27,6 @@ import trio_pool
 from .._log import DEBUG, INFO, log
 from ._delivery import Delivery
 from ._ledger import ConsumerState, Held, Verdict, describe
-from ._payload import text
 from ._redis_calls import FIRST_ID, run_script, waited_for_a_connection
 from ._scripts import parse_claim
 
@@ -38,6 +37,18 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 _Reply = dict[Any, tuple["StreamEntry", ...]]
+
+
+class _BytesEntry(Protocol):
+    """A `StreamEntry` read with the client's decoding off."""
+
+    @property
+    def identifier(self) -> bytes: ...
+    @property
+    def field_values(self) -> dict[bytes, bytes]: ...
+
+
+_BytesReply = dict[bytes, tuple[_BytesEntry, ...]]
 
 READ_SLICE_MS: Final = 500
 """The longest blocking read, in milliseconds: a stop waits for it to end."""
@@ -217,13 +228,13 @@ class ReaderMixin(ConsumerState):
         """Record the entries of an ``XREADGROUP`` reply (bytes) as held;
         return them, for `_submit_taken`."""
         taken: list[Held] = []
-        for entries in reply.values():
+        # Bytes: the client does not decode replies here.
+        for entries in cast("_BytesReply", reply).values():
             for entry in entries:
-                # Bytes: the client does not decode replies here.
-                named = cast("dict[bytes, bytes]", entry.field_values)
-                taken.append(
-                    Held(text(entry.identifier), tuple(named.items()), 1, named)
-                )
+                named = entry.field_values
+                # (an id is ASCII: the milliseconds, a dash, the sequence)
+                identifier = entry.identifier.decode("ascii")
+                taken.append(Held(identifier, named.items(), 1, named))
         self._read += len(taken)
         self._hold(taken)
         return taken
