@@ -155,6 +155,7 @@ class ConsumerState:
         self._pending: int | None = None
         self._lag: int | None = None
         self._reading = False
+        self._pool_capacity = 0  # the pool's capacity at the latest look
         # Wake-ups.
         self._to_settle: deque[Held] = deque()
         self._settle_wanted = trio.lowlevel.ParkingLot()
