@@ -54,8 +54,8 @@ READ_SLICE_MS: Final = 500
 """The longest blocking read, in milliseconds: a stop waits for it to end."""
 MIN_CAPACITY_TO_PAUSE: Final = 2
 """The smallest pool capacity for which the reader submits a batch in parts
-of ``capacity + 1`` jobs (`ReaderMixin._let_workers_take`); below it, a
-pause saves no worker wake-up."""
+of ``capacity + 1`` jobs (`_let_workers_take`); below it, a pause saves no
+worker wake-up."""
 STOP_WAIT: Final = READ_SLICE_MS / 1000 + 1.0
 """Seconds a stop waits for the reader's Redis call on its way before it
 cancels it (Redis slow or hung; the client then loses a connection slot)."""
@@ -337,11 +337,12 @@ class ReaderMixin(ConsumerState):
         per_wake = capacity + 1 if capacity >= MIN_CAPACITY_TO_PAUSE else 0
         since_pause = 0
         paused = False
+        last_job: trio_pool.Job[object] | None = None  # the last submitted
         for held in taken:
             if since_pause == per_wake:
                 since_pause = 0
                 paused = True
-                await self._let_workers_take(capacity)
+                await _let_workers_take(last_job)
             if held.deliveries > self._max_deliveries:
                 self._judge(
                     held,
@@ -356,33 +357,16 @@ class ReaderMixin(ConsumerState):
                 continue
             since_pause += 1
             try:  # the common case, with no coroutine per entry
-                held.job = submit_nowait(_run_job, self, held, name=job_name)
+                held.job = last_job = submit_nowait(_run_job, self, held, name=job_name)
             except trio_pool.PoolOverloaded:  # others took the room meanwhile
                 if not await self._submit(held):
                     return False
+                last_job = held.job
             except trio_pool.PoolClosed:
                 return False
         if paused:  # and once the last part is taken, the reader looks for room
-            await self._let_workers_take(1)
+            await _let_workers_take(last_job)
         return True
-
-    async def _let_workers_take(self, queued_below: int) -> None:
-        """Let the worker woken for the jobs just submitted take the queued
-        ones, until fewer than ``queued_below`` are queued (a schedule point,
-        a second one if the worker had not run yet).
-
-        The reader submits a batch larger than the queue in parts of
-        ``capacity + 1`` jobs, with this between them: beyond a full queue,
-        the pool hands each job to one more idle worker, a task step each (15
-        per batch of 32 into 16 workers and capacity 16, against about 4).
-        And after the last part: the next read waits for the room the whole
-        batch frees, not half of it. Not a cancel point: a stop() leaves the
-        batch submitted, as when no pause is needed.
-        """
-        for _ in range(2):
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            if self._pool.statistics().queued < queued_below:
-                return
 
     async def _submit(self, held: Held) -> bool:
         """Submit ``held``'s job, waiting for room; False if the pool closed."""
@@ -430,6 +414,25 @@ class ReaderMixin(ConsumerState):
             # Cancelled: a time limit, our shutdown, or the pool's. The
             # settler asks the job which, once it has ended.
             self._judge(held, Verdict.RETRY, "cancelled", "cancelled")
+
+
+async def _let_workers_take(last_job: trio_pool.Job[object] | None) -> None:
+    """Let the worker woken for the jobs just submitted take the queued ones,
+    until ``last_job``, the last submitted, has left the queue (first in,
+    first out): a schedule point, a second one if the worker had not run yet.
+
+    The reader submits a batch larger than the queue in parts of
+    ``capacity + 1`` jobs, with this between them: beyond a full queue, the
+    pool hands each job to one more idle worker, a task step each (15 per
+    batch of 32 into 16 workers and capacity 16, against about 3). And after
+    the last part: the next read waits for the room the whole batch frees,
+    not half of it. Not a cancel point: a stop() leaves the batch submitted,
+    as when no pause is needed.
+    """
+    for _ in range(2):
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        if last_job is None or last_job.state is not trio_pool.JobState.QUEUED:
+            return
 
 
 _run_job: Final = ReaderMixin._run_job  # pyright: ignore[reportPrivateUsage]
