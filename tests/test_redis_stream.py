@@ -202,6 +202,43 @@ async def test_backpressure_never_more_in_hand_than_the_pool_has_room_for(
     assert consumer.statistics().acked == 12
 
 
+async def test_a_batch_larger_than_the_queue_wakes_few_workers(
+    client: coredis.Redis[str], stream: str
+) -> None:
+    # The reader submits a batch of 32 to 16 workers and capacity 16 in
+    # parts of 17, letting the woken worker take the queued jobs between
+    # them: the pool does not wake one more idle worker per job beyond its
+    # queue (16 worker steps per batch then, about 4 now).
+    entries = 960  # 30 batches
+    worker_steps = 0
+
+    class CountWorkerSteps(trio.abc.Instrument):
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            nonlocal worker_steps
+            if task.name.startswith("trio_pool worker"):
+                worker_steps += 1
+
+    seen: collections.Counter[int] = collections.Counter()
+
+    async def handler(delivery: Delivery) -> None:
+        seen[delivery.payload] += 1
+
+    await add_jobs(client, stream, range(entries))
+    instrument = CountWorkerSteps()
+    async with trio_pool.open_pool(16, capacity=16) as pool:
+        trio.lowlevel.add_instrument(instrument)
+        try:
+            async with consume(pool, client, stream, handler) as consumer:
+                with trio.fail_after(LIMIT):
+                    await consumer.join()
+        finally:
+            trio.lowlevel.remove_instrument(instrument)
+    assert set(seen) == set(range(entries))  # (at least once)
+    assert consumer.statistics().acked == entries
+    # Starting and stopping the 16 workers take about 50 steps.
+    assert worker_steps < entries / 4, worker_steps
+
+
 async def test_a_pool_full_of_other_jobs_gets_no_entries(
     client: coredis.Redis[str], stream: str
 ) -> None:

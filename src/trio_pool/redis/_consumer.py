@@ -171,9 +171,9 @@ class StreamConsumer:
         dead-lettered; failed ones waiting for a retry, and entries other
         consumers hold, count as pending) and no entry left to deliver. For
         batch jobs and tests: a live stream may never drain. It asks Redis
-        whenever this consumer settles an entry, and every 0.1 seconds (or
-        ``idle_time / 2``, if shorter) while others hold entries. This is a
-        checkpoint.
+        whenever this consumer has settled every entry it took, and every
+        0.1 seconds (or ``idle_time / 2``, if shorter) while others hold
+        entries. This is a checkpoint.
 
         Raises:
             coredis.exceptions.RedisError: Redis failed.

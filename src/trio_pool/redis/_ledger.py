@@ -15,13 +15,13 @@ import trio
 
 import trio_pool
 
-from ._payload import text
+from ._payload import PayloadError, decode_fields, text
 from ._redis_calls import Reconnector, as_text, longest_block_ms
 from ._scripts import CLAIM, DEAD_LETTER, RENEW
 from ._statistics import ConsumerStatistics
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Collection, Iterable
 
     import coredis
     from coredis.commands.script import Script
@@ -51,14 +51,16 @@ class Held:
         "id",
         "job",
         "payload",
+        "payload_error",
         "vanished",
         "verdict",
     )
 
     id: str
-    fields: tuple[tuple[bytes, bytes], ...]
+    fields: Collection[tuple[bytes, bytes]]  # (a dict's items: no copy)
     deliveries: int
     payload: Any
+    payload_error: str | None  # why the payload cannot be decoded
     job: trio_pool.Job[object] | None
     verdict: Verdict | None
     error_type: str
@@ -66,12 +68,22 @@ class Held:
     vanished: bool
 
     def __init__(
-        self, identifier: str, fields: tuple[tuple[bytes, bytes], ...], deliveries: int
+        self,
+        identifier: str,
+        fields: Collection[tuple[bytes, bytes]],
+        deliveries: int,
+        named: dict[bytes, bytes] | None = None,
     ) -> None:
+        """``named``: ``fields`` as a dict, if the caller has it already."""
         self.id = identifier
         self.fields = fields
         self.deliveries = deliveries
-        self.payload = None
+        try:  # decoded at once: one pass over a batch read
+            self.payload = decode_fields(dict(fields) if named is None else named)
+            self.payload_error = None
+        except PayloadError as exc:
+            self.payload = None
+            self.payload_error = str(exc)
         self.job = None
         self.verdict = None
         self.error_type = ""
@@ -143,6 +155,7 @@ class ConsumerState:
         self._pending: int | None = None
         self._lag: int | None = None
         self._reading = False
+        self._pool_capacity = 0  # the pool's capacity at the latest look
         # Wake-ups.
         self._to_settle: deque[Held] = deque()
         self._settle_wanted = trio.lowlevel.ParkingLot()
@@ -158,6 +171,8 @@ class ConsumerState:
         # next read (it waits for room, which their jobs' ends make): the
         # settler leaves them to it, for up to `ACK_RIDE_LIMIT` seconds.
         self._acks_ride = False
+        self._reads_with_acks = 0  # reads that took the acknowledgements queued
+        self._settler_riding = False  # the settler waits out a ride's time limit
         # While the reader's claim call is on its way: the entries settled
         # meanwhile, and their delivery counts (the claim may return them).
         self._settled_during_claim: dict[str, int] | None = None
@@ -206,11 +221,11 @@ class ConsumerState:
         held.error = error
         self._in_hand -= 1
         self._to_settle.append(held)
-        if self._settle_wanted and (  # the settler waits: does it have work?
+        if (  # does the settler have work (if it waits)?
             verdict is not Verdict.ACK
             or not self._acks_ride
-            or len(self._to_settle) == 1  # it starts the ride's time limit
-        ):
+            or not self._settler_riding  # it starts the ride's time limit
+        ) and self._settle_wanted:
             self._settle_wanted.unpark_all()
 
     def _acks_wait_for_reader(self) -> bool:
@@ -229,12 +244,15 @@ class ConsumerState:
             self._settle_wanted.unpark_all()
 
     def _forget(self, settled: Iterable[Held]) -> None:
+        held_by_id = self._held
+        during_claim = self._settled_during_claim
         for held in settled:
-            del self._held[held.id]
-            if self._settled_during_claim is not None:
-                self._settled_during_claim[held.id] = held.deliveries
+            del held_by_id[held.id]
+            if during_claim is not None:
+                during_claim[held.id] = held.deliveries
         self._changes += 1
-        self._settled.unpark_all()
+        if not self._held:  # `StreamConsumer.join` waits for nothing held
+            self._settled.unpark_all()
 
     async def _group_info(self) -> dict[str, object] | None:
         """The group's line of ``XINFO GROUPS``, keys as text; None if missing."""

@@ -122,44 +122,49 @@ def decode_fields(named: dict[bytes, bytes]) -> Any:
     Raises:
         PayloadError: as `decode_job`.
     """
-    try:
-        return _decode(named)
+    try:  # (one call per entry: the checks inline, the errors' text apart)
+        version = named.get(_VERSION_KEY)
+        body = named.get(_PAYLOAD_KEY)
+        if version != _VERSION_VALUE or body is None:
+            raise _not_a_job(version)
+        body_text = body.decode("utf-8")
+        try:  # compact JSON (`add_job`'s) in one call
+            payload, end = _JSON.raw_decode(body_text)
+            if end == len(body_text):
+                return payload
+        except ValueError:
+            pass  # whitespace before it, or not JSON: the full decode says
+        return _JSON.decode(body_text)
     except PayloadError:
         raise
-    except Exception as exc:  # RecursionError, MemoryError: any
-        raise _undecodable(exc) from None
-
-
-def _undecodable(error: Exception) -> PayloadError:
-    return PayloadError(f"the entry cannot be decoded: {type(error).__name__}: {error}")
-
-
-def _decode(named: dict[bytes, bytes]) -> Any:
-    version = named.get(_VERSION_KEY)
-    if version is None:
-        raise PayloadError(
-            f"the entry has no {VERSION_FIELD!r} field: it was not written by add_job"
-        )
-    if version != _VERSION_VALUE:
-        raise PayloadError(
-            f"payload version {_shown(version)} is not supported (this consumer "
-            f"reads version {VERSION!r})"
-        )
-    body = named.get(_PAYLOAD_KEY)
-    if body is None:
-        raise PayloadError(f"the entry has no {PAYLOAD_FIELD!r} field")
-    try:
-        body_text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError as exc:  # (a ValueError: first)
         raise PayloadError(
             f"the {PAYLOAD_FIELD!r} field is not UTF-8 ({exc.reason} at byte "
-            f"{exc.start}): {_shown(body)}"
+            f"{exc.start}): {_shown(exc.object)}"
         ) from None
-    try:
-        return _JSON.decode(body_text)
     except RecursionError:
         raise PayloadError(
             f"the {PAYLOAD_FIELD!r} field is JSON nested too deep to decode"
         ) from None
     except ValueError as exc:
         raise PayloadError(f"the {PAYLOAD_FIELD!r} field is not JSON: {exc}") from None
+    except Exception as exc:  # MemoryError: any
+        raise _undecodable(exc) from None
+
+
+def _not_a_job(version: bytes | None) -> PayloadError:
+    """Why fields with this ``v`` (or none), or no ``job``, are not a job."""
+    if version is None:
+        return PayloadError(
+            f"the entry has no {VERSION_FIELD!r} field: it was not written by add_job"
+        )
+    if version != _VERSION_VALUE:
+        return PayloadError(
+            f"payload version {_shown(version)} is not supported (this consumer "
+            f"reads version {VERSION!r})"
+        )
+    return PayloadError(f"the entry has no {PAYLOAD_FIELD!r} field")
+
+
+def _undecodable(error: Exception) -> PayloadError:
+    return PayloadError(f"the entry cannot be decoded: {type(error).__name__}: {error}")

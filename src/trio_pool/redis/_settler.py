@@ -20,7 +20,9 @@ from ._redis_calls import run_script
 ACK_RIDE_LIMIT: Final = 0.05
 """Seconds the settler leaves acknowledgements to the reader's next read
 (one round trip for both) before it sends them itself (the
-reader waits for room that others' jobs took)."""
+reader waits for room that others' jobs took): an acknowledgement waits for
+the reader at most twice this (the reader read during the first period, just
+before it was queued)."""
 LOST_REPLY_MARGIN_MS: Final = 60_000
 """How much further back than its first call a retried dead letter looks for
 its own work (a call whose reply was lost): the clocks of Redis and of the
@@ -54,10 +56,17 @@ class SettlerMixin(ConsumerState):
                     return
                 await self._settle_wanted.park()
                 continue
-            with trio.move_on_after(ACK_RIDE_LIMIT) as ride:
-                await self._settle_wanted.park()
-            if ride.cancelled_caught and self._to_settle:  # it did not read
-                return
+            # Not woken by each acknowledgement meanwhile (`_judge`): one
+            # wake-up per time limit, not per batch of jobs.
+            reads = self._reads_with_acks
+            self._settler_riding = True
+            try:
+                with trio.move_on_after(ACK_RIDE_LIMIT) as ride:
+                    await self._settle_wanted.park()
+            finally:
+                self._settler_riding = False
+            if ride.cancelled_caught and reads == self._reads_with_acks:
+                return  # the reader did not read in time
 
     async def _settle_some(self) -> None:
         """Settle every entry queued now; put back those it could not."""
