@@ -254,14 +254,17 @@ class PoolCore(Intake):
         job._holder = None
         job._scope = None
         job._value = value
-        job._error = error
-        if error is not None:
-            job._error_state = (
+        job._failure = (
+            None
+            if error is None
+            else (
+                error,
                 error.__traceback__,
                 error.__context__,
                 error.__cause__,
                 error.__suppress_context__,
             )
+        )
         job._args = ()  # let the arguments go; the function stays for `name`
         if job._lot is not None:
             job._lot.unpark_all()

@@ -33,11 +33,16 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-ErrorState: TypeAlias = tuple[
-    "TracebackType | None", "BaseException | None", "BaseException | None", bool
+Failure: TypeAlias = tuple[
+    BaseException,
+    "TracebackType | None",
+    "BaseException | None",
+    "BaseException | None",
+    bool,
 ]
-"""A failed job's error as it ended: its traceback, context, cause and
-suppress_context (one field, not four: a smaller record per job)."""
+"""A failed job's error as it ended: the error, its traceback, context, cause
+and suppress_context (one field, not five: a smaller record per job, which
+the garbage collector walks for every job kept)."""
 
 
 class JobOwner(Protocol):
@@ -130,8 +135,7 @@ class Job(Generic[T]):
         "_args",
         "_cancel_requested",
         "_core",
-        "_error",
-        "_error_state",
+        "_failure",
         "_fn",
         "_holder",
         "_key",
@@ -139,7 +143,6 @@ class Job(Generic[T]):
         "_lot",
         "_on_done",
         "_priority",
-        "_retrieved",
         "_scope",
         "_span_context",
         "_t_finished",
@@ -161,12 +164,10 @@ class Job(Generic[T]):
     _holder: object  # a worker, a Pending marker, or None (see __init__)
     _key: Hashable
     _cancel_requested: bool
-    _retrieved: bool
     _scope: trio.CancelScope | None
     _lot: ParkingLot | None
     _value: T | None
-    _error: BaseException | None
-    _error_state: ErrorState
+    _failure: Failure | None
     _span_context: object
     _priority: int
     _t_submitted: float
@@ -198,17 +199,22 @@ class Job(Generic[T]):
         self.state = QUEUED
         self._holder = NOT_ACCEPTED
         self._cancel_requested = False
-        self._retrieved = False
-        self._scope = None
         self._lot = None  # created when someone waits
-        # Set when the job resolves: value, error, error_state (its traceback,
-        # context, cause, suppress_context). Set by a pool that records
+        # Set when a worker starts it: scope. Set when the job resolves:
+        # value, failure (None, or the error with its traceback, context,
+        # cause and suppress_context). Set by a pool that records
         # timings: t_submitted, t_started, t_finished; by telemetry:
         # span_context; by a pool with per_key_limit: key; by a pool with
         # priorities: priority. (Fewer stores per job.)
 
     def __repr__(self) -> str:
         return f"<trio_pool.Job {self.name!r} {self.state.value}>"
+
+    @property
+    def _error(self) -> BaseException | None:
+        """The resolved job's error, or None (it succeeded)."""
+        failure = self._failure
+        return None if failure is None else failure[0]
 
     @property
     def name(self) -> str:
@@ -331,7 +337,7 @@ class Job(Generic[T]):
         else:
             if core.read_done("result"):
                 await cancel_shielded_checkpoint()
-        if self._error is None:
+        if self._failure is None:
             return self._value  # type: ignore[return-value]
         return self._outcome().unwrap()
 
@@ -381,18 +387,18 @@ class Job(Generic[T]):
         ``__cause__`` it had when the job ended, whatever an earlier reader's
         ``raise`` added to the shared exception object.
         """
-        error = self._error
-        if error is None:
+        failure = self._failure
+        if failure is None:
             return outcome.Value(self._value)  # type: ignore[arg-type]
-        if not self._retrieved:
-            self._retrieved = True
-            self._core.retrieved(self)
+        self._core.retrieved(self)  # (each read: the registry forgets it once)
+        error = failure[0]
         (
+            _,
             error.__traceback__,
             error.__context__,
             error.__cause__,
             error.__suppress_context__,
-        ) = self._error_state
+        ) = failure
         return outcome.Error(error)
 
     def _timeout_error(self) -> JobTimeout:

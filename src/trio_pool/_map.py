@@ -339,7 +339,7 @@ class MapResults(AsyncIterator[R]):
         self._free += 1
         if self._feeder_parked and self._free * 2 >= self._window:
             self._feeder_lot.unpark()
-        if not self._outcomes and job._error is None:  # (`_deliver`'s common case)
+        if not self._outcomes and job._failure is None:  # (`_deliver`'s common case)
             return job._value  # type: ignore[return-value]
         return self._deliver(job)
 
