@@ -191,8 +191,12 @@ class Intake(ShedByDeadline):
             crew.hand_over(job)
         else:
             can_grow = not idle and len(crew.workers) < self._max_workers
-            if self._queue_room(can_grow):  # (the decision `_room_now` makes)
-                queue = self._queue
+            queue = self._queue
+            if self._waiters or crew.starting:
+                room = self._queue_room(can_grow)  # (the decision `_room_now` makes)
+            else:  # (its common case, inlined: the hot path)
+                room = can_grow or queue.live + queue.held < self._capacity
+            if room:
                 job._holder = None  # (`_enqueue_growing`, `JobQueue.push` inlined)
                 queue.append(job)
                 queue.live += 1

@@ -79,20 +79,31 @@ async def _run_jobs(core: PoolCore, worker: Worker) -> None:
                     if streak >= yield_every:
                         streak = 0
                         await checkpoint()  # holding no job
-                    job = core.start_next(worker, scope)
                     if job is None:
-                        job = await _wait_for_job(core, worker, scope)
+                        job = core.start_next(worker, scope)
                         if job is None:
-                            return
-                        streak = 0  # it parked: a schedule point
+                            job = await _wait_for_job(core, worker, scope)
+                            if job is None:
+                                return
+                            streak = 0  # it parked: a schedule point
                     streak += 1
                     try:
                         value = await job._fn(*job._args)
                     except Exception as exc:
                         core.finish(worker, job, FAILED, error=exc)
                     else:
+                        if (
+                            streak < yield_every
+                            and job._timeout is None
+                            and not job._cancel_requested
+                        ):
+                            # The common step: finish it and start the next
+                            # in one transition; its scope is not spent.
+                            job = core.finish_and_next(worker, job, value, scope)
+                            value = None  # an idle worker keeps no result alive
+                            continue
                         core.finish(worker, job, SUCCEEDED, value)
-                        value = None  # an idle worker keeps no result alive
+                        value = None
                     # Only Job.cancel (shutdown included) and a time limit
                     # cancel this scope; cancel_called itself reads the
                     # clock, so ask it only for timed jobs.
