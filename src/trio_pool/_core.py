@@ -127,7 +127,6 @@ class PoolCore(Intake):
                     return None
         job.state = RUNNING
         job._holder = worker
-        job._scope = scope
         worker.job = job  # (the crew's record; written here on the hot path)
         self._counts.running += 1
         if job._timeout is not None:
@@ -238,8 +237,8 @@ class PoolCore(Intake):
         if worker is not None:
             worker.job = None  # (the crew's record; written here on the hot path)
             counts.running -= 1
-            if job._timeout is not None and job._scope is not None:
-                job._scope.deadline = math.inf
+            if job._timeout is not None and worker.scope is not None:
+                worker.scope.deadline = math.inf
         if state is SUCCEEDED:
             counts.succeeded += 1
         elif state is FAILED:
@@ -252,7 +251,6 @@ class PoolCore(Intake):
             error = job._cancelled_error()
         job.state = state
         job._holder = None
-        job._scope = None
         job._value = value
         job._failure = (
             None
@@ -299,7 +297,6 @@ class PoolCore(Intake):
         counts.succeeded += 1
         job.state = SUCCEEDED
         job._holder = None
-        job._scope = None
         job._value = value
         job._failure = None
         job._args = ()
@@ -329,7 +326,6 @@ class PoolCore(Intake):
             self._queue_place_freed()
         first.state = RUNNING
         first._holder = worker
-        first._scope = scope
         worker.job = first
         if first._timeout is not None:
             scope.deadline = trio.current_time() + first._timeout

@@ -304,9 +304,11 @@ class Intake(ShedByDeadline):
 
     @staticmethod
     def _cancel_running(job: Job[Any]) -> None:
-        job._cancel_requested = True
-        assert job._scope is not None
-        job._scope.cancel()
+        worker = job._holder
+        assert isinstance(worker, Worker)
+        assert worker.scope is not None
+        worker.scope_cancelled = True
+        worker.scope.cancel()
 
     def _removed(self) -> None:
         """A worker was removed (a pool with a rate wakes its pacer)."""

@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
     from types import TracebackType
 
-    import trio
-
 T = TypeVar("T")
 
 Failure: TypeAlias = tuple[
@@ -133,7 +131,6 @@ class Job(Generic[T]):
     __slots__ = (
         "__weakref__",
         "_args",
-        "_cancel_requested",
         "_core",
         "_failure",
         "_fn",
@@ -143,7 +140,6 @@ class Job(Generic[T]):
         "_lot",
         "_on_done",
         "_priority",
-        "_scope",
         "_span_context",
         "_t_finished",
         "_t_started",
@@ -163,8 +159,6 @@ class Job(Generic[T]):
     """The job's current `JobState`. Read it; only the pool changes it."""
     _holder: object  # a worker, a Pending marker, or None (see __init__)
     _key: Hashable
-    _cancel_requested: bool
-    _scope: trio.CancelScope | None
     _lot: ParkingLot | None
     _value: T | None
     _failure: Failure | None
@@ -198,14 +192,14 @@ class Job(Generic[T]):
         self._on_done = on_done
         self.state = QUEUED
         self._holder = NOT_ACCEPTED
-        self._cancel_requested = False
         self._lot = None  # created when someone waits
-        # Set when a worker starts it: scope. Set when the job resolves:
-        # value, failure (None, or the error with its traceback, context,
-        # cause and suppress_context). Set by a pool that records
-        # timings: t_submitted, t_started, t_finished; by telemetry:
-        # span_context; by a pool with per_key_limit: key; by a pool with
-        # priorities: priority. (Fewer stores per job.)
+        # (Its worker keeps the cancel scope it runs in, and whether the
+        # pool cancelled it: `Worker`.) Set when the job resolves: value,
+        # failure (None, or the error with its traceback, context, cause and
+        # suppress_context). Set by a pool that records timings:
+        # t_submitted, t_started, t_finished; by telemetry: span_context; by
+        # a pool with per_key_limit: key; by a pool with priorities:
+        # priority. (Fewer stores per job.)
 
     def __repr__(self) -> str:
         return f"<trio_pool.Job {self.name!r} {self.state.value}>"

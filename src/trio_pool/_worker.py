@@ -75,6 +75,10 @@ async def _run_jobs(core: PoolCore, worker: Worker) -> None:
         job: Job[Any] | None = None
         try:
             with trio.CancelScope() as scope:
+                # (the worker's record, read by `Intake._cancel_running`: no
+                # job runs in this scope yet)
+                worker.scope = scope
+                worker.scope_cancelled = False
                 while True:
                     if streak >= yield_every:
                         streak = 0
@@ -95,7 +99,7 @@ async def _run_jobs(core: PoolCore, worker: Worker) -> None:
                         if (
                             streak < yield_every
                             and job._timeout is None
-                            and not job._cancel_requested
+                            and not worker.scope_cancelled
                         ):
                             # The common step: finish it and start the next
                             # in one transition; its scope is not spent.
@@ -107,7 +111,7 @@ async def _run_jobs(core: PoolCore, worker: Worker) -> None:
                     # Only Job.cancel (shutdown included) and a time limit
                     # cancel this scope; cancel_called itself reads the
                     # clock, so ask it only for timed jobs.
-                    spent = job._cancel_requested or (
+                    spent = worker.scope_cancelled or (
                         job._timeout is not None and scope.cancel_called
                     )
                     job = None
@@ -122,7 +126,7 @@ async def _run_jobs(core: PoolCore, worker: Worker) -> None:
             core.finish(worker, job, FAILED, error=exc)
         else:
             if job is not None:  # the scope caught the job's Cancelled
-                core.finish(worker, job, outcome_of_cancel(job))
+                core.finish(worker, job, outcome_of_cancel(worker))
 
 
 @enable_ki_protection
@@ -172,9 +176,10 @@ def running_job(worker: Worker) -> Job[Any] | None:
     return job if job is not None and job.state is RUNNING else None
 
 
-def outcome_of_cancel(job: Job[Any]) -> JobState:
-    """The job's own scope caught its cancellation: timed out or cancelled?"""
-    return CANCELLED if job._cancel_requested else TIMED_OUT
+def outcome_of_cancel(worker: Worker) -> JobState:
+    """The scope of ``worker``'s job caught its cancellation: timed out or
+    cancelled?"""
+    return CANCELLED if worker.scope_cancelled else TIMED_OUT
 
 
 def split_escape(
