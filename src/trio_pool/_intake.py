@@ -34,6 +34,7 @@ from ._job import (
     QUEUED,
     RUNNING,
     WAITING_FOR_KEY,
+    FeaturedJob,
     Job,
     JobState,
 )
@@ -55,10 +56,14 @@ class Intake(ShedByDeadline):
     """Whether this class's `make_job` is the base one (its jobs carry no
     feature's fields), so the hot paths make the record themselves; set for
     each subclass, from whether it overrides `make_job`."""
+    _job_type: type[Job[Any]] = Job
+    """The record the base `make_job` makes: `Job`, or, for a class whose
+    `make_job` adds a feature's fields, `FeaturedJob`."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._plain_jobs = cls.make_job is Intake.make_job
+        cls._job_type = Job if cls._plain_jobs else FeaturedJob
 
     def new_job(
         self,
@@ -99,7 +104,7 @@ class Intake(ShedByDeadline):
         key: Hashable = None,
     ) -> Job[Any]:
         """Make the record of a job whose arguments were checked."""
-        return Job(self, fn, args, name, limit, on_done)
+        return self._job_type(self, fn, args, name, limit, on_done)
 
     async def wait_to_accept(self, job: Job[Any]) -> None:
         """Wait for room for ``job``, within ``submit_timeout``; the slow path."""

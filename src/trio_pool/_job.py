@@ -128,6 +128,10 @@ class Job(Generic[T]):
     attributes are the pool's record of the job, not part of the API.
     """
 
+    # A pool with keys, timings or telemetry makes `FeaturedJob` records,
+    # which add those features' fields: a plain pool's record is smaller
+    # (the garbage collector walks it for every job kept).
+
     __slots__ = (
         "__weakref__",
         "_args",
@@ -135,15 +139,12 @@ class Job(Generic[T]):
         "_failure",
         "_fn",
         "_holder",
-        "_key",
         "_label",
         "_lot",
         "_on_done",
         "_priority",
-        "_span_context",
         "_t_finished",
         "_t_started",
-        "_t_submitted",
         "_timeout",
         "_value",
         "state",
@@ -158,7 +159,7 @@ class Job(Generic[T]):
     state: JobState
     """The job's current `JobState`. Read it; only the pool changes it."""
     _holder: object  # a worker, a Pending marker, or None (see __init__)
-    _key: Hashable
+    _key: Hashable  # (this, the span and the submit time: `FeaturedJob`'s)
     _lot: ParkingLot | None
     _value: T | None
     _failure: Failure | None
@@ -196,10 +197,10 @@ class Job(Generic[T]):
         # (Its worker keeps the cancel scope it runs in, and whether the
         # pool cancelled it: `Worker`.) Set when the job resolves: value,
         # failure (None, or the error with its traceback, context, cause and
-        # suppress_context). Set by a pool that records timings:
-        # t_submitted, t_started, t_finished; by telemetry: span_context; by
-        # a pool with per_key_limit: key; by a pool with priorities:
-        # priority. (Fewer stores per job.)
+        # suppress_context). Set by a pool with priorities: priority; by a
+        # pool that records timings: t_started, t_finished, and, in a
+        # `FeaturedJob`, t_submitted; by telemetry: span_context; by a pool
+        # with per_key_limit: key. (Fewer stores per job.)
 
     def __repr__(self) -> str:
         return f"<trio_pool.Job {self.name!r} {self.state.value}>"
@@ -403,6 +404,16 @@ class Job(Generic[T]):
     def _cancelled_error(self) -> JobCancelled:
         """The error a cancelled job resolves with."""
         return JobCancelled(f"job {self.name!r} was cancelled")
+
+
+@final
+class FeaturedJob(Job[T]):  # type: ignore[misc]  # (`Job` is final to users)
+    """The record of a job of a pool with keys, timings or telemetry: a
+    `Job` with those features' fields. (A plain pool begins to record
+    timings at its first ``shed=True``: the plain `Job` records it holds
+    then show no submit time, as before.)"""
+
+    __slots__ = ("_key", "_span_context", "_t_submitted")
 
 
 @final

@@ -33,7 +33,7 @@ import trio
 from trio.lowlevel import enable_ki_protection
 
 from ._core import PoolCore, current_yield_every
-from ._job import CANCELLED, WAITING_FOR_KEY, Job, JobState
+from ._job import CANCELLED, WAITING_FOR_KEY, FeaturedJob, Job, JobState
 from ._priority import PrioritizedCore, check_priority, ordered_keys, ordered_queue
 from ._shed import key_floor
 from ._state import ACCEPTED, YIELD_DUE
@@ -64,7 +64,8 @@ class KeyedCore(PoolCore):
         on_done: Callable[[Job[Any]], None] | None,
         key: Hashable = None,
     ) -> Job[Any]:
-        job = super().make_job(fn, args, name, limit, on_done, key)
+        made = super().make_job(fn, args, name, limit, on_done, key)
+        job = cast("FeaturedJob[Any]", made)  # (`_job_type`)
         job._key = key
         return job
 
@@ -353,7 +354,8 @@ class TimedCore(PoolCore):
         on_done: Callable[[Job[Any]], None] | None,
         key: Hashable = None,
     ) -> Job[Any]:
-        job = super().make_job(fn, args, name, limit, on_done, key)
+        made = super().make_job(fn, args, name, limit, on_done, key)
+        job = cast("FeaturedJob[Any]", made)  # (`_job_type`)
         job._t_submitted = trio.current_time()
         return job
 
