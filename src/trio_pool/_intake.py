@@ -37,6 +37,8 @@ from ._job import (
     FeaturedJob,
     Job,
     JobState,
+    init_record,
+    new_record,
 )
 from ._log import DEBUG, log
 from ._shed import ShedByDeadline
@@ -91,7 +93,9 @@ class Intake(ShedByDeadline):
         if get_ident() != guard.thread or not guard.live:
             guard.check_run(method)
         if self._plain_jobs:  # (`make_job`, inlined: the hot path)
-            return Job(self, fn, args, name, limit, None)
+            job: Job[Any] = new_record(Job)
+            init_record(job, self, fn, args, name, limit, None)
+            return job
         return self.make_job(fn, args, name, limit, None, key)
 
     def make_job(

@@ -406,6 +406,13 @@ class Job(Generic[T]):
         return JobCancelled(f"job {self.name!r} was cancelled")
 
 
+new_record = object.__new__
+"""With `init_record`, makes a plain `Job` as ``Job(...)`` does, in two
+plain calls (the hot paths: calling the class costs a C call into
+``__init__``): ``job = new_record(Job); init_record(job, ...)``."""
+init_record = Job.__init__
+
+
 @final
 class FeaturedJob(Job[T]):  # type: ignore[misc]  # (`Job` is final to users)
     """The record of a job of a pool with keys, timings or telemetry: a

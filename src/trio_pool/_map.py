@@ -44,7 +44,7 @@ from trio.lowlevel import (
 )
 
 from ._exits import exit_error, reraise, wait_through_interrupts
-from ._job import QUEUED, RUNNING, Job
+from ._job import QUEUED, RUNNING, Job, init_record, new_record
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable, Iterator
@@ -247,7 +247,8 @@ class MapResults(AsyncIterator[R]):
         fn, name, limit = self._fn, self._name, self._limit
         done = None if self._ordered else self._done  # (see `_wait_for_result`)
         if core._plain_jobs:  # (`make_job`, inlined: the hot path)
-            job = Job(core, fn, (item,), name, limit, done)
+            job = new_record(Job)
+            init_record(job, core, fn, (item,), name, limit, done)
         else:
             job = core.make_job(fn, (item,), name, limit, done, key)
         if self._priority:
