@@ -13,7 +13,16 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar, final
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Protocol,
+    TypeAlias,
+    TypeVar,
+    cast,
+    final,
+)
 
 import outcome
 from trio.lowlevel import (
@@ -406,11 +415,14 @@ class Job(Generic[T]):
         return JobCancelled(f"job {self.name!r} was cancelled")
 
 
-new_record = object.__new__
+new_record = cast("Callable[[type[Job[Any]]], Job[Any]]", object.__new__)
 """With `init_record`, makes a plain `Job` as ``Job(...)`` does, in two
 plain calls (the hot paths: calling the class costs a C call into
 ``__init__``): ``job = new_record(Job); init_record(job, ...)``."""
-init_record = Job.__init__
+init_record = cast(
+    "Callable[[Job[Any], JobOwner, Callable[..., Awaitable[Any]], tuple[Any, ...], str | None, float | None, Callable[[Job[Any]], None] | None], None]",  # noqa: E501
+    Job.__init__,  # pyright: ignore[reportUnknownMemberType]
+)
 
 
 @final

@@ -247,7 +247,7 @@ class MapResults(AsyncIterator[R]):
         fn, name, limit = self._fn, self._name, self._limit
         done = None if self._ordered else self._done  # (see `_wait_for_result`)
         if core._plain_jobs:  # (`make_job`, inlined: the hot path)
-            job = new_record(Job)
+            job: Job[Any] = new_record(Job)
             init_record(job, core, fn, (item,), name, limit, done)
         else:
             job = core.make_job(fn, (item,), name, limit, done, key)
