@@ -29,6 +29,8 @@ from trio.lowlevel import (
 from ._job import CANCELLED, FAILED, RUNNING, SUCCEEDED, TIMED_OUT, Job, JobState
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._core import PoolCore
     from ._crew import Worker
 
@@ -71,6 +73,7 @@ async def _run_jobs(core: PoolCore, worker: Worker) -> None:
     """The worker's loop (not KI-protected: the jobs hear a Ctrl-C)."""
     yield_every = core.yield_every
     streak = 0  # jobs run since the last schedule point
+    abort = _idle_abort(core, worker)  # (made once: see `_idle_abort`)
     while True:
         job: Job[Any] | None = None
         try:
@@ -86,7 +89,7 @@ async def _run_jobs(core: PoolCore, worker: Worker) -> None:
                     if job is None:
                         job = core.start_next(worker, scope)
                         if job is None:
-                            job = await _wait_for_job(core, worker, scope)
+                            job = await _wait_for_job(core, worker, scope, abort)
                             if job is None:
                                 return
                             streak = 0  # it parked: a schedule point
@@ -129,9 +132,27 @@ async def _run_jobs(core: PoolCore, worker: Worker) -> None:
                 core.finish(worker, job, outcome_of_cancel(worker))
 
 
+def _idle_abort(core: PoolCore, worker: Worker) -> Callable[[object], Abort]:
+    """The abort function of ``worker`` parked idle: it unparks it.
+
+    Made once per worker, not at each park: marking a function KI-protected
+    registers it with trio (a weak reference and a few calls each time).
+    """
+
+    @enable_ki_protection
+    def abort(_: object) -> Abort:
+        core.abort_idle(worker)
+        return Abort.SUCCEEDED
+
+    return abort
+
+
 @enable_ki_protection
 async def _wait_for_job(
-    core: PoolCore, worker: Worker, scope: trio.CancelScope
+    core: PoolCore,
+    worker: Worker,
+    scope: trio.CancelScope,
+    abort: Callable[[object], Abort],
 ) -> Job[Any] | None:
     """Park until a job is handed over, and start it; None: the worker stops.
 
@@ -140,14 +161,8 @@ async def _wait_for_job(
     KI-protected step (as trio's ``ParkingLot.park``): a KeyboardInterrupt
     never leaves an idle worker recorded that is not parked, nor a job
     started that the loop does not know of; it comes when the worker parks,
-    or goes to the main task.
+    or goes to the main task. ``abort``: the worker's (`_idle_abort`).
     """
-
-    @enable_ki_protection
-    def abort(_: object) -> Abort:
-        core.abort_idle(worker)
-        return Abort.SUCCEEDED
-
     while True:
         idle_timeout = core.idle_or_stop(worker)
         if idle_timeout is None:
