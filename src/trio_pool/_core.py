@@ -288,8 +288,9 @@ class PoolCore(Intake):
         take a blocked submitter's job).
 
         The base class runs both bodies here, inlined (no call for either:
-        the hot path); a variant that overrides either method runs them as
-        two calls (`_finish_then_next`, chosen when the class is made).
+        the hot path); a variant that overrides either method runs its
+        `finish` only (`_finish_then_next`, chosen when the class is made),
+        and the worker its `start_next`.
         """
         # `finish`, its success case for a job without a time limit:
         worker.job = None
@@ -337,9 +338,10 @@ class PoolCore(Intake):
     def _finish_then_next(
         self, worker: Worker, job: Job[Any], value: object, scope: trio.CancelScope
     ) -> Job[Any] | None:
-        """`finish_and_next` of a variant: its own `finish`, then `start_next`."""
+        """`finish_and_next` of a variant: its own `finish`; None, so that the
+        worker asks its `start_next` (no await between the two)."""
         self.finish(worker, job, SUCCEEDED, value)
-        return self.start_next(worker, scope)
+        return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
