@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from trio_pool import Job
+from trio_pool._job import FeaturedJob
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 MODULES = sorted(SRC.rglob("*.py"))
@@ -39,14 +40,18 @@ def is_private(name: str) -> bool:
 
 
 def job_record_members() -> frozenset[str]:
-    """The job record's private fields (`Job.__slots__`) and methods."""
-    slots = {name for name in Job.__slots__ if is_private(name)}
-    methods = {
-        name
-        for name, member in vars(Job).items()
-        if is_private(name) and inspect.isfunction(member)
-    }
-    return frozenset(slots | methods)
+    """The job record's private fields (the slots of `Job` and of
+    `FeaturedJob`, the record of a pool with features) and methods."""
+    members: set[str] = set()
+    for record in (Job, FeaturedJob):
+        members |= {name for name in record.__slots__ if is_private(name)}
+        members |= {
+            name
+            for name, member in vars(record).items()
+            if is_private(name)
+            and (inspect.isfunction(member) or isinstance(member, property))
+        }
+    return frozenset(members)
 
 
 def is_own(receiver: ast.expr) -> bool:
@@ -79,7 +84,7 @@ def describe(path: Path, node: ast.Attribute) -> str:
 
 def test_the_job_record_is_read_from_the_class() -> None:
     members = job_record_members()
-    assert {"_holder", "_key", "_scope", "_outcome", "_listen"} <= members
+    assert {"_holder", "_key", "_failure", "_error", "_outcome", "_listen"} <= members
     assert "state" not in members  # public: the handle's
     assert not {"__weakref__", "__init__", "__repr__"} & members
 

@@ -147,8 +147,20 @@ INTERRUPT_PLACES: Final[dict[str, tuple[Callable[..., Any], str]]] = {
     "worker took a queued job": (_worker._run_jobs, "if job is None:"),
     "worker is to start its job": (_worker._run_jobs, "value = await job._fn"),
     "worker enters a try": (_worker._run_jobs, "try:"),
+    "worker ends a job to take the next": (
+        _worker._run_jobs,
+        "job = core.finish_and_next(",
+    ),
+    "worker took the next job in one step": (
+        _worker._run_jobs,
+        "value = None  # an idle worker keeps no result alive",
+    ),
     # inside the KI-protected steps (it goes to the body's task)
     "core starts a job": (_core.PoolCore.start_next, "job.state = RUNNING"),
+    "core ends a job and starts the next": (
+        _core.PoolCore.finish_and_next,
+        "first.state = RUNNING",
+    ),
     "woken worker starts its job": (
         _core.PoolCore.take_handed,
         "return self.start_next(worker, scope, job)",
@@ -157,6 +169,10 @@ INTERRUPT_PLACES: Final[dict[str, tuple[Callable[..., Any], str]]] = {
     "worker parks idle": (_worker._wait_for_job, "await wait_task_rescheduled"),
 }
 """Where a Ctrl-C is injected: (function, the start of the line)."""
+AFTER_BODY: Final = frozenset({"worker ends a job to take the next"})
+"""The places where a Ctrl-C lands after a job's body returned, before its
+worker recorded it: the job fails with the interrupt (as a real Ctrl-C
+between the two would make it)."""
 FIRED: list[str] = []
 """The places where an injected interrupt came, in this process."""
 
@@ -388,6 +404,7 @@ class World:
         self.body_error: KeyError | KeyboardInterrupt | None = None
         self.mass_cancel = False  # cancelled from outside, or the body raised
         self.interrupted = False  # a KeyboardInterrupt was injected
+        self.interrupted_at = ""  # where (a key of `INTERRUPT_PLACES`)
         self.shutdowns: list[tuple[float, float | None]] = []
         self.shutdown_returned = False
         self.shutdown_in_finally = False  # the body's cleanup: a shielded shutdown
@@ -1071,14 +1088,16 @@ class World:
 
     def failed_by_interrupt(self, spec: Spec) -> bool:
         """Whether ``spec``'s job failed with the injected KeyboardInterrupt
-        (its worker got it before or as the job's body began)."""
+        (its worker got it before or as the job's body began, or, injected
+        where the worker records a body's return, after its body returned)."""
         handle = spec.handle
+        ended = ("interrupted", "returned") if self.interrupted_at in AFTER_BODY else ()
         return (
             self.interrupted
             and handle is not None
             and handle.state is FAILED
             and isinstance(handle._error, KeyboardInterrupt)
-            and spec.ended in (None, "interrupted")
+            and spec.ended in (None, "interrupted", *ended)
         )
 
     def interrupt(self, place: str, hit: int) -> None:
@@ -1106,6 +1125,7 @@ class World:
             if seen < hit:
                 return local
             self.interrupted = True
+            self.interrupted_at = place
             sys.settrace(previous)
             FIRED.append(place)
             if not ki_protection_enabled(frame):
@@ -1206,9 +1226,13 @@ class World:
         running = sum(
             1 for s in self.specs if s.started_at is not None and s.ended is None
         )
-        returned = sum(1 for s in self.specs if s.ended == "returned")
-        raised = sum(1 for s in self.specs if s.ended == "raised")
-        raised += sum(1 for s in self.specs if self.failed_by_interrupt(s))
+        # (a job whose body returned as a Ctrl-C came, before its worker
+        # recorded it, is failed by the interrupt: `AFTER_BODY`)
+        interrupted = [s for s in self.specs if self.failed_by_interrupt(s)]
+        returned = sum(
+            1 for s in self.specs if s.ended == "returned" and s not in interrupted
+        )
+        raised = sum(1 for s in self.specs if s.ended == "raised") + len(interrupted)
         stopped = sum(1 for s in self.specs if s.ended == "cancelled") + sum(
             1
             for s in self.specs

@@ -128,7 +128,6 @@ class PoolCore(Intake):
                     return None
         job.state = RUNNING
         job._holder = worker
-        job._scope = scope
         worker.job = job  # (the crew's record; written here on the hot path)
         self._counts.running += 1
         if job._timeout is not None:
@@ -239,8 +238,8 @@ class PoolCore(Intake):
         if worker is not None:
             worker.job = None  # (the crew's record; written here on the hot path)
             counts.running -= 1
-            if job._timeout is not None and job._scope is not None:
-                job._scope.deadline = math.inf
+            if job._timeout is not None and worker.scope is not None:
+                worker.scope.deadline = math.inf
         if state is SUCCEEDED:
             counts.succeeded += 1
         elif state is FAILED:
@@ -253,16 +252,18 @@ class PoolCore(Intake):
             error = job._cancelled_error()
         job.state = state
         job._holder = None
-        job._scope = None
         job._value = value
-        job._error = error
-        if error is not None:
-            job._error_state = (
+        job._failure = (
+            None
+            if error is None
+            else (
+                error,
                 error.__traceback__,
                 error.__context__,
                 error.__cause__,
                 error.__suppress_context__,
             )
+        )
         job._args = ()  # let the arguments go; the function stays for `name`
         if job._lot is not None:
             job._lot.unpark_all()
@@ -276,6 +277,78 @@ class PoolCore(Intake):
             log(DEBUG, "job %r in pool %r failed", job.name, self._name, exc_info=error)
             if isinstance(error, Exception):  # the others leave the pool anyway
                 self._unretrieved.add(job, error)
+
+    @enable_ki_protection
+    def finish_and_next(
+        self, worker: Worker, job: Job[Any], value: object, scope: trio.CancelScope
+    ) -> Job[Any] | None:
+        """`finish` ``job`` as `SUCCEEDED` with ``value``, then start the
+        first queued job in ``worker`` and return it: one transition, the
+        worker loop's common step (its scope not cancelled, no schedule
+        point due). None: the worker asks `start_next` (it may stop, or
+        take a blocked submitter's job).
+
+        The base class runs both bodies here, inlined (no call for either:
+        the hot path); a variant that overrides either method runs its
+        `finish` only (`_finish_then_next`, chosen when the class is made),
+        and the worker its `start_next`.
+        """
+        # `finish`, its success case for a job without a time limit:
+        worker.job = None
+        counts = self._counts
+        counts.succeeded += 1
+        job.state = SUCCEEDED
+        job._holder = None
+        job._value = value
+        job._failure = None
+        job._args = ()
+        if job._lot is not None:
+            job._lot.unpark_all()
+        on_done = job._on_done
+        if on_done is not None:
+            job._on_done = None
+            on_done(job)
+        # `start_next`, its case of a queued job:
+        if (
+            worker.retired
+            or len(self._crew.workers) > self._max_workers
+            or not self._queue.live
+        ):
+            counts.running -= 1
+            if self._drainers.count and not counts.unfinished():
+                self._drainers.wake_all()
+            return None  # (the worker asks `start_next`: a blocked submitter's job)
+        queue = self._queue
+        while True:
+            first = queue.popleft()
+            if first.state is QUEUED:
+                break
+        queue.live -= 1
+        if self._waiters or self._over_capacity_allowed or self._watchers:
+            self._queue_place_freed()
+        first.state = RUNNING
+        first._holder = worker
+        worker.job = first
+        if first._timeout is not None:
+            scope.deadline = trio.current_time() + first._timeout
+        if queue.live > self._crew.starting and not self._crew.waking:
+            self._spread_work()
+        return first
+
+    @enable_ki_protection
+    def _finish_then_next(
+        self, worker: Worker, job: Job[Any], value: object, scope: trio.CancelScope
+    ) -> Job[Any] | None:
+        """`finish_and_next` of a variant: its own `finish`; None, so that the
+        worker asks its `start_next` (no await between the two)."""
+        self.finish(worker, job, SUCCEEDED, value)
+        return None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own_steps = (cls.finish, cls.start_next)
+        if own_steps != (PoolCore.finish, PoolCore.start_next):
+            cls.finish_and_next = cls._finish_then_next  # type: ignore[method-assign]
 
     @enable_ki_protection
     def worker_exited(self, worker: Worker) -> None:

@@ -23,12 +23,18 @@ if TYPE_CHECKING:
 class Worker:
     """The record of one worker task; only `Crew` writes its fields."""
 
-    __slots__ = ("job", "retired", "span", "task", "woken")
+    __slots__ = ("job", "retired", "scope", "scope_cancelled", "span", "task", "woken")
 
     task: Task | None
     """The worker's task, once it has run."""
     job: Job[Any] | None
     """The job handed over to it, or running in it."""
+    scope: trio.CancelScope | None
+    """The cancel scope its jobs run in (the worker loop's; a cancelled one
+    is replaced before the next job starts)."""
+    scope_cancelled: bool
+    """Whether the core cancelled ``scope`` (`Job.cancel`, shutdown): its
+    job ends `CANCELLED`, not `TIMED_OUT`, and the scope is not reused."""
     span: object
     """The running job's span, if it is traced (telemetry's note)."""
     woken: bool
@@ -39,6 +45,8 @@ class Worker:
     def __init__(self) -> None:
         self.task = None
         self.job = None
+        self.scope = None
+        self.scope_cancelled = False
         self.span = None
         self.woken = False
         self.retired = False

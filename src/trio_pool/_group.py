@@ -281,7 +281,7 @@ class JobGroup:
                 "'async with pool.group() as group:' block only"
             )
         if self._context is not None:
-            job._span_context = self._context  # the group's span is its parent
+            job._span_context = self._context  # type: ignore[misc]  # its parent
         job._listen(self._listener)
         self._pending.add(job)
         self._submitting += 1

@@ -34,8 +34,11 @@ from ._job import (
     QUEUED,
     RUNNING,
     WAITING_FOR_KEY,
+    FeaturedJob,
     Job,
     JobState,
+    init_record,
+    new_record,
 )
 from ._log import DEBUG, log
 from ._shed import ShedByDeadline
@@ -55,10 +58,14 @@ class Intake(ShedByDeadline):
     """Whether this class's `make_job` is the base one (its jobs carry no
     feature's fields), so the hot paths make the record themselves; set for
     each subclass, from whether it overrides `make_job`."""
+    _job_type: type[Job[Any]] = Job
+    """The record the base `make_job` makes: `Job`, or, for a class whose
+    `make_job` adds a feature's fields, `FeaturedJob`."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.plain_jobs = cls.make_job is Intake.make_job
+        cls._job_type = Job if cls.plain_jobs else FeaturedJob
 
     def new_job(
         self,
@@ -86,7 +93,9 @@ class Intake(ShedByDeadline):
         if get_ident() != guard.thread or not guard.live:
             guard.check_run(method)
         if self.plain_jobs:  # (`make_job`, inlined: the hot path)
-            return Job(self, fn, args, name, limit, None)
+            job: Job[Any] = new_record(Job)
+            init_record(job, self, fn, args, name, limit, None)
+            return job
         return self.make_job(fn, args, name, limit, None, key)
 
     def make_job(
@@ -99,7 +108,7 @@ class Intake(ShedByDeadline):
         key: Hashable = None,
     ) -> Job[Any]:
         """Make the record of a job whose arguments were checked."""
-        return Job(self, fn, args, name, limit, on_done)
+        return self._job_type(self, fn, args, name, limit, on_done)
 
     async def wait_to_accept(self, job: Job[Any]) -> None:
         """Wait for room for ``job``, within ``submit_timeout``; the slow path."""
@@ -190,8 +199,12 @@ class Intake(ShedByDeadline):
             crew.hand_over(job)
         else:
             can_grow = not idle and len(crew.workers) < self._max_workers
-            if self._queue_room(can_grow):  # (the decision `_room_now` makes)
-                queue = self._queue
+            queue = self._queue
+            if self._waiters or crew.starting:
+                room = self._queue_room(can_grow)  # (the decision `_room_now` makes)
+            else:  # (its common case, inlined: the hot path)
+                room = can_grow or queue.live + queue.held < self._capacity
+            if room:
                 job._holder = None  # (`_enqueue_growing`, `JobQueue.push` inlined)
                 queue.append(job)
                 queue.live += 1
@@ -299,9 +312,11 @@ class Intake(ShedByDeadline):
 
     @staticmethod
     def _cancel_running(job: Job[Any]) -> None:
-        job._cancel_requested = True
-        assert job._scope is not None
-        job._scope.cancel()
+        worker = job._holder
+        assert isinstance(worker, Worker)
+        assert worker.scope is not None
+        worker.scope_cancelled = True
+        worker.scope.cancel()
 
     def _removed(self) -> None:
         """A worker was removed (a pool with a rate wakes its pacer)."""

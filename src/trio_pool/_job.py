@@ -13,7 +13,16 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar, final
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Protocol,
+    TypeAlias,
+    TypeVar,
+    cast,
+    final,
+)
 
 import outcome
 from trio.lowlevel import (
@@ -29,15 +38,18 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
     from types import TracebackType
 
-    import trio
-
 T = TypeVar("T")
 
-ErrorState: TypeAlias = tuple[
-    "TracebackType | None", "BaseException | None", "BaseException | None", bool
+Failure: TypeAlias = tuple[
+    BaseException,
+    "TracebackType | None",
+    "BaseException | None",
+    "BaseException | None",
+    bool,
 ]
-"""A failed job's error as it ended: its traceback, context, cause and
-suppress_context (one field, not four: a smaller record per job)."""
+"""A failed job's error as it ended: the error, its traceback, context, cause
+and suppress_context (one field, not five: a smaller record per job, which
+the garbage collector walks for every job kept)."""
 
 
 class JobOwner(Protocol):
@@ -125,26 +137,23 @@ class Job(Generic[T]):
     attributes are the pool's record of the job, not part of the API.
     """
 
+    # A pool with keys, timings or telemetry makes `FeaturedJob` records,
+    # which add those features' fields: a plain pool's record is smaller
+    # (the garbage collector walks it for every job kept).
+
     __slots__ = (
         "__weakref__",
         "_args",
-        "_cancel_requested",
         "_core",
-        "_error",
-        "_error_state",
+        "_failure",
         "_fn",
         "_holder",
-        "_key",
         "_label",
         "_lot",
         "_on_done",
         "_priority",
-        "_retrieved",
-        "_scope",
-        "_span_context",
         "_t_finished",
         "_t_started",
-        "_t_submitted",
         "_timeout",
         "_value",
         "state",
@@ -159,14 +168,10 @@ class Job(Generic[T]):
     state: JobState
     """The job's current `JobState`. Read it; only the pool changes it."""
     _holder: object  # a worker, a Pending marker, or None (see __init__)
-    _key: Hashable
-    _cancel_requested: bool
-    _retrieved: bool
-    _scope: trio.CancelScope | None
+    _key: Hashable  # (this, the span and the submit time: `FeaturedJob`'s)
     _lot: ParkingLot | None
     _value: T | None
-    _error: BaseException | None
-    _error_state: ErrorState
+    _failure: Failure | None
     _span_context: object
     _priority: int
     _t_submitted: float
@@ -197,18 +202,23 @@ class Job(Generic[T]):
         self._on_done = on_done
         self.state = QUEUED
         self._holder = NOT_ACCEPTED
-        self._cancel_requested = False
-        self._retrieved = False
-        self._scope = None
         self._lot = None  # created when someone waits
-        # Set when the job resolves: value, error, error_state (its traceback,
-        # context, cause, suppress_context). Set by a pool that records
-        # timings: t_submitted, t_started, t_finished; by telemetry:
-        # span_context; by a pool with per_key_limit: key; by a pool with
-        # priorities: priority. (Fewer stores per job.)
+        # (Its worker keeps the cancel scope it runs in, and whether the
+        # pool cancelled it: `Worker`.) Set when the job resolves: value,
+        # failure (None, or the error with its traceback, context, cause and
+        # suppress_context). Set by a pool with priorities: priority; by a
+        # pool that records timings: t_started, t_finished, and, in a
+        # `FeaturedJob`, t_submitted; by telemetry: span_context; by a pool
+        # with per_key_limit: key. (Fewer stores per job.)
 
     def __repr__(self) -> str:
         return f"<trio_pool.Job {self.name!r} {self.state.value}>"
+
+    @property
+    def _error(self) -> BaseException | None:
+        """The resolved job's error, or None (it succeeded)."""
+        failure = self._failure
+        return None if failure is None else failure[0]
 
     @property
     def name(self) -> str:
@@ -331,7 +341,7 @@ class Job(Generic[T]):
         else:
             if core.read_done("result"):
                 await cancel_shielded_checkpoint()
-        if self._error is None:
+        if self._failure is None:
             return self._value  # type: ignore[return-value]
         return self._outcome().unwrap()
 
@@ -381,18 +391,18 @@ class Job(Generic[T]):
         ``__cause__`` it had when the job ended, whatever an earlier reader's
         ``raise`` added to the shared exception object.
         """
-        error = self._error
-        if error is None:
+        failure = self._failure
+        if failure is None:
             return outcome.Value(self._value)  # type: ignore[arg-type]
-        if not self._retrieved:
-            self._retrieved = True
-            self._core.retrieved(self)
+        self._core.retrieved(self)  # (each read: the registry forgets it once)
+        error = failure[0]
         (
+            _,
             error.__traceback__,
             error.__context__,
             error.__cause__,
             error.__suppress_context__,
-        ) = self._error_state
+        ) = failure
         return outcome.Error(error)
 
     def _timeout_error(self) -> JobTimeout:
@@ -403,6 +413,26 @@ class Job(Generic[T]):
     def _cancelled_error(self) -> JobCancelled:
         """The error a cancelled job resolves with."""
         return JobCancelled(f"job {self.name!r} was cancelled")
+
+
+new_record = cast("Callable[[type[Job[Any]]], Job[Any]]", object.__new__)
+"""With `init_record`, makes a plain `Job` as ``Job(...)`` does, in two
+plain calls (the hot paths: calling the class costs a C call into
+``__init__``): ``job = new_record(Job); init_record(job, ...)``."""
+init_record = cast(
+    "Callable[[Job[Any], JobOwner, Callable[..., Awaitable[Any]], tuple[Any, ...], str | None, float | None, Callable[[Job[Any]], None] | None], None]",  # noqa: E501
+    Job.__init__,  # pyright: ignore[reportUnknownMemberType]
+)
+
+
+@final
+class FeaturedJob(Job[T]):  # type: ignore[misc]  # (`Job` is final to users)
+    """The record of a job of a pool with keys, timings or telemetry: a
+    `Job` with those features' fields. (A plain pool begins to record
+    timings at its first ``shed=True``: the plain `Job` records it holds
+    then show no submit time, as before.)"""
+
+    __slots__ = ("_key", "_span_context", "_t_submitted")
 
 
 @final

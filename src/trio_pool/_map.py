@@ -6,7 +6,8 @@ they are ready. So results stream while a live source waits for its next
 item, and the source's pace never holds back a finished result.
 
 * Ordered: the feeder appends each accepted job to ``ready`` in input order;
-  the consumer waits for the oldest one.
+  the consumer waits for the oldest one (listening to it only while it
+  waits: no callback per job).
 * Unordered: each job appends itself to ``ready`` as it resolves (the
   callback is part of the job before the pool accepts it, so no completion
   can be missed).
@@ -43,7 +44,7 @@ from trio.lowlevel import (
 )
 
 from ._exits import exit_error, reraise, wait_through_interrupts
-from ._job import QUEUED, RUNNING, Job
+from ._job import QUEUED, RUNNING, Job, init_record, new_record
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable, Iterator
@@ -243,9 +244,11 @@ class MapResults(AsyncIterator[R]):
         to wait for room with (`_wait_to_accept`)."""
         core = self._core
         key = None if self._key is None else self._item_key(item)
-        fn, name, limit, done = self._fn, self._name, self._limit, self._done
+        fn, name, limit = self._fn, self._name, self._limit
+        done = None if self._ordered else self._done  # (see `_wait_for_result`)
         if core.plain_jobs:  # (`make_job`, inlined: the hot path)
-            job = Job(core, fn, (item,), name, limit, done)
+            job: Job[Any] = new_record(Job)
+            init_record(job, core, fn, (item,), name, limit, done)
         else:
             job = core.make_job(fn, (item,), name, limit, done, key)
         if self._priority:
@@ -293,7 +296,8 @@ class MapResults(AsyncIterator[R]):
         return key
 
     def _done(self, job: Job[Any]) -> None:
-        """Called by the core as one of the map's jobs resolves."""
+        """Called by the core as one of the map's jobs resolves (ordered: only
+        the oldest, while the consumer waits for it)."""
         if self._ordered:
             # (only a parked consumer waits for the oldest job: asked first)
             if self._consumer_parked and self._ready and self._ready[0] is job:
@@ -339,7 +343,7 @@ class MapResults(AsyncIterator[R]):
         self._free += 1
         if self._feeder_parked and self._free * 2 >= self._window:
             self._feeder_lot.unpark()
-        if not self._outcomes and job._error is None:  # (`_deliver`'s common case)
+        if not self._outcomes and job._failure is None:  # (`_deliver`'s common case)
             return job._value  # type: ignore[return-value]
         return self._deliver(job)
 
@@ -358,11 +362,19 @@ class MapResults(AsyncIterator[R]):
                     raise StopAsyncIteration
             if self._feeder_parked:  # never park while the feeder waits for room
                 self._feeder_lot.unpark()
+            # Ordered: only the oldest job's end concerns the consumer, so it
+            # listens to that one only while it waits (a listener left by an
+            # interrupt before it parks only calls `_wake_consumer`, harmless).
+            oldest = ready[0] if ready and self._ordered else None
+            if oldest is not None:
+                oldest._listen(self._done)
             self._consumer_parked = True
             try:
                 await self._consumer_lot.park()
             finally:
                 self._consumer_parked = False
+                if oldest is not None:
+                    oldest._unlisten(self._done)
 
     def _deliver(self, job: Job[Any]) -> R:
         if self._outcomes:

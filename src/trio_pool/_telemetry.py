@@ -382,7 +382,7 @@ class PoolTelemetry:
         """Called in the submitter's task: remember its context."""
         if self.tracing:
             try:
-                job._span_context = otel_context.get_current()
+                job._span_context = otel_context.get_current()  # type: ignore[misc]
             except Exception as exc:
                 self._provider_failed(exc)
 
@@ -395,7 +395,7 @@ class PoolTelemetry:
             if self._tracer is None:
                 return None
             parent = job._span_context
-            job._span_context = None
+            job._span_context = None  # type: ignore[misc]  # (a FeaturedJob)
             name = job.name
             span = self._tracer.start_span(
                 f"run {name}",

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 from trio.lowlevel import enable_ki_protection
 
 from ._core import PoolCore, current_yield_every
-from ._job import CANCELLED, WAITING_FOR_KEY, Job, JobState
+from ._job import CANCELLED, WAITING_FOR_KEY, FeaturedJob, Job, JobState
 from ._priority import PrioritizedCore, check_priority
 from ._shed import key_floor
 from ._state import ACCEPTED, YIELD_DUE
@@ -65,7 +65,8 @@ class KeyedCore(PoolCore):
         on_done: Callable[[Job[Any]], None] | None,
         key: Hashable = None,
     ) -> Job[Any]:
-        job = super().make_job(fn, args, name, limit, on_done, key)
+        made = super().make_job(fn, args, name, limit, on_done, key)
+        job = cast("FeaturedJob[Any]", made)  # (`_job_type`)
         job._key = key
         return job
 
@@ -354,7 +355,8 @@ class TimedCore(PoolCore):
         on_done: Callable[[Job[Any]], None] | None,
         key: Hashable = None,
     ) -> Job[Any]:
-        job = super().make_job(fn, args, name, limit, on_done, key)
+        made = super().make_job(fn, args, name, limit, on_done, key)
+        job = cast("FeaturedJob[Any]", made)  # (`_job_type`)
         job._t_submitted = self._now()
         return job
 
@@ -410,7 +412,8 @@ class TracedCore(TimedCore):
         on_done: Callable[[Job[Any]], None] | None,
         key: Hashable = None,
     ) -> Job[Any]:
-        job = super(TimedCore, self).make_job(fn, args, name, limit, on_done, key)
+        made = super(TimedCore, self).make_job(fn, args, name, limit, on_done, key)
+        job = cast("FeaturedJob[Any]", made)  # (`_job_type`)
         job._t_submitted = self._now()
         telemetry = self._telemetry
         assert telemetry is not None

@@ -29,6 +29,8 @@ from trio.lowlevel import (
 from ._job import CANCELLED, FAILED, RUNNING, SUCCEEDED, TIMED_OUT, Job, JobState
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._core import PoolCore
     from ._crew import Worker
 
@@ -71,32 +73,48 @@ async def _run_jobs(core: PoolCore, worker: Worker) -> None:
     """The worker's loop (not KI-protected: the jobs hear a Ctrl-C)."""
     yield_every = core.yield_every
     streak = 0  # jobs run since the last schedule point
+    abort = _idle_abort(core, worker)  # (made once: see `_idle_abort`)
     while True:
         job: Job[Any] | None = None
         try:
             with trio.CancelScope() as scope:
+                # (the worker's record, read by `Intake._cancel_running`: no
+                # job runs in this scope yet)
+                worker.scope = scope
+                worker.scope_cancelled = False
                 while True:
                     if streak >= yield_every:
                         streak = 0
                         await checkpoint()  # holding no job
-                    job = core.start_next(worker, scope)
                     if job is None:
-                        job = await _wait_for_job(core, worker, scope)
+                        job = core.start_next(worker, scope)
                         if job is None:
-                            return
-                        streak = 0  # it parked: a schedule point
+                            job = await _wait_for_job(core, worker, scope, abort)
+                            if job is None:
+                                return
+                            streak = 0  # it parked: a schedule point
                     streak += 1
                     try:
                         value = await job._fn(*job._args)
                     except Exception as exc:
                         core.finish(worker, job, FAILED, error=exc)
                     else:
+                        if (
+                            streak < yield_every
+                            and job._timeout is None
+                            and not worker.scope_cancelled
+                        ):
+                            # The common step: finish it and start the next
+                            # in one transition; its scope is not spent.
+                            job = core.finish_and_next(worker, job, value, scope)
+                            value = None  # an idle worker keeps no result alive
+                            continue
                         core.finish(worker, job, SUCCEEDED, value)
-                        value = None  # an idle worker keeps no result alive
+                        value = None
                     # Only Job.cancel (shutdown included) and a time limit
                     # cancel this scope; cancel_called itself reads the
                     # clock, so ask it only for timed jobs.
-                    spent = job._cancel_requested or (
+                    spent = worker.scope_cancelled or (
                         job._timeout is not None and scope.cancel_called
                     )
                     job = None
@@ -111,12 +129,30 @@ async def _run_jobs(core: PoolCore, worker: Worker) -> None:
             core.finish(worker, job, FAILED, error=exc)
         else:
             if job is not None:  # the scope caught the job's Cancelled
-                core.finish(worker, job, outcome_of_cancel(job))
+                core.finish(worker, job, outcome_of_cancel(worker))
+
+
+def _idle_abort(core: PoolCore, worker: Worker) -> Callable[[object], Abort]:
+    """The abort function of ``worker`` parked idle: it unparks it.
+
+    Made once per worker, not at each park: marking a function KI-protected
+    registers it with trio (a weak reference and a few calls each time).
+    """
+
+    @enable_ki_protection
+    def abort(_: object) -> Abort:
+        core.abort_idle(worker)
+        return Abort.SUCCEEDED
+
+    return abort
 
 
 @enable_ki_protection
 async def _wait_for_job(
-    core: PoolCore, worker: Worker, scope: trio.CancelScope
+    core: PoolCore,
+    worker: Worker,
+    scope: trio.CancelScope,
+    abort: Callable[[object], Abort],
 ) -> Job[Any] | None:
     """Park until a job is handed over, and start it; None: the worker stops.
 
@@ -125,14 +161,8 @@ async def _wait_for_job(
     KI-protected step (as trio's ``ParkingLot.park``): a KeyboardInterrupt
     never leaves an idle worker recorded that is not parked, nor a job
     started that the loop does not know of; it comes when the worker parks,
-    or goes to the main task.
+    or goes to the main task. ``abort``: the worker's (`_idle_abort`).
     """
-
-    @enable_ki_protection
-    def abort(_: object) -> Abort:
-        core.abort_idle(worker)
-        return Abort.SUCCEEDED
-
     while True:
         idle_timeout = core.idle_or_stop(worker)
         if idle_timeout is None:
@@ -161,9 +191,10 @@ def running_job(worker: Worker) -> Job[Any] | None:
     return job if job is not None and job.state is RUNNING else None
 
 
-def outcome_of_cancel(job: Job[Any]) -> JobState:
-    """The job's own scope caught its cancellation: timed out or cancelled?"""
-    return CANCELLED if job._cancel_requested else TIMED_OUT
+def outcome_of_cancel(worker: Worker) -> JobState:
+    """The scope of ``worker``'s job caught its cancellation: timed out or
+    cancelled?"""
+    return CANCELLED if worker.scope_cancelled else TIMED_OUT
 
 
 def split_escape(
