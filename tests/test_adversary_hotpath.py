@@ -1,5 +1,10 @@
 """Issue 17, adversary: attacks on the fourth round of hot-path changes.
 
+Two tests pin what held: a job cancelled as it returns (the worker keeps its
+cancel scope from job to job), and a plain pool that becomes its variant
+with priorities, then its timed one, mid-run (`PoolCore.finish_and_next` and
+the variants' `_finish_then_next`).
+
 A ``pool.map()`` result closed (`MapResults.aclose`) by another task while
 its consumer waits for a result: the consumer ended only if a job's end
 happened to wake it before the close had forgotten the jobs. The ordered
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 
 import trio_pool
 
@@ -51,4 +57,60 @@ async def test_a_waiting_consumer_ends_when_another_task_closes_the_map(
         assert ended_at == [0.5]
         assert got == []
         await pool.join()
+        assert_balanced(pool)
+
+
+async def test_a_job_cancelled_as_it_returns_leaves_the_next_one_alone(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The worker keeps its cancel scope from job to job: a job cancelled
+    after its wait was already over returns its value (it reached no
+    checkpoint), and the next job, in the same worker, is not cancelled."""
+    async with trio_pool.open_pool(1, capacity=10) as pool:
+        released = trio.Event()
+
+        async def wait_for_release() -> str:
+            await released.wait()
+            return "first"
+
+        first = pool.submit_nowait(wait_for_release)
+        second = pool.submit_nowait(trio.sleep, 0)  # a checkpoint, at once
+        third = pool.submit_nowait(trio.sleep, 1)
+        await trio.testing.wait_all_tasks_blocked()
+        released.set()  # the worker is scheduled with the event's wake-up,
+        first.cancel()  # so the cancellation comes too late for the job
+        check_invariants(pool)
+        assert await first.result() == "first"
+        assert await second.result() is None
+        assert await third.result() is None
+        assert trio.current_time() == 1
+        assert_balanced(pool)
+
+
+async def test_a_plain_pool_turned_prioritized_and_timed_mid_run(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Each job ends and the next starts in one transition, in the plain
+    pool and in the variant with priorities it becomes (the same queue, in
+    priority order); shedding makes it the timed variant, whose jobs show
+    their times (the plain records made before show none)."""
+    order: list[int] = []
+
+    async def record(tag: int) -> None:
+        order.append(tag)
+
+    async with trio_pool.open_pool(1, capacity=20) as pool:
+        before = [pool.submit_nowait(record, tag) for tag in range(3)]
+        pool.submit_nowait(record, 10, priority=1)
+        pool.submit_nowait(record, 20, priority=2)
+        with trio.move_on_after(100):  # a deadline: shedding begins to time
+            pool.submit_nowait(record, 30, shed=True)
+            timed = pool.submit_nowait(record, 40, shed=True, priority=3)
+        check_invariants(pool)
+        await pool.join()
+        assert order == [0, 40, 20, 10, 1, 2, 30], order
+        assert before[1].submitted_at is None
+        assert before[1].started_at == 0  # started once the pool was timed
+        assert timed.submitted_at == 0
+        assert timed.wait_duration == 0
         assert_balanced(pool)
