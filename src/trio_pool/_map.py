@@ -352,6 +352,8 @@ class MapResults(AsyncIterator[R]):
         of `__anext__`)."""
         ready = self._ready
         while True:
+            if self._closed:  # by `aclose` in another task (which woke it)
+                raise StopAsyncIteration
             if ready and ready[0].state not in _PENDING:
                 return ready.popleft()
             if not ready and not self._in_flight:  # every accepted job delivered
@@ -391,11 +393,13 @@ class MapResults(AsyncIterator[R]):
         return result.unwrap()  # type: ignore[no-any-return]
 
     def _end(self) -> None:
-        """Stop: no more items, the jobs not delivered cancelled."""
+        """Stop: no more items, the jobs not delivered cancelled; a consumer
+        waiting in another task stops too (none of those jobs wakes it now)."""
         self._closed = True
         self._feeder_scope.cancel()
         for job in self._owned():
             job.cancel()
+        self._wake_consumer()
 
     def _owned(self) -> list[Job[Any]]:
         """The jobs accepted and not delivered."""
