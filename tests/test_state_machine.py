@@ -47,6 +47,7 @@ from types import FrameType
 from typing import Any, Final
 
 import outcome
+import pytest
 import trio
 import trio.lowlevel
 import trio.testing
@@ -1948,5 +1949,37 @@ def test_a_worker_killed_by_a_ctrl_c_wakes_the_tasks_waiting_for_room() -> None:
         machine.join_in_a_task()
         machine.resize(extra=None, workers=3)
         machine.step(steps=2)  # checks the books: no task waits while there is room
+    finally:
+        machine.teardown()
+
+
+@pytest.mark.parametrize(("capacity", "first_key"), [(0, None), (1, "a")])
+def test_cancelling_a_handed_job_lets_a_blocked_submitter_in(
+    capacity: int, first_key: str | None
+) -> None:
+    """A job handed to a woken worker and cancelled before it ran frees its
+    place: a blocked submitter gets in at once (the worker counts as one
+    being started), not only when that worker runs (found by the state
+    machine, seed 52, 1,000 examples; a replay of its steps; it failed on
+    the session's first main too)."""
+    machine = replay_machine(
+        capacity=capacity, per_key_limit=1, telemetry="sdk", calm=13
+    )
+    try:
+
+        def plan(key: str | None) -> JobPlan:
+            return JobPlan("value", seconds=0.5, default_timeout=False, key=key)
+
+        machine.toggle_raising_telemetry()
+        machine.map_in_a_task(ordered=False, plans=[plan(first_key)])
+        for _ in range(6):
+            machine.toggle_raising_telemetry()
+        machine.submit_with_a_deadline_and_shed(budget=0.25, plan=plan(None))
+        machine.cancel_a_job(index=0)
+        machine.map_in_a_task(ordered=False, plans=[plan("a"), plan("a")])
+        machine.read_a_done_job(index=0)
+        machine.read_a_done_job(index=0)
+        machine.resize(extra=None, workers=2)
+        machine.cancel_a_job(index=1)
     finally:
         machine.teardown()

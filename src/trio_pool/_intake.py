@@ -357,8 +357,8 @@ class Intake(ShedByDeadline):
             self._crew.unhand(holder)
             self._unstarted_handed()
         self._resolve_unstarted(job)
-        if isinstance(holder, Worker):
-            return
+        # (a handed job's place is free too: its woken worker counts as one
+        # being started until it runs, so a blocked submitter gets in now)
         if self._waiters:
             self._admit_waiters()
         elif holder is None and self._closed and not self._queue.live:
