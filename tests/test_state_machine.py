@@ -1983,3 +1983,37 @@ def test_cancelling_a_handed_job_lets_a_blocked_submitter_in(
         machine.cancel_a_job(index=1)
     finally:
         machine.teardown()
+
+
+def test_a_key_freed_lets_its_blocked_submitter_into_a_starting_workers_room() -> None:
+    """A submitter blocked because its key was saturated needs a place aside,
+    which a starting worker's room never gives; once the key's job ends it
+    needs only a place in the queue, which that room gives: it gets in at
+    once, and so do those behind it (found by the state machine, seed 60,
+    1,000 examples; a replay of its steps)."""
+    machine = replay_machine(
+        workers=2, extra=1, capacity=0, seed=37373, calm=18, per_key_limit=1
+    )
+    try:
+
+        def plan(key: str | None) -> JobPlan:
+            return JobPlan("value", seconds=0.5, default_timeout=False, key=key)
+
+        machine.map_in_a_task(ordered=True, plans=[plan(None), plan(None)])
+        machine.step(steps=2)
+        machine.join_in_a_task()
+        machine.join_in_a_task()
+        machine.submit_in_a_task(patience=None, plan=plan(None))
+        machine.join_in_a_task()
+        machine.submit_in_a_task(patience=None, plan=plan("a"))
+        for _ in range(4):
+            machine.join_in_a_task()
+        machine.map_in_a_task(ordered=False, plans=[plan(None)])
+        for _ in range(3):
+            machine.join_in_a_task()
+        machine.map_in_a_task(ordered=False, plans=[plan(None)])
+        machine.join_in_a_task()
+        machine.submit_in_a_task(patience=None, plan=plan("a"))
+        machine.step(steps=1)
+    finally:
+        machine.teardown()

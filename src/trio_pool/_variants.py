@@ -106,13 +106,22 @@ class KeyedCore(PoolCore):
 
     def _key_done(self, key: Hashable) -> None:
         """A job of ``key`` left the queue, a worker's hands or a worker: its
-        key's next job set aside takes its place at the back of the queue."""
+        key's next job set aside takes its place at the back of the queue.
+
+        Either way room may appear: a job set aside that moves to the queue
+        may use a starting worker's room, which no job aside may; and a key
+        with a free place lets its blocked submitter, who needed a place
+        aside, in with a place in the queue."""
         job = self._key_books().release(key)
         if job is not None:
             self._queue.held -= 1
             self._queue.push(job)  # the key's count stays: one out, one in
             if self._crew.idle and not self._crew.waking:
                 self._spread_work()
+        if self._waiters:
+            self._admit_waiters()
+        if self._watchers:
+            self._room_appeared()
 
     def _admit_waiters(self) -> None:
         waiters = self._waiters
