@@ -1275,6 +1275,25 @@ class World:
         if core.waiting_jobs and first_waits_for_its_key(core):
             assert core.over_capacity_aside, f"{waiting} wait, with room aside"
         elif core.waiting_jobs:
+            # The contract (docs/guide.rst, `Pool.submit`, `wait_for_room`):
+            # a submitter waits only while no worker is idle, the pool may
+            # not start one more, and the queue is full; read from the
+            # statistics, as a user would. In a pool with a rate, a worker
+            # is room only once a start token is there, which the pacer
+            # announces: while a token is due, only the queue counts.
+            if core.rate_next_at is None:
+                assert stats.idle_workers == 0, (
+                    f"{waiting} wait, with {stats.idle_workers} idle workers"
+                )
+                assert stats.workers >= stats.max_workers, (
+                    f"{waiting} wait, with {stats.workers} of "
+                    f"{stats.max_workers} workers"
+                )
+            assert stats.queued >= stats.capacity, (
+                f"{waiting} wait, with {stats.queued} queued of {stats.capacity}"
+            )
+            # The pool's own rule, stricter: a worker being started takes a
+            # job beyond the capacity (which the statistics count as running).
             starting = core.room - core.capacity  # those that will take a job
             assert core.backlog + core.held >= core.capacity + starting, (
                 f"{waiting} wait for room, {core.backlog}+{core.held} queued of "
