@@ -347,7 +347,10 @@ class PoolCore(Intake):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         own_steps = (cls.finish, cls.start_next)
-        if own_steps != (PoolCore.finish, PoolCore.start_next):
+        if "finish_and_next" not in vars(cls) and own_steps != (
+            PoolCore.finish,
+            PoolCore.start_next,
+        ):
             cls.finish_and_next = cls._finish_then_next  # type: ignore[method-assign]
 
     @enable_ki_protection
