@@ -20,6 +20,11 @@ filter (trace-based) offers the reservoir an exemplar per job; the row
 without exemplars (an ``AlwaysOffExemplarFilter``) says what that part
 costs. Below them, the parts alone.
 
+The stub rows run the same pool and the same loop with providers whose
+calls do nothing: the pool's own part is its stub row less the pool with no
+SDK and the loop with stubs; what is left of the pool's SDK rows is the
+SDK's calls costing more among the pool's tasks than in a tight loop.
+
 Usage: ``python benchmarks/telemetry_floor.py [--rounds R] [-n N]``.
 """
 
@@ -47,6 +52,8 @@ POOL_KINDS = {
     "nosdk": "pool, telemetry, no SDK",
     "sdk-unsampled": "pool, SDK, nothing sampled",
     "sdk": "pool, SDK, sampled",
+    "stub-unsampled": "pool, stub providers, nothing sampled",
+    "stub": "pool, stub providers, sampled",
 }
 FLOOR_KINDS = {
     "floor-unsampled": "floor, nothing sampled",
@@ -55,6 +62,8 @@ FLOOR_KINDS = {
     "record": "  histogram record, no span current",
     "span-unsampled": "  span, nothing sampled",
     "span-sampled": "  span, sampled",
+    "floor-stub-unsampled": "floor, stub providers, nothing sampled",
+    "floor-stub": "floor, stub providers, sampled",
 }
 """The SDK's calls for one job: all of them, then the parts alone."""
 
@@ -85,7 +94,10 @@ def floor_step(kind: str) -> Callable[[], None]:
     from trio_pool._telemetry import DURATION_BUCKETS, get_meter
 
     sampled = "unsampled" not in kind
-    providers: dict[str, Any] = _telemetry_kwargs("sdk" if sampled else "sdk-unsampled")
+    sdk = "sdk" if sampled else "sdk-unsampled"
+    if "stub" in kind:
+        sdk = sdk.replace("sdk", "stub")
+    providers: dict[str, Any] = _telemetry_kwargs(sdk)
     if kind.endswith("no-exemplar"):
         providers["meter_provider"] = MeterProvider(
             metric_readers=[InMemoryMetricReader()],
@@ -178,20 +190,31 @@ def main() -> None:
         return
     kinds = {**POOL_KINDS, **FLOOR_KINDS}
     times: dict[str, list[float]] = {kind: [] for kind in kinds}
-    for _ in range(args.rounds):
-        for kind in kinds:
+    order = list(kinds)
+    for round_ in range(args.rounds):
+        shift = round_ % len(order)  # no kind always first, or last
+        for kind in order[shift:] + order[:shift]:
             times[kind].append(time_once(kind, args.n))
     median = {kind: statistics.median(samples) for kind, samples in times.items()}
-    plain = median["off"]
+    plain = median["nosdk"]
     print(
         f"CPU time, µs per job, medians of {args.rounds} rounds, n={args.n:,}; "
-        "× the pool with telemetry off"
+        "x the pool with telemetry and no SDK"
     )
     for kind, label in kinds.items():
-        print(f"{label:38} {median[kind]:6.2f}  {median[kind] / plain:5.2f}x")
-    for sdk, floor in (("sdk-unsampled", "floor-unsampled"), ("sdk", "floor-sampled")):
-        added = median[sdk] - plain - median[floor]
-        print(f"the pool adds, {POOL_KINDS[sdk][6:]:27} {added:6.2f}")
+        print(f"{label:40} {median[kind]:6.2f}  {median[kind] / plain:5.2f}x")
+    print("per job, beyond the pool with no SDK:")
+    for sampling in ("-unsampled", ""):
+        sdk, stub = median["sdk" + sampling], median["stub" + sampling]
+        floor = median["floor" + (sampling or "-sampled")]
+        floor_stub = median["floor-stub" + sampling]
+        ours = stub - plain - floor_stub
+        inflation = (sdk - stub) - (floor - floor_stub)
+        label = "nothing sampled" if sampling else "sampled"
+        print(
+            f"  {label:16} the pool's own part {ours:5.2f}; the SDK's calls cost "
+            f"{inflation:5.2f} more in the pool than in a loop"
+        )
 
 
 if __name__ == "__main__":

@@ -292,7 +292,6 @@ class PoolTelemetry:
         self.name = name
         self.statistics = statistics
         self._counts = counts
-        self._record_waits = record_waits
         self._failed = False
         self.retired = False  # its counts went to its name's (`closed`)
         tracer_provider = tracer_provider or trace.get_tracer_provider()
@@ -320,6 +319,13 @@ class PoolTelemetry:
             state: {POOL_NAME: name, JOB_OUTCOME: state.value}
             for state in (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED)
         }
+        self._succeeded = self._outcome_attributes[SUCCEEDED]
+        # The histograms each job records into (None: not recorded).
+        instruments = self._instruments
+        self._durations = None if instruments is None else instruments.duration
+        self._waits = (
+            instruments.wait if instruments is not None and record_waits else None
+        )
 
     @property
     def active(self) -> bool:
@@ -386,8 +392,8 @@ class PoolTelemetry:
         """Called in the worker as the job starts: open its span, make it current."""
         try:
             waited = job._t_started - job._t_submitted
-            if self._record_waits and self._instruments is not None:
-                self._instruments.wait.record(waited, self._attributes)
+            if self._waits is not None:
+                self._waits.record(waited, self._attributes)
             if self._tracer is None:
                 return None
             parent = job._span_context
@@ -446,23 +452,26 @@ class PoolTelemetry:
     def ended(self, job: FeaturedJob[Any], job_span: JobSpan | None) -> None:
         """Called in the worker once the job is done: record it, end its span."""
         try:
-            state = job.state
-            error = job._error
-            error_type = None if error is None else _error_type(state, error)
-            if self._instruments is not None:
-                attributes = self._outcome_attributes[state]
-                if error_type is not None:
-                    attributes = {**attributes, ERROR_TYPE: error_type}
-                duration = job._t_finished - job._t_started
-                self._instruments.duration.record(duration, attributes)
+            failure = job._failure
+            if failure is None:  # it succeeded
+                error = None
+                attributes = self._succeeded
+            else:
+                error = failure[0]
+                state = job.state
+                error_type = _error_type(state, error)
+                attributes = {**self._outcome_attributes[state], ERROR_TYPE: error_type}
+            durations = self._durations
+            if durations is not None:
+                durations.record(job._t_finished - job._t_started, attributes)
             if job_span is None:
                 return
             span = job_span[0]
             if not span.is_recording():  # not sampled: nothing to add or end
                 return
-            span.set_attribute(JOB_OUTCOME, state.value)
-            if error is not None and error_type is not None:
-                span.set_attribute(ERROR_TYPE, error_type)
+            span.set_attribute(JOB_OUTCOME, attributes[JOB_OUTCOME])
+            if error is not None:
+                span.set_attribute(ERROR_TYPE, attributes[ERROR_TYPE])
                 span.set_status(Status(StatusCode.ERROR, str(error)))
                 span.record_exception(error)
             span.end()
