@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
     from opentelemetry.trace import Span, TracerProvider
 
-    from ._job import FeaturedJob
+    from ._job import FeaturedJob, Job
     from ._statistics import Counts, PoolStatistics
 
 
@@ -449,7 +449,7 @@ class PoolTelemetry:
         except Exception as exc:
             self._provider_failed(exc)
 
-    def ended(self, job: FeaturedJob[Any], job_span: JobSpan | None) -> None:
+    def ended(self, job: Job[Any], job_span: JobSpan | None) -> None:
         """Called in the worker once the job is done: record it, end its span."""
         try:
             failure = job._failure

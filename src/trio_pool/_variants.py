@@ -353,7 +353,7 @@ class TimedCore(PoolCore):
         limit: float | None,
         on_done: Callable[[Job[Any]], None] | None,
         key: Hashable = None,
-    ) -> Job[Any]:
+    ) -> FeaturedJob[Any]:
         made = super().make_job(fn, args, name, limit, on_done, key)
         job = cast("FeaturedJob[Any]", made)  # (`_job_type`)
         job._t_submitted = self._now()
@@ -423,9 +423,8 @@ class TracedCore(TimedCore):
         limit: float | None,
         on_done: Callable[[Job[Any]], None] | None,
         key: Hashable = None,
-    ) -> Job[Any]:
-        made = super().make_job(fn, args, name, limit, on_done, key)
-        job = cast("FeaturedJob[Any]", made)  # (`_job_type`)
+    ) -> FeaturedJob[Any]:
+        job = super().make_job(fn, args, name, limit, on_done, key)
         telemetry = self._telemetry
         assert telemetry is not None
         telemetry.created(job)
@@ -460,7 +459,7 @@ class TracedCore(TimedCore):
         super().finish(worker, job, state, value, error)
         telemetry = self._telemetry
         assert telemetry is not None
-        telemetry.ended(cast("FeaturedJob[Any]", job), span)
+        telemetry.ended(job, span)
 
     @enable_ki_protection
     def finish_and_next(
@@ -471,7 +470,7 @@ class TracedCore(TimedCore):
         following = super().finish_and_next(worker, job, value, scope)
         telemetry = self._telemetry
         assert telemetry is not None
-        telemetry.ended(cast("FeaturedJob[Any]", job), span)
+        telemetry.ended(job, span)
         if following is not None:
             worker.span = telemetry.started(cast("FeaturedJob[Any]", following))
         return following
