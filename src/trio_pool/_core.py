@@ -289,9 +289,10 @@ class PoolCore(Intake):
         take a blocked submitter's job).
 
         The base class runs both bodies here, inlined (no call for either:
-        the hot path); a variant that overrides either method runs its
-        `finish` only (`_finish_then_next`, chosen when the class is made),
-        and the worker its `start_next`.
+        the hot path); a variant that overrides either method overrides
+        this one too, calling it through ``super()`` (`TimedCore`,
+        `TracedCore`), or else runs its `finish` only (`_finish_then_next`,
+        chosen when the class is made), and the worker its `start_next`.
         """
         # `finish`, its success case for a job without a time limit:
         worker.job = None
