@@ -65,6 +65,8 @@ def _telemetry_kwargs(telemetry: str) -> dict[str, Any]:
         return {"telemetry": False}
     if telemetry == "nosdk":
         return {}
+    if telemetry.startswith("stub"):
+        return _stub_providers(sampled=telemetry == "stub")
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
@@ -89,6 +91,43 @@ def _telemetry_kwargs(telemetry: str) -> dict[str, Any]:
     tracer_provider.add_span_processor(SimpleSpanProcessor(DroppingExporter()))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     return {"tracer_provider": tracer_provider, "meter_provider": meter_provider}
+
+
+def _stub_providers(*, sampled: bool) -> dict[str, Any]:
+    """Providers whose calls do nothing (``telemetry_floor.py``): what is left
+    of a pool's telemetry with them is the pool's own part."""
+    from opentelemetry import metrics, trace
+
+    class StubSpan(trace.NonRecordingSpan):
+        def is_recording(self) -> bool:
+            return sampled
+
+    span = StubSpan(trace.INVALID_SPAN_CONTEXT)
+
+    class StubTracer(trace.NoOpTracer):
+        def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+            return span
+
+    class StubTracerProvider(trace.TracerProvider):
+        def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+            return StubTracer()
+
+    class StubHistogram:
+        def record(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    class StubMeter(metrics.NoOpMeter):
+        def create_histogram(self, *args: Any, **kwargs: Any) -> Any:
+            return StubHistogram()
+
+    class StubMeterProvider(metrics.MeterProvider):
+        def get_meter(self, *args: Any, **kwargs: Any) -> metrics.Meter:
+            return StubMeter("stub")
+
+    return {
+        "tracer_provider": StubTracerProvider(),
+        "meter_provider": StubMeterProvider(),
+    }
 
 
 def run_trio_pool_submit(n: int, workers: int, job: str, telemetry: str) -> None:

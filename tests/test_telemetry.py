@@ -499,3 +499,41 @@ async def test_a_span_that_is_not_sampled_costs_no_attribute_work(
             await (await pool.submit(fail)).wait()
     assert seen == []
     assert spans.get_finished_spans() == ()
+
+
+async def test_jobs_run_back_to_back_each_in_its_own_span(
+    otel: Telemetry, autojump_clock: trio.abc.Clock
+) -> None:
+    """A worker that ends a job and starts the next in one step ends the
+    first one's span and makes the next one's current: each job runs in its
+    own span, named after its function or given name as they alternate."""
+    current: list[int] = []
+
+    async def first() -> None:
+        current.append(trace.get_current_span().get_span_context().span_id)
+
+    async def second() -> None:
+        current.append(trace.get_current_span().get_span_context().span_id)
+
+    plan = [
+        (first, None),
+        (first, None),
+        (second, None),
+        (first, "given"),
+        (first, None),
+        (second, "given"),
+        (second, "other"),
+    ]
+    async with otel.pool(1, capacity=len(plan)) as pool:
+        with otel.tracer.start_as_current_span("request") as request:
+            # queued at once: the worker runs them back to back
+            jobs = [pool.submit_nowait(fn, name=name) for fn, name in plan]
+    spans = [s for s in otel.spans.get_finished_spans() if s.name != "request"]
+    assert [span.name for span in spans] == [f"run {job.name}" for job in jobs]
+    assert [job.name for job in jobs][2:4] == [second.__qualname__, "given"]
+    assert [span_id(span) for span in spans] == current
+    for span, job in zip(spans, jobs, strict=True):
+        assert span.attributes is not None
+        assert span.attributes["trio_pool.job.name"] == job.name
+        assert span.parent is not None
+        assert span.parent.span_id == request.get_span_context().span_id

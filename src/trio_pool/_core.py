@@ -289,9 +289,10 @@ class PoolCore(Intake):
         take a blocked submitter's job).
 
         The base class runs both bodies here, inlined (no call for either:
-        the hot path); a variant that overrides either method runs its
-        `finish` only (`_finish_then_next`, chosen when the class is made),
-        and the worker its `start_next`.
+        the hot path); a variant that overrides either method overrides
+        this one too, calling it through ``super()`` (`TimedCore`,
+        `TracedCore`), or else runs its `finish` only (`_finish_then_next`,
+        chosen when the class is made), and the worker its `start_next`.
         """
         # `finish`, its success case for a job without a time limit:
         worker.job = None
@@ -347,7 +348,10 @@ class PoolCore(Intake):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         own_steps = (cls.finish, cls.start_next)
-        if own_steps != (PoolCore.finish, PoolCore.start_next):
+        if "finish_and_next" not in vars(cls) and own_steps != (
+            PoolCore.finish,
+            PoolCore.start_next,
+        ):
             cls.finish_and_next = cls._finish_then_next  # type: ignore[method-assign]
 
     @enable_ki_protection

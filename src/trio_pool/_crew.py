@@ -17,6 +17,7 @@ from trio.lowlevel import Task, reschedule
 
 if TYPE_CHECKING:
     from ._job import Job
+    from ._telemetry import JobSpan
 
 
 @final
@@ -35,7 +36,7 @@ class Worker:
     scope_cancelled: bool
     """Whether the core cancelled ``scope`` (`Job.cancel`, shutdown): its
     job ends `CANCELLED`, not `TIMED_OUT`, and the scope is not reused."""
-    span: object
+    span: JobSpan | None
     """The running job's span, if it is traced (telemetry's note)."""
     woken: bool
     """Rescheduled with a job (or to stop), and has not run since."""
@@ -143,7 +144,9 @@ class Crew:
         worker.job = None
         self.handed -= 1
 
-    def hold(self, worker: Worker, job: Job[Any] | None, span: object = None) -> None:
+    def hold(
+        self, worker: Worker, job: Job[Any] | None, span: JobSpan | None = None
+    ) -> None:
         """``worker`` now holds ``job`` (None: nothing)."""
         worker.job = job
         worker.span = span

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
     from types import TracebackType
 
+    from opentelemetry.context import Context
+
 T = TypeVar("T")
 
 Failure: TypeAlias = tuple[
@@ -172,7 +174,7 @@ class Job(Generic[T]):
     _lot: ParkingLot | None
     _value: T | None
     _failure: Failure | None
-    _span_context: object
+    _span_context: Context | None
     _priority: int
     _t_submitted: float
     _t_started: float

@@ -19,11 +19,11 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar, final
 
-from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.context import attach, detach, get_current
+from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 from ._job import CANCELLED, FAILED, SUCCEEDED, TIMED_OUT, JobState
 from ._log import WARNING, log
@@ -31,11 +31,13 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from contextvars import Token
 
+    from opentelemetry.context import Context
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
     from opentelemetry.trace import Span, TracerProvider
 
-    from ._job import Job
+    from ._job import FeaturedJob, Job
     from ._statistics import Counts, PoolStatistics
 
 
@@ -262,18 +264,9 @@ def _error_type(state: JobState, error: BaseException) -> str:
     return type(error).__qualname__
 
 
-@final
-class JobSpan:
-    """What a worker keeps while a job runs: its span and context token."""
-
-    __slots__ = ("span", "token")
-
-    span: Span
-    token: object
-
-    def __init__(self, span: Span, token: object) -> None:
-        self.span = span
-        self.token = token
+JobSpan: TypeAlias = "tuple[Span, Token[Context]]"
+"""What a worker keeps while a traced job runs: its span and the token of
+the context that made it current."""
 
 
 @final
@@ -299,7 +292,6 @@ class PoolTelemetry:
         self.name = name
         self.statistics = statistics
         self._counts = counts
-        self._record_waits = record_waits
         self._failed = False
         self.retired = False  # its counts went to its name's (`closed`)
         tracer_provider = tracer_provider or trace.get_tracer_provider()
@@ -320,10 +312,20 @@ class PoolTelemetry:
             self.tracing = self._tracer is not None
             self.metering = False
         self._attributes: dict[str, Any] = {POOL_NAME: name}
+        # The last job's function (or given name), its name and its span's.
+        self._names_of: object = None
+        self._names = ("", "")
         self._outcome_attributes = {
             state: {POOL_NAME: name, JOB_OUTCOME: state.value}
             for state in (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED)
         }
+        self._succeeded = self._outcome_attributes[SUCCEEDED]
+        # The histograms each job records into (None: not recorded).
+        instruments = self._instruments
+        self._durations = None if instruments is None else instruments.duration
+        self._waits = (
+            instruments.wait if instruments is not None and record_waits else None
+        )
 
     @property
     def active(self) -> bool:
@@ -378,44 +380,51 @@ class PoolTelemetry:
         tally["submitted"] = counts.submitted
         return tally
 
-    def created(self, job: Job[Any]) -> None:
+    def created(self, job: FeaturedJob[Any]) -> None:
         """Called in the submitter's task: remember its context."""
         if self.tracing:
             try:
-                job._span_context = otel_context.get_current()  # type: ignore[misc]
+                job._span_context = get_current()
             except Exception as exc:
                 self._provider_failed(exc)
 
-    def started(self, job: Job[Any]) -> JobSpan | None:
+    def started(self, job: FeaturedJob[Any]) -> JobSpan | None:
         """Called in the worker as the job starts: open its span, make it current."""
         try:
             waited = job._t_started - job._t_submitted
-            if self._record_waits and self._instruments is not None:
-                self._instruments.wait.record(waited, self._attributes)
+            if self._waits is not None:
+                self._waits.record(waited, self._attributes)
             if self._tracer is None:
                 return None
             parent = job._span_context
-            job._span_context = None  # type: ignore[misc]  # (a FeaturedJob)
-            name = job.name
+            job._span_context = None
+            # The job's name and its span's: made once for a run of jobs of
+            # one function (or given name), not per job.
+            label = job._label
+            names_of = job._fn if label is None else label
+            if names_of is not self._names_of:
+                name = job.name
+                self._names = (name, f"run {name}")
+                self._names_of = names_of
+            name, span_name = self._names
             span = self._tracer.start_span(
-                f"run {name}",
-                context=parent,  # type: ignore[arg-type]
+                span_name,
+                context=parent,
                 kind=SpanKind.INTERNAL,
                 attributes={POOL_NAME: self.name, JOB_NAME: name, JOB_WAIT: waited},
             )
-            token = otel_context.attach(trace.set_span_in_context(span, parent))  # type: ignore[arg-type]
+            return span, attach(set_span_in_context(span, parent))
         except Exception as exc:
             self._provider_failed(exc)
             return None
-        return JobSpan(span, token)
 
-    def group_started(self, name: str) -> tuple[Span, otel_context.Context] | None:
+    def group_started(self, name: str) -> tuple[Span, Context] | None:
         """A job group opens (`Pool.group`): its span, child of the current
         one, and the context its jobs' spans take as their parent."""
         if self._tracer is None:
             return None
         try:
-            parent = otel_context.get_current()
+            parent = get_current()
             span = self._tracer.start_span(
                 f"group {name}",
                 context=parent,
@@ -443,23 +452,26 @@ class PoolTelemetry:
     def ended(self, job: Job[Any], job_span: JobSpan | None) -> None:
         """Called in the worker once the job is done: record it, end its span."""
         try:
-            state = job.state
-            error = job._error
-            error_type = None if error is None else _error_type(state, error)
-            if self._instruments is not None:
-                attributes = self._outcome_attributes[state]
-                if error_type is not None:
-                    attributes = {**attributes, ERROR_TYPE: error_type}
-                duration = job._t_finished - job._t_started
-                self._instruments.duration.record(duration, attributes)
+            failure = job._failure
+            if failure is None:  # it succeeded
+                error = None
+                attributes = self._succeeded
+            else:
+                error = failure[0]
+                state = job.state
+                error_type = _error_type(state, error)
+                attributes = {**self._outcome_attributes[state], ERROR_TYPE: error_type}
+            durations = self._durations
+            if durations is not None:
+                durations.record(job._t_finished - job._t_started, attributes)
             if job_span is None:
                 return
-            span = job_span.span
+            span = job_span[0]
             if not span.is_recording():  # not sampled: nothing to add or end
                 return
-            span.set_attribute(JOB_OUTCOME, state.value)
-            if error is not None and error_type is not None:
-                span.set_attribute(ERROR_TYPE, error_type)
+            span.set_attribute(JOB_OUTCOME, attributes[JOB_OUTCOME])
+            if error is not None:
+                span.set_attribute(ERROR_TYPE, attributes[ERROR_TYPE])
                 span.set_status(Status(StatusCode.ERROR, str(error)))
                 span.record_exception(error)
             span.end()
@@ -468,6 +480,6 @@ class PoolTelemetry:
         finally:
             if job_span is not None:  # the worker's context is restored anyway
                 try:
-                    otel_context.detach(job_span.token)  # type: ignore[arg-type]
+                    detach(job_span[1])
                 except Exception as exc:
                     self._provider_failed(exc)

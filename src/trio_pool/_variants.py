@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from ._crew import Worker
     from ._keys import KeyBooks
     from ._rate import StartRate
-    from ._telemetry import JobSpan
 
 
 class KeyedCore(PoolCore):
@@ -363,7 +362,7 @@ class TimedCore(PoolCore):
         limit: float | None,
         on_done: Callable[[Job[Any]], None] | None,
         key: Hashable = None,
-    ) -> Job[Any]:
+    ) -> FeaturedJob[Any]:
         made = super().make_job(fn, args, name, limit, on_done, key)
         job = cast("FeaturedJob[Any]", made)  # (`_job_type`)
         job._t_submitted = self._now()
@@ -392,6 +391,20 @@ class TimedCore(PoolCore):
         if state is not CANCELLED:
             self._measured(job)
 
+    @enable_ki_protection
+    def finish_and_next(
+        self, worker: Worker, job: Job[Any], value: object, scope: trio.CancelScope
+    ) -> Job[Any] | None:
+        """`PoolCore.finish_and_next`, stamped: the job's end and the next
+        one's start are one transition, at one reading of the clock."""
+        now = self._now()
+        job._t_finished = now  # before its listeners read it
+        following = super().finish_and_next(worker, job, value, scope)
+        self._measured(job)
+        if following is not None:
+            following._t_started = now
+        return following
+
     def _measured(self, job: Job[Any]) -> None:
         """Fold a finished job's run into the mean run (a cancelled run says
         nothing of length, and is not passed here)."""
@@ -407,9 +420,8 @@ class TimedCore(PoolCore):
 class TracedCore(TimedCore):
     """A pool with active telemetry: spans and metrics (and the times).
 
-    Its transitions stamp the times themselves and go straight to the ones
-    below `TimedCore` in the method resolution order (``super(TimedCore,
-    self)``): telemetry costs every job one call per transition, not two.
+    Each transition calls telemetry once the books below it are done; the
+    common step (`finish_and_next`) ends one job's span and opens the next's.
     """
 
     def make_job(
@@ -420,10 +432,8 @@ class TracedCore(TimedCore):
         limit: float | None,
         on_done: Callable[[Job[Any]], None] | None,
         key: Hashable = None,
-    ) -> Job[Any]:
-        made = super(TimedCore, self).make_job(fn, args, name, limit, on_done, key)
-        job = cast("FeaturedJob[Any]", made)  # (`_job_type`)
-        job._t_submitted = self._now()
+    ) -> FeaturedJob[Any]:
+        job = super().make_job(fn, args, name, limit, on_done, key)
         telemetry = self._telemetry
         assert telemetry is not None
         telemetry.created(job)
@@ -433,13 +443,12 @@ class TracedCore(TimedCore):
     def start_next(
         self, worker: Worker, scope: trio.CancelScope, handed: Job[Any] | None = None
     ) -> Job[Any] | None:
-        job = super(TimedCore, self).start_next(worker, scope, handed)
+        job = super().start_next(worker, scope, handed)
         if job is not None:
-            job._t_started = self._now()
+            # (the crew's record: the telemetry's note, written on the hot path)
             telemetry = self._telemetry
             assert telemetry is not None
-            # (the crew's record: the telemetry's note, written on the hot path)
-            worker.span = telemetry.started(job)
+            worker.span = telemetry.started(cast("FeaturedJob[Any]", job))
         return job
 
     @enable_ki_protection
@@ -451,18 +460,29 @@ class TracedCore(TimedCore):
         value: object = None,
         error: BaseException | None = None,
     ) -> None:
-        job._t_finished = self._now()  # before its listeners read it
         if worker is None:  # it never started: no span
-            super(TimedCore, self).finish(worker, job, state, value, error)
+            super().finish(worker, job, state, value, error)
             return
-        span = cast("JobSpan | None", worker.span)
+        span = worker.span
         worker.span = None
-        super(TimedCore, self).finish(worker, job, state, value, error)
-        if state is not CANCELLED:
-            self._measured(job)
+        super().finish(worker, job, state, value, error)
         telemetry = self._telemetry
         assert telemetry is not None
         telemetry.ended(job, span)
+
+    @enable_ki_protection
+    def finish_and_next(
+        self, worker: Worker, job: Job[Any], value: object, scope: trio.CancelScope
+    ) -> Job[Any] | None:
+        span = worker.span
+        worker.span = None
+        following = super().finish_and_next(worker, job, value, scope)
+        telemetry = self._telemetry
+        assert telemetry is not None
+        telemetry.ended(job, span)
+        if following is not None:
+            worker.span = telemetry.started(cast("FeaturedJob[Any]", following))
+        return following
 
 
 TIMING = {None: (), "timed": (TimedCore,), "traced": (TracedCore,)}
