@@ -70,16 +70,28 @@ def _free_port() -> int:
 def _wait_until_listening(
     process: subprocess.Popen[bytes], port: int, timeout: float
 ) -> None:
-    """Connect until the server answers PING (a start-up wait, not a sleep)."""
+    """Connect until the server answers, and is ``process`` (a start-up wait,
+    not a sleep). Another test run's server may have taken the port between
+    `_free_port` and the start: then this one exits, and the one answering
+    is not ours (its ``process_id`` differs): `RuntimeError`, try another."""
     deadline = time.monotonic() + timeout
+    ours = f"process_id:{process.pid}\r\n".encode()
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"redis-server exited at start ({process.returncode})")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(64).startswith(b"+PONG"):
+                conn.sendall(b"INFO server\r\n")
+                reply = b""
+                while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    reply += chunk
+                if ours in reply:
                     return
+                if b"process_id:" in reply:
+                    raise RuntimeError(f"another redis-server answers on port {port}")
         except OSError:
             if time.monotonic() > deadline:
                 raise
