@@ -286,3 +286,30 @@ async def test_closing_the_pool_mid_map_delivers_what_it_accepted(
         # items 1 to 3 were accepted by the close (at 1 s), item 4 refused
         assert sorted(got) == [1, 4, 9]
         assert pool.statistics().cancelled == 0
+
+
+@pytest.mark.parametrize("capacity", [0, 3])
+async def test_a_sync_source_offered_in_batches_keeps_order_and_window(
+    autojump_clock: trio.abc.Clock, capacity: int
+) -> None:
+    # A sync source is pulled in batches up to the next schedule point and
+    # each batch offered in one call: the pool refuses mid-batch (capacity 0
+    # or 3 with 2 workers), the feeder waits and offers the rest in order.
+    pulled = 0
+
+    def counting() -> Iterator[int]:
+        nonlocal pulled
+        for n in range(200):
+            pulled += 1
+            yield n
+
+    async with trio_pool.open_pool(2, capacity=capacity) as pool:
+        window = 2 * (2 + capacity)
+        got: list[int] = []
+        async with pool.map(square, counting()) as results:
+            async for value in results:
+                assert results.pulled_ahead <= window
+                assert pulled - len(got) <= window
+                got.append(value)
+        assert got == [n * n for n in range(200)]
+        assert_idle(pool)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import sys
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import trio
@@ -99,6 +100,8 @@ class MapResults(AsyncIterator[R]):
         self._core = core
         self._key = key
         self._priority = priority
+        # An ordered map without key or priority (see `_offer_all`)
+        self._plain = ordered and key is None and not priority
         self._fn = fn
         self._items = items
         self._ordered = ordered
@@ -196,19 +199,29 @@ class MapResults(AsyncIterator[R]):
             self._wake_consumer()
 
     async def _feed_sync(self, items: Iterator[Any]) -> None:
+        """Pull items in batches up to the next schedule point (nothing runs
+        while a sync source is read); offer each in one call (`_offer_all`)."""
+        batch: list[Any] = []
         while True:
             if not self._free:
                 await self._wait_for_room()
-            self._free -= 1  # room is taken before the item is pulled
+            wanted = min(self._free, self._yield_every - self._fed_streak)
+            error: Exception | None = None
             try:
-                item = next(items)
-            except StopIteration:
-                self._free += 1
+                batch.extend(islice(items, wanted))
+            except Exception as exc:  # offer the items before it first
+                error = exc
+            pulled = len(batch)
+            self._free -= pulled
+            while batch:
+                job = self._offer_all(batch)
+                if job is not None:
+                    await self._wait_to_accept(job)
+            if error is not None:
+                raise error
+            if pulled < wanted:  # the source is exhausted
                 return
-            job = self._offer(item)
-            if job is not None:
-                await self._wait_to_accept(job)
-            elif self._fed_streak >= self._yield_every:
+            if self._fed_streak >= self._yield_every:
                 self._fed_streak = 0
                 await cancel_shielded_checkpoint()
 
@@ -236,6 +249,36 @@ class MapResults(AsyncIterator[R]):
                 await self._feeder_lot.park()
             finally:
                 self._feeder_parked = False
+
+    @enable_ki_protection
+    def _offer_all(self, items: list[Any]) -> Job[Any] | None:
+        """Offer ``items``' jobs in turn (`_offer`), taking each from the list,
+        until the pool refuses one: return it (to wait for room), else None.
+        One call per batch; an ordered map of plain jobs inlines `_offer`."""
+        core = self._core
+        if not (core.plain_jobs and self._plain):
+            while items:
+                waiting = self._offer(items.pop(0))
+                if waiting is not None:
+                    return waiting
+            return None
+        fn, name, limit = self._fn, self._name, self._limit
+        ready, offer = self._ready, core.offer
+        accepted = 0
+        refused: Job[Any] | None = None
+        for item in items:
+            job: Job[Any] = new_record(Job)
+            init_record(job, core, fn, (item,), name, limit, None)
+            if not offer(job):
+                refused = job
+                break
+            ready.append(job)
+            accepted += 1
+        del items[: accepted + (refused is not None)]
+        self._fed_streak += accepted
+        if accepted and self._consumer_parked:
+            self._wake_consumer()
+        return refused
 
     @enable_ki_protection
     def _offer(self, item: Any) -> Job[Any] | None:
