@@ -13,7 +13,7 @@ import trio
 
 import trio_pool
 
-from .helpers import books
+from .helpers import books, check_invariants
 
 
 async def slow_square(n: int) -> int:
@@ -312,4 +312,26 @@ async def test_a_sync_source_offered_in_batches_keeps_order_and_window(
                 assert pulled - len(got) <= window
                 got.append(value)
         assert got == [n * n for n in range(200)]
+        assert_idle(pool)
+
+
+@pytest.mark.parametrize(
+    "options", [{"rate": 10.0}, {"per_key_limit": 1}], ids=["paced", "keyed"]
+)
+async def test_a_maps_batch_in_a_pool_with_features(
+    autojump_clock: trio.abc.Clock, options: dict[str, Any]
+) -> None:
+    # A paced pool has its own offer: the map's batch goes one by one. In a
+    # pool with keys, the jobs set aside for their key count against the
+    # room the batch is queued in.
+    async with trio_pool.open_pool(1, capacity=3, **options) as pool:
+        if "per_key_limit" in options:
+            for _ in range(3):  # one runs, two wait aside
+                pool.submit_nowait(trio.sleep, 1, key="k")
+        async with pool.map(square, range(20)) as results:
+            got: list[int] = []
+            async for value in results:
+                check_invariants(pool)
+                got.append(value)
+        assert got == [n * n for n in range(20)]
         assert_idle(pool)

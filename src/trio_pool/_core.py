@@ -55,6 +55,8 @@ from ._job import (
 from ._log import DEBUG, INFO, log
 
 if TYPE_CHECKING:
+    from collections import deque
+
     from ._crew import Worker
 
 
@@ -336,6 +338,36 @@ class PoolCore(Intake):
         return first
 
     @enable_ki_protection
+    def offer_all(self, jobs: list[Job[Any]], into: deque[Job[Any]]) -> int:
+        """`offer` each of ``jobs`` (without a key) until one is refused,
+        appending each accepted one to ``into``; return how many were (a
+        map's batch). Jobs that can only be queued (`_queue_fit`) are queued
+        together, as the calls one by one would queue them, unless a variant
+        has its own `offer` (chosen when the class is made)."""
+        if self._closed:
+            self.refuse_closed()
+        total = len(jobs)
+        accepted = 0
+        while accepted < total:
+            fit = self._queue_fit(total - accepted) if self._bulk_offers else 0
+            if fit:
+                queued = jobs if fit == total else jobs[accepted : accepted + fit]
+                self._queue.push_all(queued)
+                into.extend(queued)
+                self._counts.submitted += fit  # the accept tail (see `_accepted`)
+                accepted += fit
+            elif self.offer(jobs[accepted]):
+                into.append(jobs[accepted])
+                accepted += 1
+            else:
+                break
+        return accepted
+
+    _bulk_offers = True
+    """Whether `offer_all` may queue jobs together: the class's `offer` is
+    the base one (set for each subclass)."""
+
+    @enable_ki_protection
     def _finish_then_next(
         self, worker: Worker, job: Job[Any], value: object, scope: trio.CancelScope
     ) -> Job[Any] | None:
@@ -349,6 +381,7 @@ class PoolCore(Intake):
         own_steps = (cls.finish, cls.start_next)
         if own_steps != (PoolCore.finish, PoolCore.start_next):
             cls.finish_and_next = cls._finish_then_next  # type: ignore[method-assign]
+        cls._bulk_offers = cls.offer is PoolCore.offer
 
     @enable_ki_protection
     def worker_exited(self, worker: Worker) -> None:

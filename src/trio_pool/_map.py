@@ -263,22 +263,20 @@ class MapResults(AsyncIterator[R]):
                     return waiting
             return None
         fn, name, limit = self._fn, self._name, self._limit
-        ready, offer = self._ready, core.offer
-        accepted = 0
-        refused: Job[Any] | None = None
+        jobs: list[Job[Any]] = []
         for item in items:
             job: Job[Any] = new_record(Job)
             init_record(job, core, fn, (item,), name, limit, None)
-            if not offer(job):
-                refused = job
-                break
-            ready.append(job)
-            accepted += 1
-        del items[: accepted + (refused is not None)]
+            jobs.append(job)
+        accepted = core.offer_all(jobs, self._ready)
         self._fed_streak += accepted
         if accepted and self._consumer_parked:
             self._wake_consumer()
-        return refused
+        if accepted == len(jobs):
+            items.clear()
+            return None
+        del items[: accepted + 1]
+        return jobs[accepted]  # refused: the items after it are offered anew
 
     @enable_ki_protection
     def _offer(self, item: Any) -> Job[Any] | None:
