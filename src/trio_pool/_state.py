@@ -344,7 +344,7 @@ class CoreState:
         (whose result it returns) in one call, both inlined: the common case
         of `Job.result`."""
         guard = self._guard
-        if get_ident() != guard.thread or not guard.live:
+        if get_ident() != guard.thread:
             guard.check_run(what)
         self._since_yield += 1
         if self._since_yield < self._yield_every:
