@@ -76,8 +76,9 @@ def current_yield_every() -> int:
 
 class PoolCore(Intake):
     """A pool's core: its books (`CoreState`), the jobs' transitions
-    (`Intake`), and the workers' transitions here. A pool with features runs
-    a subclass of it (`_variants`)."""
+    (`Intake`), and the workers' transitions here, with the plain pool's
+    batch offer of a map (`offer_all`). A pool with features runs a
+    subclass of it (`_variants`)."""
 
     @enable_ki_protection
     def open(self, nursery: trio.Nursery) -> trio.Event:

@@ -3,7 +3,9 @@
 A feeder task, in a nursery the ``async with`` block owns, pulls items from
 the source and submits them; the consumer's ``async for`` takes results as
 they are ready. So results stream while a live source waits for its next
-item, and the source's pace never holds back a finished result.
+item, and the source's pace never holds back a finished result. A sync
+source is read in batches, each up to the feeder's next schedule point
+(nothing else runs while it is read), offered in one call (`_offer_all`).
 
 * Ordered: the feeder appends each accepted job to ``ready`` in input order;
   the consumer waits for the oldest one (listening to it only while it
