@@ -321,9 +321,8 @@ async def test_a_sync_source_offered_in_batches_keeps_order_and_window(
 async def test_a_maps_batch_in_a_pool_with_features(
     autojump_clock: trio.abc.Clock, options: dict[str, Any]
 ) -> None:
-    # A paced pool has its own offer: the map's batch goes one by one. In a
-    # pool with keys, the jobs set aside for their key count against the
-    # room the batch is queued in.
+    # A paced pool has its own offer, a pool with keys its own records: the
+    # map's batch goes one by one, beside jobs set aside for their key.
     async with trio_pool.open_pool(1, capacity=3, **options) as pool:
         if "per_key_limit" in options:
             for _ in range(3):  # one runs, two wait aside

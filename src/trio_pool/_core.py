@@ -364,6 +364,13 @@ class PoolCore(Intake):
                 break
         return accepted
 
+    def batch_room(self, most: int) -> int:
+        """How many of ``most`` jobs `offer_all` would queue together now,
+        or 1: a map pulls no more items than it offers at once."""
+        if self._closed or not self._bulk_offers:
+            return 1
+        return self._queue_fit(most) or 1
+
     _bulk_offers = True
     """Whether `offer_all` may queue jobs together: the class's `offer` is
     the base one (set for each subclass)."""

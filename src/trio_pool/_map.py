@@ -4,8 +4,9 @@ A feeder task, in a nursery the ``async with`` block owns, pulls items from
 the source and submits them; the consumer's ``async for`` takes results as
 they are ready. So results stream while a live source waits for its next
 item, and the source's pace never holds back a finished result. A sync
-source is read in batches, each up to the feeder's next schedule point
-(nothing else runs while it is read), offered in one call (`_offer_all`).
+source is read in batches of as many items as the pool queues at once (up
+to the feeder's next schedule point), each offered in one call
+(`_offer_all`); so every item pulled is offered at once, as before.
 
 * Ordered: the feeder appends each accepted job to ``ready`` in input order;
   the consumer waits for the oldest one (listening to it only while it
@@ -201,16 +202,23 @@ class MapResults(AsyncIterator[R]):
             self._wake_consumer()
 
     async def _feed_sync(self, items: Iterator[Any]) -> None:
-        """Pull items in batches up to the next schedule point (nothing runs
-        while a sync source is read); offer each in one call (`_offer_all`)."""
+        """Pull items one by one, or in batches of as many as the pool takes
+        at once (`_offer_all`): every item pulled is offered at once."""
+        core = self._core
         batch: list[Any] = []
         while True:
             if not self._free:
                 await self._wait_for_room()
-            wanted = min(self._free, self._yield_every - self._fed_streak)
+            most = min(self._free, self._yield_every - self._fed_streak)
+            wanted = core.batch_room(most) if self._plain and core.plain_jobs else 1
             error: Exception | None = None
             try:
-                batch.extend(islice(items, wanted))
+                if wanted == 1:
+                    batch.append(next(items))
+                else:
+                    batch.extend(islice(items, wanted))
+            except StopIteration:  # (ends the loop below)
+                pass
             except Exception as exc:  # offer the items before it first
                 error = exc
             pulled = len(batch)
@@ -254,9 +262,8 @@ class MapResults(AsyncIterator[R]):
 
     @enable_ki_protection
     def _offer_all(self, items: list[Any]) -> Job[Any] | None:
-        """Offer ``items``' jobs in turn (`_offer`), taking each from the list,
-        until the pool refuses one: return it (to wait for room), else None.
-        One call per batch; an ordered map of plain jobs inlines `_offer`."""
+        """Offer ``items``' jobs in turn (`_offer`; a plain map's in one step),
+        taking each from the list, until the pool refuses one: return it."""
         core = self._core
         if not (core.plain_jobs and self._plain):
             while items:
@@ -307,7 +314,7 @@ class MapResults(AsyncIterator[R]):
         if not accepted:
             return job
         self._fed_streak += 1
-        if self._ordered:  # (`_accepted`, inlined)
+        if self._ordered:  # (delivered in turn)
             self._ready.append(job)
             if self._consumer_parked:
                 self._wake_consumer()
@@ -321,11 +328,7 @@ class MapResults(AsyncIterator[R]):
             self._in_flight.discard(job)
             raise
         self._fed_streak = 0  # it waited: a schedule point
-        self._accepted(job)
-
-    def _accepted(self, job: Job[Any]) -> None:
-        """The pool accepted ``job``: an ordered map delivers it in turn."""
-        if self._ordered:
+        if self._ordered:  # accepted: an ordered map delivers it in turn
             self._ready.append(job)
             self._wake_consumer()
 
