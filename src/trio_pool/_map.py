@@ -7,6 +7,7 @@ item, and the source's pace never holds back a finished result. A sync
 source is read in batches of as many items as the pool queues at once (up
 to the feeder's next schedule point), each offered in one call
 (`_offer_all`); so every item pulled is offered at once, as before.
+Other maps pull one by one (`_feed_each`).
 
 * Ordered: the feeder appends each accepted job to ``ready`` in input order;
   the consumer waits for the oldest one (listening to it only while it
@@ -191,9 +192,10 @@ class MapResults(AsyncIterator[R]):
         try:
             with self._feeder_scope:
                 if isinstance(self._items, AsyncIterable):
-                    await self._feed_async(aiter(self._items))
-                else:
-                    await self._feed_sync(iter(self._items))
+                    await self._feed_each(aiter(self._items))
+                else:  # (a plain map's in batches)
+                    feed = self._feed_batches if self._plain else self._feed_each
+                    await feed(iter(self._items))
         except Exception as exc:
             self._stop = exc
         finally:
@@ -201,16 +203,15 @@ class MapResults(AsyncIterator[R]):
             self._feeder_done.set()
             self._wake_consumer()
 
-    async def _feed_sync(self, items: Iterator[Any]) -> None:
-        """Pull items one by one, or in batches of as many as the pool takes
-        at once (`_offer_all`): every item pulled is offered at once."""
+    async def _feed_batches(self, items: Iterator[Any]) -> None:
+        """Pull a plain map's items in batches the pool queues at once."""
         core = self._core
         batch: list[Any] = []
         while True:
             if not self._free:
                 await self._wait_for_room()
             most = min(self._free, self._yield_every - self._fed_streak)
-            wanted = core.batch_room(most) if self._plain and core.plain_jobs else 1
+            wanted = core.batch_room(most) if core.plain_jobs else 1
             error: Exception | None = None
             try:
                 if wanted == 1:
@@ -235,14 +236,17 @@ class MapResults(AsyncIterator[R]):
                 self._fed_streak = 0
                 await cancel_shielded_checkpoint()
 
-    async def _feed_async(self, items: AsyncIterator[Any]) -> None:
+    async def _feed_each(self, items: Iterator[Any] | AsyncIterator[Any]) -> None:
         while True:
             if not self._free:
                 await self._wait_for_room()
             self._free -= 1
             try:
-                item = await anext(items)
-            except StopAsyncIteration:
+                if isinstance(items, AsyncIterator):
+                    item = await anext(items)
+                else:
+                    item = next(items)
+            except (StopIteration, StopAsyncIteration):
                 self._free += 1
                 return
             job = self._offer(item)
@@ -289,9 +293,8 @@ class MapResults(AsyncIterator[R]):
 
     @enable_ki_protection
     def _offer(self, item: Any) -> Job[Any] | None:
-        """Make ``item``'s job and offer it to the pool (a plain call: no
-        coroutine per item). Returns None if it was accepted, else the job,
-        to wait for room with (`_wait_to_accept`)."""
+        """Make ``item``'s job and offer it (a plain call, no coroutine): None
+        if it was accepted, else the job, to wait for room with."""
         core = self._core
         key = None if self._key is None else self._item_key(item)
         fn, name, limit = self._fn, self._name, self._limit
@@ -342,8 +345,7 @@ class MapResults(AsyncIterator[R]):
         return key
 
     def _done(self, job: Job[Any]) -> None:
-        """Called by the core as one of the map's jobs resolves (ordered: only
-        the oldest, while the consumer waits for it)."""
+        """One of the map's jobs resolved (ordered: the oldest, waited for)."""
         if self._ordered:
             # (only a parked consumer waits for the oldest job: asked first)
             if self._consumer_parked and self._ready and self._ready[0] is job:
@@ -394,8 +396,7 @@ class MapResults(AsyncIterator[R]):
         return self._deliver(job)
 
     async def _wait_for_result(self) -> Job[Any]:
-        """Park until the next result is ready, and take it (the slow path
-        of `__anext__`)."""
+        """Park until the next result is ready, and take it (`__anext__`)."""
         ready = self._ready
         while True:
             if self._closed:  # by `aclose` in another task (which woke it)
