@@ -108,6 +108,7 @@ class MapResults(AsyncIterator[R]):
         self._plain = ordered and key is None and not priority
         self._fn = fn
         self._items = items
+        self._async_source = isinstance(items, AsyncIterable)
         self._ordered = ordered
         self._outcomes = outcomes
         self._name = name
@@ -191,11 +192,12 @@ class MapResults(AsyncIterator[R]):
         """Pull items and submit them until the source ends or something fails."""
         try:
             with self._feeder_scope:
-                if isinstance(self._items, AsyncIterable):
-                    await self._feed_each(aiter(self._items))
+                items = self._items
+                if isinstance(items, AsyncIterable):
+                    await self._feed_each(aiter(items))
                 else:  # (a plain map's in batches)
                     feed = self._feed_batches if self._plain else self._feed_each
-                    await feed(iter(self._items))
+                    await feed(iter(items))
         except Exception as exc:
             self._stop = exc
         finally:
@@ -236,16 +238,14 @@ class MapResults(AsyncIterator[R]):
                 self._fed_streak = 0
                 await cancel_shielded_checkpoint()
 
-    async def _feed_each(self, items: Iterator[Any] | AsyncIterator[Any]) -> None:
+    async def _feed_each(self, items: Any) -> None:
+        """Pull items one by one (an iterator, or an async one) and offer each."""
         while True:
             if not self._free:
                 await self._wait_for_room()
             self._free -= 1
             try:
-                if isinstance(items, AsyncIterator):
-                    item = await anext(items)
-                else:
-                    item = next(items)
+                item = await anext(items) if self._async_source else next(items)
             except (StopIteration, StopAsyncIteration):
                 self._free += 1
                 return
