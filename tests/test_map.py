@@ -13,7 +13,7 @@ import trio
 
 import trio_pool
 
-from .helpers import books
+from .helpers import books, check_invariants
 
 
 async def slow_square(n: int) -> int:
@@ -286,3 +286,51 @@ async def test_closing_the_pool_mid_map_delivers_what_it_accepted(
         # items 1 to 3 were accepted by the close (at 1 s), item 4 refused
         assert sorted(got) == [1, 4, 9]
         assert pool.statistics().cancelled == 0
+
+
+@pytest.mark.parametrize("capacity", [0, 3])
+async def test_a_sync_source_offered_in_batches_keeps_order_and_window(
+    autojump_clock: trio.abc.Clock, capacity: int
+) -> None:
+    # A sync source is pulled in batches up to the next schedule point and
+    # each batch offered in one call: the pool refuses mid-batch (capacity 0
+    # or 3 with 2 workers), the feeder waits and offers the rest in order.
+    pulled = 0
+
+    def counting() -> Iterator[int]:
+        nonlocal pulled
+        for n in range(200):
+            pulled += 1
+            yield n
+
+    async with trio_pool.open_pool(2, capacity=capacity) as pool:
+        window = 2 * (2 + capacity)
+        got: list[int] = []
+        async with pool.map(square, counting()) as results:
+            async for value in results:
+                assert results.pulled_ahead <= window
+                assert pulled - len(got) <= window
+                got.append(value)
+        assert got == [n * n for n in range(200)]
+        assert_idle(pool)
+
+
+@pytest.mark.parametrize(
+    "options", [{"rate": 10.0}, {"per_key_limit": 1}], ids=["paced", "keyed"]
+)
+async def test_a_maps_batch_in_a_pool_with_features(
+    autojump_clock: trio.abc.Clock, options: dict[str, Any]
+) -> None:
+    # A paced pool has its own offer, a pool with keys its own records: the
+    # map's batch goes one by one, beside jobs set aside for their key.
+    async with trio_pool.open_pool(1, capacity=3, **options) as pool:
+        if "per_key_limit" in options:
+            for _ in range(3):  # one runs, two wait aside
+                pool.submit_nowait(trio.sleep, 1, key="k")
+        async with pool.map(square, range(20)) as results:
+            got: list[int] = []
+            async for value in results:
+                check_invariants(pool)
+                got.append(value)
+        assert got == [n * n for n in range(20)]
+        assert_idle(pool)

@@ -170,3 +170,21 @@ async def test_shedding_counts_only_the_keys_jobs_ahead(
             job = pool.submit_nowait(trio.sleep, 1, key="a", priority=1)
         await job.wait()
         assert job.state is trio_pool.JobState.SUCCEEDED
+
+
+async def test_a_maps_batch_queues_each_job_in_its_place(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # A map of plain jobs queues its batch in one step (`Intake.offer_all`);
+    # in a pool with priorities, each job still goes before the lower ones.
+    order: list[str] = []
+    job = recorder(order)
+    async with trio_pool.open_pool(1, capacity=8) as pool:
+        pool.submit_nowait(job, "running")
+        pool.submit_nowait(job, "low", priority=-1)
+        assert isinstance(pool._core, PrioritizedCore)
+        async with pool.map(job, ["m1", "m2", "m3"]) as results:
+            assert [tag async for tag in results] == ["m1", "m2", "m3"]
+        assert_balanced(pool)
+    assert order == ["running", "m1", "m2", "m3", "low"]
+    assert_no_bookkeeping(pool)

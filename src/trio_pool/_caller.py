@@ -39,7 +39,9 @@ class RunGuard:
     __slots__ = ("_pool_name", "_token", "home", "live", "thread")
 
     thread: int
-    """The thread of the run that opened the pool (-1 before it opened)."""
+    """The thread of the run that opened the pool, while it is open (-1
+    before it opened and after it exited): one comparison tells a caller in
+    the pool's own open run."""
     live: bool
     """Whether the pool is open (its nursery is running)."""
     home: Task | None
@@ -74,8 +76,13 @@ class RunGuard:
         Raises:
             RuntimeError: naming the right way to call ``what``.
         """
-        if get_ident() != self.thread or not self.live:
+        if get_ident() != self.thread:
             self.check_run(what)
+
+    def exited(self) -> None:
+        """The pool's nursery is gone: the run is checked from now on."""
+        self.live = False
+        self.thread = -1
 
     def check_run(self, what: str) -> None:
         """`check`'s slow part: the caller's Trio run (see `check`)."""

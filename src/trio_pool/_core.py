@@ -55,6 +55,8 @@ from ._job import (
 from ._log import DEBUG, INFO, log
 
 if TYPE_CHECKING:
+    from collections import deque
+
     from ._crew import Worker
 
 
@@ -74,8 +76,9 @@ def current_yield_every() -> int:
 
 class PoolCore(Intake):
     """A pool's core: its books (`CoreState`), the jobs' transitions
-    (`Intake`), and the workers' transitions here. A pool with features runs
-    a subclass of it (`_variants`)."""
+    (`Intake`), and the workers' transitions here, with the plain pool's
+    batch offer of a map (`offer_all`). A pool with features runs a
+    subclass of it (`_variants`)."""
 
     @enable_ki_protection
     def open(self, nursery: trio.Nursery) -> trio.Event:
@@ -337,6 +340,43 @@ class PoolCore(Intake):
         return first
 
     @enable_ki_protection
+    def offer_all(self, jobs: list[Job[Any]], into: deque[Job[Any]]) -> int:
+        """`offer` each of ``jobs`` (without a key) until one is refused,
+        appending each accepted one to ``into``; return how many were (a
+        map's batch). Jobs that can only be queued (`_queue_fit`) are queued
+        together, as the calls one by one would queue them, unless a variant
+        has its own `offer` (chosen when the class is made)."""
+        if self._closed:
+            self.refuse_closed()
+        total = len(jobs)
+        accepted = 0
+        while accepted < total:
+            fit = self._queue_fit(total - accepted) if self._bulk_offers else 0
+            if fit:
+                queued = jobs if fit == total else jobs[accepted : accepted + fit]
+                self._queue.push_all(queued)
+                into.extend(queued)
+                self._counts.submitted += fit  # the accept tail (see `_accepted`)
+                accepted += fit
+            elif self.offer(jobs[accepted]):
+                into.append(jobs[accepted])
+                accepted += 1
+            else:
+                break
+        return accepted
+
+    def batch_room(self, most: int) -> int:
+        """How many of ``most`` jobs `offer_all` would queue together now,
+        or 1: a map pulls no more items than it offers at once."""
+        if self._closed or not self._bulk_offers:
+            return 1
+        return self._queue_fit(most) or 1
+
+    _bulk_offers = True
+    """Whether `offer_all` may queue jobs together: the class's `offer` is
+    the base one (set for each subclass)."""
+
+    @enable_ki_protection
     def _finish_then_next(
         self, worker: Worker, job: Job[Any], value: object, scope: trio.CancelScope
     ) -> Job[Any] | None:
@@ -353,6 +393,7 @@ class PoolCore(Intake):
             PoolCore.start_next,
         ):
             cls.finish_and_next = cls._finish_then_next  # type: ignore[method-assign]
+        cls._bulk_offers = cls.offer is PoolCore.offer
 
     @enable_ki_protection
     def worker_exited(self, worker: Worker) -> None:

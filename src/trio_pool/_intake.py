@@ -90,7 +90,7 @@ class Intake(ShedByDeadline):
         if key is not None:
             self.check_key(key)
         guard = self._guard  # (`RunGuard.check`, inlined: the hot path)
-        if get_ident() != guard.thread or not guard.live:
+        if get_ident() != guard.thread:
             guard.check_run(method)
         if self.plain_jobs:  # (`make_job`, inlined: the hot path)
             job: Job[Any] = new_record(Job)
@@ -427,7 +427,7 @@ class Intake(ShedByDeadline):
     def exited(self) -> None:
         """The pool's nursery is gone: warn of the failures nobody retrieved."""
         self._nursery = None
-        self._guard.live = False
+        self._guard.exited()
         self._unretrieved.flush()
         if self._telemetry is not None:
             self._telemetry.closed()

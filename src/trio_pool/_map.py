@@ -3,7 +3,11 @@
 A feeder task, in a nursery the ``async with`` block owns, pulls items from
 the source and submits them; the consumer's ``async for`` takes results as
 they are ready. So results stream while a live source waits for its next
-item, and the source's pace never holds back a finished result.
+item, and the source's pace never holds back a finished result. A sync
+source is read in batches of as many items as the pool queues at once (up
+to the feeder's next schedule point), each offered in one call
+(`_offer_all`); so every item pulled is offered at once, as before.
+Other maps pull one by one (`_feed_each`).
 
 * Ordered: the feeder appends each accepted job to ``ready`` in input order;
   the consumer waits for the oldest one (listening to it only while it
@@ -33,6 +37,7 @@ from __future__ import annotations
 import sys
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import trio
@@ -99,8 +104,11 @@ class MapResults(AsyncIterator[R]):
         self._core = core
         self._key = key
         self._priority = priority
+        # An ordered map without key or priority (see `_offer_all`)
+        self._plain = ordered and key is None and not priority
         self._fn = fn
         self._items = items
+        self._async_source = isinstance(items, AsyncIterable)
         self._ordered = ordered
         self._outcomes = outcomes
         self._name = name
@@ -184,10 +192,12 @@ class MapResults(AsyncIterator[R]):
         """Pull items and submit them until the source ends or something fails."""
         try:
             with self._feeder_scope:
-                if isinstance(self._items, AsyncIterable):
-                    await self._feed_async(aiter(self._items))
-                else:
-                    await self._feed_sync(iter(self._items))
+                items = self._items
+                if isinstance(items, AsyncIterable):
+                    await self._feed_each(aiter(items))
+                else:  # (a plain map's in batches)
+                    feed = self._feed_batches if self._plain else self._feed_each
+                    await feed(iter(items))
         except Exception as exc:
             self._stop = exc
         finally:
@@ -195,31 +205,48 @@ class MapResults(AsyncIterator[R]):
             self._feeder_done.set()
             self._wake_consumer()
 
-    async def _feed_sync(self, items: Iterator[Any]) -> None:
+    async def _feed_batches(self, items: Iterator[Any]) -> None:
+        """Pull a plain map's items in batches the pool queues at once."""
+        core = self._core
+        batch: list[Any] = []
         while True:
             if not self._free:
                 await self._wait_for_room()
-            self._free -= 1  # room is taken before the item is pulled
+            most = min(self._free, self._yield_every - self._fed_streak)
+            wanted = core.batch_room(most) if core.plain_jobs else 1
+            error: Exception | None = None
             try:
-                item = next(items)
-            except StopIteration:
-                self._free += 1
+                if wanted == 1:
+                    batch.append(next(items))
+                else:
+                    batch.extend(islice(items, wanted))
+            except StopIteration:  # (ends the loop below)
+                pass
+            except Exception as exc:  # offer the items before it first
+                error = exc
+            pulled = len(batch)
+            self._free -= pulled
+            while batch:
+                job = self._offer_all(batch)
+                if job is not None:
+                    await self._wait_to_accept(job)
+            if error is not None:
+                raise error
+            if pulled < wanted:  # the source is exhausted
                 return
-            job = self._offer(item)
-            if job is not None:
-                await self._wait_to_accept(job)
-            elif self._fed_streak >= self._yield_every:
+            if self._fed_streak >= self._yield_every:
                 self._fed_streak = 0
                 await cancel_shielded_checkpoint()
 
-    async def _feed_async(self, items: AsyncIterator[Any]) -> None:
+    async def _feed_each(self, items: Any) -> None:
+        """Pull items one by one (an iterator, or an async one) and offer each."""
         while True:
             if not self._free:
                 await self._wait_for_room()
             self._free -= 1
             try:
-                item = await anext(items)
-            except StopAsyncIteration:
+                item = await anext(items) if self._async_source else next(items)
+            except (StopIteration, StopAsyncIteration):
                 self._free += 1
                 return
             job = self._offer(item)
@@ -238,10 +265,36 @@ class MapResults(AsyncIterator[R]):
                 self._feeder_parked = False
 
     @enable_ki_protection
+    def _offer_all(self, items: list[Any]) -> Job[Any] | None:
+        """Offer ``items``' jobs in turn (`_offer`; a plain map's in one step),
+        taking each from the list, until the pool refuses one: return it."""
+        core = self._core
+        if not (core.plain_jobs and self._plain):
+            while items:
+                waiting = self._offer(items.pop(0))
+                if waiting is not None:
+                    return waiting
+            return None
+        fn, name, limit = self._fn, self._name, self._limit
+        jobs: list[Job[Any]] = []
+        for item in items:
+            job: Job[Any] = new_record(Job)
+            init_record(job, core, fn, (item,), name, limit, None)
+            jobs.append(job)
+        accepted = core.offer_all(jobs, self._ready)
+        self._fed_streak += accepted
+        if accepted and self._consumer_parked:
+            self._wake_consumer()
+        if accepted == len(jobs):
+            items.clear()
+            return None
+        del items[: accepted + 1]
+        return jobs[accepted]  # refused: the items after it are offered anew
+
+    @enable_ki_protection
     def _offer(self, item: Any) -> Job[Any] | None:
-        """Make ``item``'s job and offer it to the pool (a plain call: no
-        coroutine per item). Returns None if it was accepted, else the job,
-        to wait for room with (`_wait_to_accept`)."""
+        """Make ``item``'s job and offer it (a plain call, no coroutine): None
+        if it was accepted, else the job, to wait for room with."""
         core = self._core
         key = None if self._key is None else self._item_key(item)
         fn, name, limit = self._fn, self._name, self._limit
@@ -264,7 +317,7 @@ class MapResults(AsyncIterator[R]):
         if not accepted:
             return job
         self._fed_streak += 1
-        if self._ordered:  # (`_accepted`, inlined)
+        if self._ordered:  # (delivered in turn)
             self._ready.append(job)
             if self._consumer_parked:
                 self._wake_consumer()
@@ -278,11 +331,7 @@ class MapResults(AsyncIterator[R]):
             self._in_flight.discard(job)
             raise
         self._fed_streak = 0  # it waited: a schedule point
-        self._accepted(job)
-
-    def _accepted(self, job: Job[Any]) -> None:
-        """The pool accepted ``job``: an ordered map delivers it in turn."""
-        if self._ordered:
+        if self._ordered:  # accepted: an ordered map delivers it in turn
             self._ready.append(job)
             self._wake_consumer()
 
@@ -296,8 +345,7 @@ class MapResults(AsyncIterator[R]):
         return key
 
     def _done(self, job: Job[Any]) -> None:
-        """Called by the core as one of the map's jobs resolves (ordered: only
-        the oldest, while the consumer waits for it)."""
+        """One of the map's jobs resolved (ordered: the oldest, waited for)."""
         if self._ordered:
             # (only a parked consumer waits for the oldest job: asked first)
             if self._consumer_parked and self._ready and self._ready[0] is job:
@@ -348,8 +396,7 @@ class MapResults(AsyncIterator[R]):
         return self._deliver(job)
 
     async def _wait_for_result(self) -> Job[Any]:
-        """Park until the next result is ready, and take it (the slow path
-        of `__anext__`)."""
+        """Park until the next result is ready, and take it (`__anext__`)."""
         ready = self._ready
         while True:
             if self._closed:  # by `aclose` in another task (which woke it)

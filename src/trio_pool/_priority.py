@@ -70,6 +70,11 @@ class PriorityJobQueue(JobQueue):
         and `Intake.offer`'s inlined push, append)."""
         insert_in_order(self, job, front=False)
 
+    def push_all(self, jobs: list[Job[Any]]) -> None:
+        """`push` each of ``jobs``, each in its place."""
+        for job in jobs:
+            self.push(job)
+
     def push_front(self, job: Job[Any]) -> None:
         """Put ``job`` back first among the jobs of its priority."""
         job._holder = None

@@ -51,6 +51,13 @@ class JobQueue(deque["Job[Any]"]):
         self.append(job)
         self.live += 1
 
+    def push_all(self, jobs: list[Job[Any]]) -> None:
+        """`push` each of ``jobs``, in order."""
+        for job in jobs:
+            job._holder = None
+        self.extend(jobs)
+        self.live += len(jobs)
+
     def push_front(self, job: Job[Any]) -> None:
         """Put ``job`` back at the head (a worker gave it back unstarted)."""
         job._holder = None

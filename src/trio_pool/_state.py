@@ -320,6 +320,21 @@ class CoreState:
             return self._room_for(aside=False)
         return queue.live + queue.held < self._capacity
 
+    def _queue_fit(self, most: int) -> int:
+        """How many of ``most`` jobs offered now one after the other would
+        each be queued by the room rule's common case (no idle worker takes
+        one, no submitter is blocked, no worker starting, no room to grow);
+        0 if the first would not be (`PoolCore.offer_all`)."""
+        crew = self._crew
+        if (
+            self._waiters
+            or crew.starting
+            or (not crew.waking if crew.idle else len(crew.workers) < self._max_workers)
+        ):
+            return 0
+        queue = self._queue
+        return max(0, min(self._capacity - queue.live - queue.held, most))
+
     def _over_capacity(self) -> bool:
         """More jobs wait than the room allows (after a `resize` down)."""
         return not self._fits(self._queue.live, self._queue.held)
@@ -329,7 +344,7 @@ class CoreState:
         (whose result it returns) in one call, both inlined: the common case
         of `Job.result`."""
         guard = self._guard
-        if get_ident() != guard.thread or not guard.live:
+        if get_ident() != guard.thread:
             guard.check_run(what)
         self._since_yield += 1
         if self._since_yield < self._yield_every:
