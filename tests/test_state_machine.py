@@ -1280,8 +1280,9 @@ class World:
             # not start one more, and the queue is full; read from the
             # statistics, as a user would. In a pool with a rate, a worker
             # is room only once a start token is there, which the pacer
-            # announces: while a token is due, only the queue counts.
-            if core.rate_next_at is None:
+            # announces: while a token is due, only the queue counts. A pool
+            # a Ctrl-C hit is going down with it: it starts no worker.
+            if core.rate_next_at is None and not self.interrupted:
                 assert stats.idle_workers == 0, (
                     f"{waiting} wait, with {stats.idle_workers} idle workers"
                 )
