@@ -163,7 +163,6 @@ async def test_bug_a_source_that_submits_gets_ahead_of_its_pulled_items(
         assert started == [0, 1, "submitted", 2, 3]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Intake.offer hands it over")
 @pytest.mark.parametrize("mapped", [False, True])
 async def test_bug_a_job_beyond_a_full_queue_never_starts_before_the_queued_ones(
     autojump_clock: trio.abc.Clock, mapped: bool
