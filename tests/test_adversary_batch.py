@@ -360,3 +360,70 @@ def test_a_pool_called_from_another_thread_or_run_refuses() -> None:
     trio.run(second_run)
     from_thread(kept[0])  # after it exited, from a thread of no run
     assert len(errors) == 2
+
+
+async def test_a_source_that_turns_shedding_on_mid_batch(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The pool becomes its timed variant while a batch is pulled: the map's
+    jobs made before run untimed, those after are timed, each measured once."""
+    async with trio_pool.open_pool(1, capacity=20) as pool:
+        shed_jobs: list[trio_pool.Job[int]] = []
+
+        def source() -> Iterator[int]:
+            for item in range(12):
+                if item == 3:
+                    shed_jobs.append(pool.submit_nowait(echo, 100, shed=True))
+                yield item
+
+        with trio.fail_after(1000):  # a deadline: shedding measures runs
+            async with pool.map(echo, source()) as results:
+                assert [value async for value in results] == list(range(12))
+        assert pool.statistics().succeeded == 13
+        assert await shed_jobs[0].result() == 100
+        assert books(pool).mean_run == 1  # every run measured took 1 s
+        assert_balanced(pool)
+
+
+async def test_a_failing_job_mid_batch_ends_the_map_and_cancels_the_rest(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def maybe_fail(item: int) -> int:
+        await trio.sleep(1)
+        if item == 5:
+            raise ValueError(item)
+        return item
+
+    async with trio_pool.open_pool(2, capacity=8) as pool:
+        got: list[int] = []
+        with pytest.raises(ValueError, match="5"):
+            async with pool.map(maybe_fail, iter(range(40))) as results:
+                async for value in results:
+                    got.append(value)
+        assert got == [0, 1, 2, 3, 4]
+        stats = pool.statistics()
+        assert (stats.queued, stats.running, stats.failed) == (0, 0, 1)
+        assert stats.cancelled > 0
+        assert_balanced(pool)
+
+
+class RaisingTracer:
+    """A tracer whose every span start raises (a broken provider)."""
+
+    def start_span(self, *args: object, **kwargs: object) -> Any:
+        raise RuntimeError("broken tracer")
+
+
+async def test_a_raising_tracer_costs_no_job_and_no_measure(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    otel = Telemetry()
+    async with otel.pool(1, capacity=5, timings=True) as pool:
+        pool._core._telemetry._tracer = RaisingTracer()
+        jobs = [pool.submit_nowait(nap, seconds) for seconds in (1, 2, 3)]
+        await pool.join()
+        assert [await job.result() for job in jobs] == [1, 2, 3]
+        assert [job.run_duration for job in jobs] == [1, 2, 3]
+    counts = [count for _, count in otel.points("trio_pool.job.duration")]
+    assert sum(counts) == 3
+    assert caplog.text.count("an OpenTelemetry provider raised") == 1
