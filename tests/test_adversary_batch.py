@@ -1,9 +1,11 @@
 """Issue 17, adversary: attacks on a plain map's batches and the telemetry's
 common step (speed5, tele3), through the public API.
 
-A plain map pulls its sync source in batches and offers each in one call;
-the source may do anything while it is pulled: raise, submit to the pool
-(with a priority: the pool changes class), resize it, close it. The timed
+A plain map pulls a list, tuple or range in batches and offers each in one
+call; a generator may do anything while it is pulled: raise, submit to the
+pool (with a priority: the pool changes class), resize it, close it (two of
+these broke the batches: generators are pulled one by one again). A job
+beyond a full queue must not start before the queued ones. The timed
 and traced cores stamp and measure each job once, whatever the features
 they are combined with, and each job's span carries its own outcome.
 """
@@ -102,20 +104,13 @@ async def test_a_source_that_resizes_the_pool_down_mid_batch(
         assert_balanced(pool)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (speed5, not fixed): a plain map pulls a batch before it "
-    "offers any of it, so the items pulled before the source closed the pool "
-    "are refused (one by one, they were accepted and ran)",
-)
-async def test_bug_a_source_that_closes_the_pool_loses_the_items_pulled_before(
+async def test_a_source_that_closes_the_pool_runs_the_items_pulled_before(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     """Items pulled before the source closed the pool were offered before it
     closed, as one by one: they run and are delivered, then PoolClosed."""
     async with trio_pool.open_pool(1, capacity=10) as pool:
-        # A batch of the items queued before the first one starts.
-        await pool.submit(nap, 1)
+        await pool.submit(nap, 1)  # busy: the map's items are queued
 
         def source() -> Iterator[int]:
             for item in range(8):
@@ -132,12 +127,7 @@ async def test_bug_a_source_that_closes_the_pool_loses_the_items_pulled_before(
         assert_balanced(pool)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (speed5, not fixed): the source's own submission, made while "
-    "a batch is pulled, is queued before the items of the batch pulled earlier",
-)
-async def test_bug_a_source_that_submits_gets_ahead_of_its_pulled_items(
+async def test_a_source_that_submits_never_gets_ahead_of_its_pulled_items(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     """First come, first served: an item pulled before the source's own
