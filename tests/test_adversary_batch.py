@@ -10,9 +10,16 @@ and traced cores stamp and measure each job once, whatever the features
 they are combined with, and each job's span carries its own outcome.
 """
 
+# The Ctrl-C test traces a private method of the map, by its code.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
+import inspect
+import signal
+import sys
 from collections.abc import Iterator
+from types import CodeType, FrameType
 from typing import Any
 
 import pytest
@@ -21,9 +28,11 @@ import trio.testing
 from opentelemetry.trace import StatusCode
 
 import trio_pool
+from trio_pool import _core, _map
+from trio_pool._map import MapResults
 from trio_pool._telemetry import JOB_OUTCOME
 
-from .helpers import assert_balanced, books
+from .helpers import assert_balanced, assert_no_bookkeeping, books
 from .test_telemetry import Telemetry
 
 
@@ -417,3 +426,95 @@ async def test_a_raising_tracer_costs_no_job_and_no_measure(
     counts = [count for _, count in otel.points("trio_pool.job.duration")]
     assert sum(counts) == 3
     assert caplog.text.count("an OpenTelemetry provider raised") == 1
+
+
+# ------------------------------------------------- Ctrl-C in the batch feeder
+
+
+class FeederInterrupter:
+    """A trace hook raising SIGINT at the ``hit``-th time a line of a map's
+    feeder runs (as tests/test_worker_interrupts.py does for the worker)."""
+
+    def __init__(self, code: CodeType, line: int, hit: int) -> None:
+        self.code = code
+        self.line = line
+        self.hit = hit
+        self.seen = 0
+        self.fired = False
+
+    def trace(self, frame: FrameType, event: str, arg: object) -> Any:
+        if frame.f_code is not self.code or self.fired:
+            return None
+        return self.local
+
+    def local(self, frame: FrameType, event: str, arg: object) -> Any:
+        if event == "line" and frame.f_lineno == self.line and not self.fired:
+            self.seen += 1
+            if self.seen == self.hit:
+                self.fired = True
+                signal.raise_signal(signal.SIGINT)
+        return self.local
+
+
+FEEDER_CODE: CodeType = MapResults._feed_batches.__code__  # pyright: ignore[reportUnknownMemberType]
+FEEDER_SOURCE = inspect.getsource(_map).splitlines()
+UNREACHED = {
+    "await self._wait_for_room()",  # (the consumer keeps up in the scenario)
+    "except Exception as exc:  # offer the items before it first",
+    "error = exc",  # (a list's iterator never raises)
+    "raise error",
+}
+FEEDER_LINES = sorted(
+    {
+        line
+        for _, _, line in FEEDER_CODE.co_lines()
+        if line is not None
+        and line != FEEDER_CODE.co_firstlineno
+        and FEEDER_SOURCE[line - 1].strip() not in UNREACHED
+    }
+)
+
+
+@pytest.mark.parametrize(
+    "line",
+    FEEDER_LINES,
+    ids=[f"{line}:{FEEDER_SOURCE[line - 1].strip()[:40]}" for line in FEEDER_LINES],
+)
+def test_ctrl_c_at_each_line_of_the_batch_feeder(
+    monkeypatch: pytest.MonkeyPatch, line: int
+) -> None:
+    """Whichever line of `_feed_batches` a Ctrl-C lands on, the run ends
+    with it (or ends normally), and the pool's books close."""
+    monkeypatch.setattr(_core, "YIELD_EVERY", 4)
+    reached = 0
+    for hit in range(1, 5):
+        interrupter = FeederInterrupter(FEEDER_CODE, line, hit)
+        pools: list[trio_pool.Pool] = []
+        got: list[int] = []
+
+        async def scenario() -> None:
+            async with trio_pool.open_pool(2, capacity=3) as pool:
+                pools.append(pool)  # noqa: B023
+                async with pool.map(echo, list(range(40))) as results:
+                    async for value in results:
+                        got.append(value)  # noqa: B023
+
+        previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+        previous_trace = sys.gettrace()
+        sys.settrace(interrupter.trace)
+        try:
+            trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+        except KeyboardInterrupt:
+            assert interrupter.fired
+        else:
+            assert got == list(range(40))
+        finally:
+            sys.settrace(previous_trace)
+            signal.signal(signal.SIGINT, previous_handler)
+        assert got == list(range(len(got)))
+        for pool in pools:
+            assert_no_bookkeeping(pool)
+        if not interrupter.fired:
+            break
+        reached += 1
+    assert reached, "the scenario never ran this line"
