@@ -211,7 +211,7 @@ class Intake(ShedByDeadline):
                 if can_grow and queue.live > crew.starting:
                     self._grow("for a waiting job")
             elif idle:  # a small or zero capacity: wake a second worker after all
-                crew.hand_over(job)
+                self._hand_over_first(job)
             else:
                 return 0
         self._counts.submitted += 1  # the accept tail (see `_accepted`)
@@ -225,6 +225,18 @@ class Intake(ShedByDeadline):
     def offer_keyed(self, job: Job[Any], counted: bool = False) -> int:
         """`offer` for a job with a key (only a pool with keys takes one)."""
         return self.offer(job, counted)
+
+    def _hand_over_first(self, job: Job[Any]) -> None:
+        """Wake an idle worker with the first job in line, ``job`` or a queued
+        one before it (``job`` then takes its place in the queue): the queue
+        is full, and a job beyond it never starts before the queued ones."""
+        queue = self._queue
+        if queue.live:
+            queue.push(job)
+            first = queue.take_first()
+            assert first is not None
+            job = first
+        self._crew.hand_over(job)
 
     def _enqueue_growing(self, job: Job[Any], can_grow: bool) -> None:
         """Queue ``job``; start a worker for it if the pool may grow."""

@@ -3,11 +3,12 @@
 A feeder task, in a nursery the ``async with`` block owns, pulls items from
 the source and submits them; the consumer's ``async for`` takes results as
 they are ready. So results stream while a live source waits for its next
-item, and the source's pace never holds back a finished result. A sync
-source is read in batches of as many items as the pool queues at once (up
-to the feeder's next schedule point), each offered in one call
-(`_offer_all`); so every item pulled is offered at once, as before.
-Other maps pull one by one (`_feed_each`).
+item, and the source's pace never holds back a finished result. A list,
+tuple or range is read in batches of as many items as the pool queues at
+once (up to the feeder's next schedule point), each offered in one call
+(`_offer_all`); so every item pulled is offered at once, as before. Other
+sources (a generator may use the pool as it is pulled) and other maps pull
+one by one (`_feed_each`).
 
 * Ordered: the feeder appends each accepted job to ``ready`` in input order;
   the consumer waits for the oldest one (listening to it only while it
@@ -63,6 +64,15 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 R = TypeVar("R")
+
+_QUIET_ITERATORS: frozenset[type] = frozenset(
+    {type(iter([])), type(iter(())), type(iter(range(0))), type(iter(range(1 << 64)))}
+)
+"""The iterators a plain map pulls in batches: those of a list, a tuple or a
+range, whose pulls run no code of the user's. A generator (or any other
+source) may use the pool as it is pulled (submit to it, close it): pulled
+one by one, each item is offered before the source runs again, so it is
+never overtaken nor refused by what the source did after it."""
 
 _PENDING = (QUEUED, RUNNING)
 """The states that are not terminal (`Job.done` inlined: no call per result)."""
@@ -195,9 +205,11 @@ class MapResults(AsyncIterator[R]):
                 items = self._items
                 if isinstance(items, AsyncIterable):
                     await self._feed_each(aiter(items))
-                else:  # (a plain map's in batches)
-                    feed = self._feed_batches if self._plain else self._feed_each
-                    await feed(iter(items))
+                else:  # (a plain map's list, tuple or range in batches)
+                    iterator = iter(items)
+                    batched = self._plain and type(iterator) in _QUIET_ITERATORS
+                    feed = self._feed_batches if batched else self._feed_each
+                    await feed(iterator)
         except Exception as exc:
             self._stop = exc
         finally:
