@@ -114,8 +114,7 @@ class MapResults(AsyncIterator[R]):
         self._core = core
         self._key = key
         self._priority = priority
-        # An ordered map without key or priority (see `_offer_all`)
-        self._plain = ordered and key is None and not priority
+        self._plain = ordered and key is None and not priority  # (`_offer_all`)
         self._fn = fn
         self._items = items
         self._async_source = isinstance(items, AsyncIterable)
@@ -123,8 +122,7 @@ class MapResults(AsyncIterator[R]):
         self._outcomes = outcomes
         self._name = name
         self._limit = limit
-        # Feeder and consumer each take a schedule point once every
-        # ``yield_every`` calls that did not wait (see `Pool`), counted here.
+        # Feeder and consumer: a schedule point every ``yield_every`` calls (`Pool`)
         self._yield_every = core.yield_every
         self._fed_streak = 0
         self._taken_streak = 0
