@@ -2037,3 +2037,37 @@ def test_a_key_freed_lets_its_blocked_submitter_into_a_starting_workers_room() -
         machine.step(steps=1)
     finally:
         machine.teardown()
+
+
+def test_a_worker_started_for_queued_jobs_lets_a_blocked_submitter_in() -> None:
+    """A worker that dies (here of a Ctrl-C, as its job's body returned)
+    leaves the pool room to grow; the next worker to take a queued job
+    starts one more for the jobs still queued, and that starting worker's
+    room lets a blocked submitter in at once (found by the state machine,
+    seed 85, 1,000 examples; a replay of its steps; it failed on the
+    session's first main too)."""
+    machine = replay_machine(
+        workers=1, extra=2, capacity=1, seed=1_939_915_002, calm=17
+    )
+    try:
+
+        def plan(kind: str = "value") -> JobPlan:
+            return JobPlan(kind, seconds=0.5, default_timeout=False)
+
+        machine.map_in_a_task(ordered=False, plans=[plan()])
+        for _ in range(4):
+            machine.wait_for_room_in_a_task()
+        machine.submit_in_a_task(patience=None, plan=plan())
+        machine.wait_for_room_in_a_task()
+        machine.submit_with_a_deadline_and_shed(budget=0.25, plan=plan())
+        machine.follow_as_completed()
+        machine.interrupt(hit=1, place="worker ends a job to take the next")
+        machine.follow_as_completed()
+        machine.follow_as_completed()
+        machine.submit_with_a_deadline_and_shed(budget=0.25, plan=plan("yield"))
+        machine.follow_as_completed()
+        machine.submit_nowait(plan=plan())
+        machine.submit_nowait(plan=plan())
+        machine.step(steps=1)
+    finally:
+        machine.teardown()

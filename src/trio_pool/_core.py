@@ -213,13 +213,21 @@ class PoolCore(Intake):
         return self.start_next(worker, scope, job)
 
     def _spread_work(self) -> None:
-        """Jobs still wait: wake an idle worker, or start one if the pool scales."""
+        """Jobs still wait: wake an idle worker, or start one if the pool scales.
+
+        A worker started is room for one more job (`_fits`): a blocked
+        submitter may fit now (the pool could grow because a worker died,
+        say of a Ctrl-C, while submitters were blocked)."""
         if self._crew.idle:
             job = self._take_queued()
             if job is not None:
                 self._crew.hand_over(job)
         elif len(self._crew.workers) < self._max_workers:
             self._grow("for a waiting job")
+            if self._waiters:
+                self._admit_waiters()
+            if self._watchers:
+                self._room_appeared()
 
     @enable_ki_protection
     def finish(
