@@ -1281,8 +1281,11 @@ class World:
             # statistics, as a user would. In a pool with a rate, a worker
             # is room only once a start token is there, which the pacer
             # announces: while a token is due, only the queue counts. A pool
-            # a Ctrl-C hit is going down with it: it starts no worker.
-            if core.rate_next_at is None and not self.interrupted:
+            # going down (a Ctrl-C, a cancellation from outside, its body
+            # raising) starts no worker: its blocked submitters wait for
+            # its close, which refuses them.
+            going_down = self.interrupted or self.mass_cancel
+            if core.rate_next_at is None and not going_down:
                 assert stats.idle_workers == 0, (
                     f"{waiting} wait, with {stats.idle_workers} idle workers"
                 )
@@ -2069,5 +2072,36 @@ def test_a_worker_started_for_queued_jobs_lets_a_blocked_submitter_in() -> None:
         machine.submit_nowait(plan=plan())
         machine.submit_nowait(plan=plan())
         machine.step(steps=1)
+    finally:
+        machine.teardown()
+
+
+def test_a_pool_cancelled_from_outside_starts_no_worker_for_its_submitters() -> None:
+    """A pool cancelled from outside goes down: its workers end and it
+    starts no other, so a submitter blocked in another task waits, below
+    ``max_workers``, for the close that refuses it (the model's room check
+    allows it; found by the state machine, seed 89, 1,000 examples; a replay
+    of its steps)."""
+    machine = replay_machine(workers=2, seed=469, calm=4)
+    try:
+
+        def plan() -> JobPlan:
+            return JobPlan("value", seconds=0.5, default_timeout=False)
+
+        for _ in range(4):
+            machine.join_in_a_task()
+        machine.map_in_a_task(ordered=False, plans=[plan(), plan()])
+        for _ in range(3):
+            machine.join_in_a_task()
+        machine.settle()
+        for _ in range(3):
+            machine.follow_as_completed()
+        machine.submit_in_a_task(patience=None, plan=plan())
+        machine.step(steps=1)
+        machine.submit_nowait(plan=plan())
+        machine.submit_in_a_task(patience=None, plan=plan())
+        machine.cancel_from_outside(then_shut_down=False)
+        assert machine.world.mass_cancel
+        machine.read_a_done_job(index=0)
     finally:
         machine.teardown()
