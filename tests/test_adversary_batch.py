@@ -19,7 +19,7 @@ import inspect
 import signal
 import sys
 from collections.abc import Iterator
-from types import CodeType, FrameType
+from types import CodeType
 from typing import Any
 
 import pytest
@@ -34,6 +34,7 @@ from trio_pool._telemetry import JOB_OUTCOME
 
 from .helpers import assert_balanced, assert_no_bookkeeping, books
 from .test_telemetry import Telemetry
+from .test_worker_interrupts import Interrupter
 
 
 async def echo(item: int) -> int:
@@ -431,31 +432,6 @@ async def test_a_raising_tracer_costs_no_job_and_no_measure(
 # ------------------------------------------------- Ctrl-C in the batch feeder
 
 
-class FeederInterrupter:
-    """A trace hook raising SIGINT at the ``hit``-th time a line of a map's
-    feeder runs (as tests/test_worker_interrupts.py does for the worker)."""
-
-    def __init__(self, code: CodeType, line: int, hit: int) -> None:
-        self.code = code
-        self.line = line
-        self.hit = hit
-        self.seen = 0
-        self.fired = False
-
-    def trace(self, frame: FrameType, event: str, arg: object) -> Any:
-        if frame.f_code is not self.code or self.fired:
-            return None
-        return self.local
-
-    def local(self, frame: FrameType, event: str, arg: object) -> Any:
-        if event == "line" and frame.f_lineno == self.line and not self.fired:
-            self.seen += 1
-            if self.seen == self.hit:
-                self.fired = True
-                signal.raise_signal(signal.SIGINT)
-        return self.local
-
-
 FEEDER_CODE: CodeType = MapResults._feed_batches.__code__  # pyright: ignore[reportUnknownMemberType]
 FEEDER_SOURCE = inspect.getsource(_map).splitlines()
 UNREACHED = {
@@ -488,7 +464,7 @@ def test_ctrl_c_at_each_line_of_the_batch_feeder(
     monkeypatch.setattr(_core, "YIELD_EVERY", 4)
     reached = 0
     for hit in range(1, 5):
-        interrupter = FeederInterrupter(FEEDER_CODE, line, hit)
+        interrupter = Interrupter(FEEDER_CODE, line, hit)
         pools: list[trio_pool.Pool] = []
         got: list[int] = []
 

@@ -68,10 +68,11 @@ LINES = [
 
 
 class Interrupter:
-    """A trace hook raising SIGINT at the ``hit``-th time a line runs."""
+    """A trace hook raising SIGINT at the ``hit``-th time a line of ``code``
+    runs (tests/test_adversary_batch.py uses it for the map's feeder)."""
 
-    def __init__(self, function: str, line: int, hit: int) -> None:
-        self.code = getattr(_worker, function).__code__
+    def __init__(self, code: CodeType, line: int, hit: int) -> None:
+        self.code = code
         self.line = line
         self.hit = hit
         self.seen = 0
@@ -199,7 +200,7 @@ def test_ctrl_c_at_each_line_of_the_worker_loop(
     monkeypatch.setattr(_core, "YIELD_EVERY", 2)
     reached = 0
     for hit in range(1, MOST_HITS + 1):
-        interrupter = Interrupter(function, line, hit)
+        interrupter = Interrupter(getattr(_worker, function).__code__, line, hit)
         pools, jobs = _run(interrupter)
         if not interrupter.fired:
             break
@@ -215,7 +216,7 @@ def test_the_scenario_covers_every_path() -> None:
     """Without an interrupt, each kind of ending happens (and only the
     defensive lines are left out of the test above)."""
     assert len(ALL_LINES) - len(LINES) == len(DEFENSIVE)
-    pools, jobs = _run(Interrupter("run_worker", -1, 1))
+    pools, jobs = _run(Interrupter(_worker.run_worker.__code__, -1, 1))
     states = {job.state for job in jobs}
     assert states == {
         trio_pool.JobState.SUCCEEDED,
