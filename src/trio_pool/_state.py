@@ -310,15 +310,10 @@ class CoreState:
         """`offer`'s decision for a job without a key that no idle worker
         takes at once: unless a blocked submitter goes first, it is queued
         if the pool may grow for it (``can_grow``) or the queue has room
-        (`_room_for`, its first case inlined)."""
+        (`_room_for`)."""
         if self._waiters and self._blocked_ahead():
             return False
-        if can_grow:
-            return True
-        queue = self._queue
-        if self._crew.starting:
-            return self._room_for(aside=False)
-        return queue.live + queue.held < self._capacity
+        return can_grow or self._room_for(aside=False)
 
     def _queue_fit(self, most: int) -> int:
         """How many of ``most`` jobs offered now one after the other would
