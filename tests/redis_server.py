@@ -70,32 +70,50 @@ def _free_port() -> int:
 def _wait_until_listening(
     process: subprocess.Popen[bytes], port: int, timeout: float
 ) -> None:
-    """Connect until the server answers, and is ``process`` (a start-up wait,
-    not a sleep). Another test run's server may have taken the port between
+    """Connect until the server answers, is ``process``, and has loaded its
+    data (a start-up wait, not a sleep: a server started again reads its
+    append-only file, and answers every command but INFO with ``LOADING``
+    meanwhile). Another test run's server may have taken the port between
     `_free_port` and the start: then this one exits, and the one answering
     is not ours (its ``process_id`` differs): `RuntimeError`, try another."""
     deadline = time.monotonic() + timeout
-    ours = f"process_id:{process.pid}\r\n".encode()
+    ours = f"process_id:{process.pid}\r\n"
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"redis-server exited at start ({process.returncode})")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                conn.sendall(b"INFO server\r\n")
-                reply = b""
-                while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    reply += chunk
-                if ours in reply:
-                    return
-                if b"process_id:" in reply:
-                    raise RuntimeError(f"another redis-server answers on port {port}")
+            info = _info(port)
+            if ours in info and "loading:0\r\n" in info:
+                return
+            if "process_id:" in info and ours not in info:
+                raise RuntimeError(f"another redis-server answers on port {port}")
         except OSError:
             if time.monotonic() > deadline:
                 raise
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server on port {port} is still loading")
         time.sleep(0.01)  # the process is starting: poll its socket
+
+
+def _info(port: int) -> str:
+    """The server's reply to ``INFO`` (its default sections), or what came
+    of it before the connection closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+        conn.sendall(b"INFO\r\n")
+        reply = b""
+        while b"\r\n" not in reply:  # the bulk reply's header: $<length>
+            chunk = conn.recv(4096)
+            if not chunk:
+                return reply.decode(errors="replace")
+            reply += chunk
+        header, _, body = reply.partition(b"\r\n")
+        length = int(header[1:]) if header.startswith(b"$") else 0
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return body.decode(errors="replace")
 
 
 def _start(arguments: list[str], port: int, timeout: float) -> subprocess.Popen[bytes]:
