@@ -75,6 +75,8 @@ class Books:
     drain_parked: int
     watching: int
     """Tasks parked in `Pool.wait_for_room`."""
+    waiter_fits: bool
+    """A submitter is blocked while its job fits (`_admit_waiters`' rule)."""
     watched_room: bool
     """Tasks are parked in `Pool.wait_for_room` while there is room."""
     rate_next_at: float | None
@@ -182,6 +184,7 @@ def check_books(books: Books) -> None:
     assert b.min_workers <= b.max_workers
     # (a woken drain waiter still counts until it runs)
     assert b.draining >= b.drain_parked, (b.draining, b.drain_parked)
+    assert not b.waiter_fits, "a submitter is blocked while its job fits"
     assert not b.watched_room, "a task waits for room while there is room"
     if b.closed:
         assert not b.waiting_jobs, "a submitter waits on a closed pool"

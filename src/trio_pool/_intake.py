@@ -247,19 +247,16 @@ class Intake(ShedByDeadline):
     def _admit_waiters(self) -> None:
         """Accept blocked submitters' jobs while there is room for them."""
         waiters = self._waiters
-        queue = self._queue
-        capacity = self._capacity
-        crew = self._crew
         admitted = 0
-        while waiters and (
-            self._room_for(aside=False)
-            if crew.starting
-            else queue.live + queue.held < capacity
-        ):
-            queue.push(waiters.admit_first())
+        while waiters and self._first_waiter_fits():
+            self._place(waiters.admit_first())
             admitted += 1
         if admitted:
             self._accepted(admitted)
+
+    def _place(self, job: Job[Any]) -> None:
+        """Put an accepted job in the queue (with keys: or aside)."""
+        self._queue.push(job)
 
     def _grow(self, why: str | None) -> None:
         """Start one more worker (``why`` goes to the DEBUG log, if any)."""

@@ -297,6 +297,12 @@ class CoreState:
             return queue.live + queue.held < self._capacity
         return self._fits(queue.live + 1, queue.held)
 
+    def _first_waiter_fits(self) -> bool:
+        """Whether the first blocked submitter's job fits now: the condition
+        on which `_admit_waiters` admits it, and the invariant that no
+        submitter stays blocked while it holds (`check_invariants`)."""
+        return self._room_for(aside=False)
+
     def _room_now(self) -> bool:
         """Whether `offer` would accept a job without a key now (what
         `Pool.wait_for_room` waits for): an idle worker takes it, or
@@ -416,6 +422,7 @@ class CoreState:
             draining=self._drainers.count,
             drain_parked=self._drainers.parked(),
             watching=len(self._watchers),
+            waiter_fits=bool(waiting) and self._first_waiter_fits(),
             watched_room=bool(self._watchers)
             and self._room_now()
             and not self._pacer_due(),

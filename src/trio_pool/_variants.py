@@ -122,19 +122,10 @@ class KeyedCore(PoolCore):
         if self._watchers:
             self._room_appeared()
 
-    def _admit_waiters(self) -> None:
-        waiters = self._waiters
-        keys = self._key_books()
-        admitted = 0
-        while waiters:
-            job = waiters.first()
-            if not self._room_for(aside=keys.saturated(job._key)):
-                break  # (one set aside waits for the queue to empty)
-            waiters.admit_first()
-            self._place(job)
-            admitted += 1
-        if admitted:
-            self._accepted(admitted)
+    def _first_waiter_fits(self) -> bool:
+        # (one to be set aside waits for the room of the queue and aside)
+        saturated = self._key_books().saturated(self._waiters.first()._key)
+        return self._room_for(aside=saturated)
 
     def _take_waiter(self) -> Job[Any] | None:
         waiters = self._waiters
