@@ -332,3 +332,71 @@ async def test_a_maps_batch_in_a_pool_with_features(
                 got.append(value)
         assert got == [n * n for n in range(20)]
         assert_idle(pool)
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["list", "generator"])
+async def test_pulled_ahead_is_what_was_pulled_and_not_delivered(
+    autojump_clock: trio.abc.Clock, batched: bool
+) -> None:
+    # The window is two counts (the room the feeder holds, the room the
+    # consumer gave back since): together they count exactly, whichever side
+    # last moved, and the feeder never runs past them.
+    items = list(range(300))
+    listed = iter(items)
+    pulled = 0
+
+    def generated() -> Iterator[int]:
+        nonlocal pulled
+        for n in items:
+            pulled += 1
+            yield n
+
+    source = listed if batched else generated()
+    async with trio_pool.open_pool(2, capacity=3) as pool:
+        window = 2 * (2 + 3)
+        delivered = 0
+        async with pool.map(square, source) as results:
+            async for value in results:
+                delivered += 1
+                if batched:
+                    pulled = len(items) - operator.length_hint(listed)
+                assert results.pulled_ahead == pulled - delivered <= window
+                assert value == (delivered - 1) ** 2
+                if delivered % 7 == 0:
+                    await trio.sleep(5)  # the feeder fills the window, waits
+                    # (out of room, it is woken when half the window is free)
+                    assert window // 2 < results.pulled_ahead <= window
+        assert delivered == len(items)
+        assert results.pulled_ahead == 0
+
+
+async def test_an_ordered_feeder_leaves_a_consumer_waiting_for_the_oldest_job(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Waiting for the oldest job, the consumer is woken by that job's end,
+    # not by each newer job the feeder (pulling one by one) appends.
+    consumer = trio.lowlevel.current_task()
+    wakes: list[float] = []
+
+    class CountWakes(trio.abc.Instrument):
+        def task_scheduled(self, task: trio.lowlevel.Task) -> None:
+            if task is consumer:
+                wakes.append(trio.current_time())
+
+    async def slowly() -> AsyncIterator[int]:
+        for n in range(10):
+            yield n
+            await trio.sleep(0.5)
+
+    async def first_is_slow(n: int) -> int:
+        await trio.sleep(10 if n == 0 else 0)
+        return n
+
+    async with trio_pool.open_pool(20, capacity=20) as pool:
+        async with pool.map(first_is_slow, slowly()) as results:
+            trio.lowlevel.add_instrument(CountWakes())
+            got = [value async for value in results]
+    assert got == list(range(10))
+    # Job 0 accepted, then the source's end (the feeder's): not the 9 others
+    # (before, each woke it, at 0.5, 1.0, ...).
+    assert [t for t in wakes if t < 10] == [0, 5]

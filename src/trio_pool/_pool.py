@@ -8,7 +8,8 @@ owns every piece of state. How the pieces fit:
 * ``_core.py``: the state record and every transition, the invariant check;
 * ``_worker.py``: the worker loop;
 * ``_job.py``: the job handle and the core's record of a job;
-* ``_map.py``: `Pool.map`, on the core's methods;
+* ``_map.py``: `Pool.map`'s results; ``_feeder.py``: its feeder, on the
+  core's methods;
 * ``_group.py``: `Pool.group`, on the job handles' listeners;
 * ``_priority.py``: the core's variant with priorities (``priority=``);
 * ``_opened.py``: the workers' nursery around the ``async with`` body;
@@ -44,6 +45,7 @@ from ._checks import (
     default_capacity,
 )
 from ._controls import PoolControls
+from ._feeder import MapRequest
 from ._group import open_group
 from ._map import MapResults, check_key_function
 from ._opened import opened
@@ -401,17 +403,8 @@ class Pool(PoolControls):
         core.check_caller("map")
         if priority and not isinstance(core, PrioritizedCore):
             begin_priorities(core)
-        results: MapResults[T] = MapResults(
-            core,
-            fn,
-            items,
-            ordered=ordered,
-            outcomes=outcomes,
-            name=name,
-            limit=limit,
-            key=key,
-            priority=priority,
-        )
+        request = MapRequest(fn, items, ordered, name, limit, key, priority)
+        results: MapResults[T] = MapResults(core, request, outcomes=outcomes)
         return AsyncWithOnly(results, "pool.map(...)", "results")
 
 
