@@ -58,11 +58,8 @@ def run(variant: str, workload: str, jobs: int) -> float:
 def unconditional() -> None:
     """Variant B: submit, Job.wait/result and the map's __anext__ take a
     schedule point at every call; the map's feeder keeps its batching."""
-    from trio.lowlevel import cancel_shielded_checkpoint
-
     from trio_pool import _intake, _map, _state
 
-    batched = _state.CoreState.yield_due
     real_read_done = _state.CoreState.read_done
     real_offer = _intake.Intake.offer
 
@@ -77,24 +74,16 @@ def unconditional() -> None:
         real_read_done(self, what)
         return True
 
-    async def feeder_submit(self: Any, item: Any) -> None:  # _map's, batched
-        core = self._core
-        job = core.make_job(self._fn, (item,), self._name, self._limit, self._done)
-        if not self._ordered:
-            self._in_flight.add(job)
-        if core.offer(job):
-            if batched(core):
-                await cancel_shielded_checkpoint()
-        else:
-            await core.wait_to_accept(job)
-        if self._ordered:
-            self._ready.append(job)
-            self._wake_consumer()
+    real_init = _map.MapResults.__init__
+
+    def init_every_result(self: Any, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        self._yield_every = 1  # the consumer's; the feeder keeps its own
 
     _state.CoreState.yield_due = always_due  # type: ignore[method-assign]
     _intake.Intake.offer = offer_always_due  # type: ignore[method-assign]
     _state.CoreState.read_done = read_done_always  # type: ignore[method-assign]
-    _map.MapResults._submit = feeder_submit  # type: ignore[method-assign]
+    _map.MapResults.__init__ = init_every_result  # type: ignore[method-assign]
 
 
 def main() -> None:
