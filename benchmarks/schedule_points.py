@@ -80,10 +80,16 @@ def unconditional() -> None:
         real_init(self, *args, **kwargs)
         self._yield_every = 1  # the consumer's; the feeder keeps its own
 
-    _state.CoreState.yield_due = always_due  # type: ignore[method-assign]
-    _intake.Intake.offer = offer_always_due  # type: ignore[method-assign]
-    _state.CoreState.read_done = read_done_always  # type: ignore[method-assign]
-    _map.MapResults.__init__ = init_every_result  # type: ignore[method-assign]
+    patches = [
+        (_state.CoreState, "yield_due", always_due),
+        (_intake.Intake, "offer", offer_always_due),
+        (_state.CoreState, "read_done", read_done_always),
+        (_map.MapResults, "__init__", init_every_result),
+    ]
+    for owner, name, replacement in patches:
+        if name not in vars(owner):  # renamed: B would silently be A
+            raise RuntimeError(f"{owner.__qualname__}.{name} is gone: update B")
+        setattr(owner, name, replacement)
 
 
 def main() -> None:
