@@ -175,10 +175,13 @@ def typing(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the docs with warnings as errors (offline: no intersphinx)."""
+    """Build the docs with warnings as errors (offline: no intersphinx), from
+    scratch (``-E``): a cached page would hide its warnings, as on CI's clean
+    clone they are not."""
     session.install("-e", ".", *_group("docs"))
     session.run(
         "sphinx-build",
+        "-E",
         "-n",
         "-W",
         "-b",

@@ -44,7 +44,7 @@ nitpick_ignore_regex = [
     (
         r"py:.*",
         r"(AbstractAsyncContextManager|Unpack|functools\.partial|PoolCore|JobOwner"
-        r"|GroupBlock)",
+        r"|GroupBlock|MapRequest)",
     ),
     (
         r"py:.*",
