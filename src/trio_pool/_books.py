@@ -186,8 +186,12 @@ def check_books(books: Books) -> None:
     assert b.draining >= b.drain_parked, (b.draining, b.drain_parked)
     assert not b.waiter_fits, "a submitter is blocked while its job fits"
     if b.backlog and b.idle and b.rate_next_at is None:
-        # (with a rate, idle workers wait for the pacer's tokens)
-        assert b.waking, "jobs wait in the queue while a worker idles, unwoken"
+        # A woken worker spreads the queued jobs as it runs, and a worker
+        # being started takes one (``room`` counts those that will); with a
+        # rate, idle workers wait for the pacer's tokens.
+        assert b.waking or b.backlog <= b.room - b.capacity, (
+            "jobs wait in the queue while a worker idles, unwoken"
+        )
     assert not b.watched_room, "a task waits for room while there is room"
     if b.closed:
         assert not b.waiting_jobs, "a submitter waits on a closed pool"
