@@ -15,11 +15,14 @@ woke nobody, and the consumer stayed parked forever.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 import trio.testing
 
 import trio_pool
+from trio_pool import Job
 
 from .helpers import assert_balanced, check_invariants
 
@@ -115,3 +118,39 @@ async def test_a_plain_pool_turned_prioritized_and_timed_mid_run(
         assert timed.submitted_at == 0
         assert timed.wait_duration == 0
         assert_balanced(pool)
+
+
+async def test_a_submitted_record_has_the_fields_job_init_sets() -> None:
+    """A plain pool makes its job records with `Job.__init__`'s stores
+    inlined (`Intake.new_job`): the same fields, with the same values (but
+    the holder, which the offer that queued the job cleared)."""
+    release = trio.Event()
+
+    async def noop(*_: object) -> None:
+        pass
+
+    def fields(job: object) -> dict[str, Any]:
+        return {
+            field: getattr(job, field)
+            for field in Job.__slots__
+            if field not in {"__weakref__", "_holder"} and hasattr(job, field)
+        }
+
+    new: Any = object.__new__
+    init: Any = vars(Job)["__init__"]
+    async with trio_pool.open_pool(1, capacity=4) as pool:
+        pool.submit_nowait(release.wait)  # the one worker is busy: the rest queue
+        await trio.testing.wait_all_tasks_blocked()
+        made = [
+            pool.submit_nowait(noop, 1, name="named", timeout=5.0),
+            await pool.submit(noop, 2),
+        ]
+        for job in made:
+            submitted = fields(job)
+            reference = new(Job)
+            given = ("_core", "_fn", "_args", "_label", "_timeout")
+            init(reference, *(submitted[field] for field in given), None)
+            assert submitted == fields(reference)
+        assert [fields(job)["_args"] for job in made] == [(1,), (2,)]
+        assert fields(made[0])["_label"] == "named"
+        release.set()

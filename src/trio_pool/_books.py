@@ -43,6 +43,8 @@ class Books:
     starting: int
     handed: int
     """Jobs handed to a woken worker that has not run yet."""
+    surplus: bool
+    """The crew's flag: there may be more workers than the maximum."""
     submitted: int
     running: int
     succeeded: int
@@ -110,6 +112,7 @@ def take_books(
         waking=crew.waking,
         starting=crew.starting,
         handed=crew.handed,
+        surplus=crew.surplus,
         submitted=counts.submitted,
         running=counts.running,
         succeeded=counts.succeeded,
@@ -182,6 +185,7 @@ def check_books(books: Books) -> None:
         b.statistics
     )
     assert b.min_workers <= b.max_workers
+    assert b.surplus or len(b.workers) <= b.max_workers, "an unflagged surplus"
     # (a woken drain waiter still counts until it runs)
     assert b.draining >= b.drain_parked, (b.draining, b.drain_parked)
     assert not b.waiter_fits, "a submitter is blocked while its job fits"

@@ -321,11 +321,7 @@ class PoolCore(Intake):
             job._on_done = None
             on_done(job)
         # `start_next`, its case of a queued job:
-        if (
-            worker.retired
-            or len(self._crew.workers) > self._max_workers
-            or not self._queue.live
-        ):
+        if worker.retired or self._crew.surplus or not self._queue.live:
             counts.running -= 1
             if self._drainers.count and not counts.unfinished():
                 self._drainers.wake_all()

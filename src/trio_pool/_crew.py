@@ -57,7 +57,16 @@ class Worker:
 class Crew:
     """The live workers, the idle ones among them, and those on their way."""
 
-    __slots__ = ("_all_started", "handed", "idle", "starting", "waking", "workers")
+    __slots__ = (
+        "_all_started",
+        "_most",
+        "handed",
+        "idle",
+        "starting",
+        "surplus",
+        "waking",
+        "workers",
+    )
 
     workers: set[Worker]
     """Every live worker (not retired), busy or idle."""
@@ -70,6 +79,11 @@ class Crew:
     handed: int
     """Jobs handed over to a woken worker that has not run yet (they start
     when it runs; `Pool.statistics` counts them as running)."""
+    surplus: bool
+    """Whether there may be more live workers than the pool's maximum: set
+    by `retire_surplus` (a resize: the only change that lowers the maximum;
+    the pool grows only below it), cleared as workers stop. False: there
+    are not (the workers' common step reads it rather than count them)."""
 
     def __init__(self) -> None:
         self.workers = set()
@@ -77,6 +91,8 @@ class Crew:
         self.waking = 0
         self.starting = 0
         self.handed = 0
+        self.surplus = False
+        self._most = 0  # the maximum `retire_surplus` was given
         self._all_started: trio.Event | None = None
 
     def __len__(self) -> int:
@@ -108,6 +124,8 @@ class Crew:
         """``worker`` stops: it is no longer counted."""
         self.workers.discard(worker)
         worker.retired = True
+        if self.surplus:
+            self.surplus = len(self.workers) > self._most
 
     def rest(self, worker: Worker) -> None:
         """``worker`` parks among the idle ones."""
@@ -166,6 +184,8 @@ class Crew:
             worker = idle.pop(0)
             self.remove(worker)
             _wake(worker)
+        self._most = most
+        self.surplus = len(self.workers) > most
 
     def wake_idle(self) -> None:
         """Wake every idle worker, to park again (with an idle timer)."""

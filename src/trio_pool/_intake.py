@@ -37,7 +37,6 @@ from ._job import (
     FeaturedJob,
     Job,
     JobState,
-    init_record,
     new_record,
 )
 from ._log import DEBUG, log
@@ -92,9 +91,17 @@ class Intake(ShedByDeadline):
         guard = self._guard  # (`RunGuard.check`, inlined: the hot path)
         if get_ident() != guard.thread:
             guard.check_run(method)
-        if self.plain_jobs:  # (`make_job`, inlined: the hot path)
+        if self.plain_jobs:  # (`make_job` and `Job.__init__`, inlined: the hot path)
             job: Job[Any] = new_record(Job)
-            init_record(job, self, fn, args, name, limit, None)
+            job._core = self
+            job._fn = fn
+            job._args = args
+            job._label = name
+            job._timeout = limit
+            job._on_done = None
+            job.state = QUEUED
+            job._holder = NOT_ACCEPTED
+            job._lot = None
             return job
         return self.make_job(fn, args, name, limit, None, key)
 

@@ -196,6 +196,8 @@ class Job(Generic[T]):
         # the queue;
         # QUEUED with a worker was handed to that worker, which has not
         # started it; RUNNING runs in ``_holder``; any other state is resolved.
+        # (`Intake.new_job` makes a plain pool's records with these same
+        # stores, inlined: keep the two in step.)
         self._core = core
         self._fn = fn
         self._args = args
