@@ -497,7 +497,7 @@ WAITING_CODES: list[tuple[ModuleType, CodeType]] = [
     (_feeder, Feeder._feed_each.__code__),  # pyright: ignore[reportUnknownMemberType]
     (_feeder, Feeder._wait_to_accept.__code__),  # pyright: ignore[reportUnknownMemberType]
     (_map, MapResults._wait_for_room.__code__),  # pyright: ignore[reportUnknownMemberType]
-    (_map, MapResults.__anext__.__code__),
+    (_map, MapResults.__anext__.__code__),  # pyright: ignore[reportUnknownMemberType]
     (_map, MapResults._wait_for_result.__code__),  # pyright: ignore[reportUnknownMemberType]
 ]
 UNREACHED = {
