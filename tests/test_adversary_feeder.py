@@ -451,6 +451,47 @@ async def test_blocked_submitters_beside_a_map_in_a_paced_pool(
     assert_no_bookkeeping(pool)
 
 
+# ------------------------------------------ closing the map from inside it
+
+
+@pytest.mark.parametrize("closer", ["source", "job"])
+def test_closing_the_map_from_its_source_or_its_job_raises_instead_of_hanging(
+    closer: str,
+) -> None:
+    """``aclose`` waits for the feeder and the jobs not delivered: called by
+    the source (in the feeder's task) or by one of those jobs, it waited for
+    itself, shielded, forever. It raises RuntimeError there, which ends the
+    map as the source's or a job's error does."""
+    entered: list[MapResults[int]] = []
+    got: list[int] = []
+
+    async def job(item: int) -> int:
+        await trio.sleep(1)
+        if closer == "job" and item == 3:
+            await entered[0].aclose()
+        return item
+
+    async def source() -> AsyncIterator[int]:
+        for item in range(8):
+            if closer == "source" and item == 3:
+                await entered[0].aclose()
+            yield item
+
+    async def main() -> None:
+        async with trio_pool.open_pool(2, capacity=2) as pool:
+            with pytest.raises(RuntimeError, match="would wait for itself"):
+                async with pool.map(job, source()) as results:
+                    entered.append(results)
+                    async for value in results:
+                        got.append(value)
+            stats = pool.statistics()
+            assert (stats.running, stats.queued) == (0, 0)
+            assert_balanced(pool)
+
+    trio.run(main, clock=deadlock_clock())
+    assert got == [0, 1, 2]
+
+
 # ------------------------------------------------ Ctrl-C in the feeder
 
 

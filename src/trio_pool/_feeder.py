@@ -44,7 +44,12 @@ from typing import TYPE_CHECKING, Any, final
 
 import attrs
 import trio
-from trio.lowlevel import cancel_shielded_checkpoint, enable_ki_protection
+from trio.lowlevel import (
+    Task,
+    cancel_shielded_checkpoint,
+    current_task,
+    enable_ki_protection,
+)
 
 from ._job import NOT_ACCEPTED, Job, init_record, new_record
 from ._variants import set_priority
@@ -133,6 +138,7 @@ class Feeder:
         self._wait_for_room = wait_for_room
         self._error: Exception | None = None
         self._waiting: Job[Any] | None = None  # refused: it waits for room with it
+        self._task: Task | None = None  # its task, once it runs
         self._finished = trio.Event()
         # The feeder's own scope: the nursery's scope also covers the
         # ``async with`` body, which stopping the feeder must never cancel.
@@ -154,6 +160,10 @@ class Feeder:
         pool's error), if anything did."""
         return self._error
 
+    def runs_here(self) -> bool:
+        """Whether the caller runs in its task (in the source, as it is pulled)."""
+        return self._task is current_task()
+
     def stop(self) -> None:
         """Pull no more items (its task ends at its next checkpoint)."""
         self._scope.cancel()
@@ -164,6 +174,7 @@ class Feeder:
 
     async def feed(self) -> None:
         """Pull items and offer them until the source ends or something fails."""
+        self._task = current_task()
         try:
             with self._scope:
                 items = self._items
