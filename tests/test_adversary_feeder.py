@@ -15,12 +15,13 @@ a source was still making (or raised instead of) as pulled.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import math
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from types import CodeType, ModuleType
 from typing import Any
 
@@ -449,6 +450,61 @@ async def test_blocked_submitters_beside_a_map_in_a_paced_pool(
     assert len(starts) == 16
     assert min(gaps) >= 0.25 - 1e-9
     assert_no_bookkeeping(pool)
+
+
+# ------------------------------------------- leaving the block at any time
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+@pytest.mark.parametrize("kind", ["list", "generator", "async generator"])
+@pytest.mark.parametrize("capacity", [0, 1])
+async def test_leaving_the_block_at_any_moment_leaves_no_job(
+    autojump_clock: trio.abc.Clock, kind: str, ordered: bool, capacity: int
+) -> None:
+    """Cancelled from outside at each half second (the feeder waiting for
+    the pool, for room or for the source; the consumer waiting or not), or
+    left by ``break`` after each result: once the block is left, none of
+    the map's jobs is queued or running, and the books hold."""
+
+    async def items() -> AsyncGenerator[int, None]:
+        for item in range(10):
+            await trio.sleep(0.25)
+            yield item
+
+    async def source(stack: contextlib.AsyncExitStack) -> Any:
+        if kind == "list":
+            return list(range(10))
+        if kind == "generator":
+            return iter(range(10))
+        generated = items()
+        # (the map leaves an async source it abandons to its owner to close)
+        stack.push_async_callback(generated.aclose)
+        return generated
+
+    async with trio_pool.open_pool(1, capacity=capacity) as pool:
+        for stop in range(1, 24):
+            with trio.move_on_after(stop / 2):
+                async with contextlib.AsyncExitStack() as stack:
+                    pulled_from = await source(stack)
+                    async with pool.map(echo, pulled_from, ordered=ordered) as results:
+                        async for _ in results:
+                            await trio.sleep(0.75)  # a consumer that lags
+            stats = pool.statistics()
+            assert (stats.running, stats.queued) == (0, 0), stop
+            check_invariants(pool)
+        for stop in range(10):
+            delivered = 0
+            async with contextlib.AsyncExitStack() as stack:
+                pulled_from = await source(stack)
+                async with pool.map(echo, pulled_from, ordered=ordered) as results:
+                    async for _ in results:
+                        delivered += 1
+                        if delivered > stop:
+                            break
+            stats = pool.statistics()
+            assert (stats.running, stats.queued) == (0, 0), stop
+            check_invariants(pool)
+        assert_balanced(pool)
 
 
 # ------------------------------------------ closing the map from inside it
