@@ -555,6 +555,11 @@ class Deadlock(Exception):
     """Every task waits and nothing can wake one (a hang, made an error)."""
 
 
+def parity(item: int) -> int:
+    """An item's key: two keys."""
+    return item % 2
+
+
 def deadlock_clock() -> trio.testing.MockClock:
     """A MockClock that jumps at once to the next deadline, and ends the run
     (with `trio.TrioInternalError`) when there is none while every task
@@ -615,7 +620,8 @@ UNORDERED_UNREACHED = {  # (ordered maps' only)
 
 
 def ctrl_c_cases() -> list[Any]:
-    """Each line of `WAITING_CODES` the scenario runs, ordered and not."""
+    """Each line of `WAITING_CODES` the scenario runs, ordered and not,
+    with keys and without."""
     cases: list[Any] = []
     for module, code in WAITING_CODES:
         source = inspect.getsource(module).splitlines()
@@ -623,18 +629,22 @@ def ctrl_c_cases() -> list[Any]:
             text = source[line - 1].strip()
             if text in UNREACHED:
                 continue
-            for ordered in (True, False):
+            for ordered, keyed in itertools.product((True, False), repeat=2):
                 if not ordered and text in UNORDERED_UNREACHED:
                     continue
-                shape = "ordered" if ordered else "unordered"
+                shape = ("ordered" if ordered else "unordered") + keyed * "-keyed"
                 case_id = f"{code.co_name}:{line}:{text[:30]}-{shape}"
-                cases.append(pytest.param(code, line, ordered, id=case_id))
+                cases.append(pytest.param(code, line, ordered, keyed, id=case_id))
     return cases
 
 
-@pytest.mark.parametrize(("code", "line", "ordered"), ctrl_c_cases())
+@pytest.mark.parametrize(("code", "line", "ordered", "keyed"), ctrl_c_cases())
 def test_ctrl_c_as_the_feeder_waits_leaves_no_job_behind(
-    monkeypatch: pytest.MonkeyPatch, code: CodeType, line: int, ordered: bool
+    monkeypatch: pytest.MonkeyPatch,
+    code: CodeType,
+    line: int,
+    ordered: bool,
+    keyed: bool,
 ) -> None:
     """Whichever line of the one-by-one feeder (its waits for room and for
     the pool) or of the consumer's wait a Ctrl-C lands on, the map's
@@ -650,15 +660,21 @@ def test_ctrl_c_as_the_feeder_waits_leaves_no_job_behind(
 
         async def scenario() -> None:
             # One worker, no queue: the feeder waits for the pool; a window
-            # of 2 and a consumer that lags: it waits for room too.
-            async with trio_pool.open_pool(1, capacity=0) as pool:
+            # of 2 and a consumer that lags: it waits for room too. (With
+            # keys: a place in the queue, and the feeder waits for a place
+            # aside for a saturated key's job.)
+            async with trio_pool.open_pool(
+                1, capacity=int(keyed), per_key_limit=1 if keyed else None
+            ) as pool:
                 pools.append(pool)  # noqa: B023
 
                 def source() -> Iterator[int]:
                     yield from range(8)
 
                 try:
-                    async with pool.map(echo, source(), ordered=ordered) as results:
+                    async with pool.map(
+                        echo, source(), ordered=ordered, key=parity if keyed else None
+                    ) as results:
                         async for value in results:
                             got.append(value)  # noqa: B023
                             await trio.sleep(3)
