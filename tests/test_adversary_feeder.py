@@ -510,14 +510,15 @@ async def test_leaving_the_block_at_any_moment_leaves_no_job(
 # ------------------------------------------ closing the map from inside it
 
 
-@pytest.mark.parametrize("closer", ["source", "job"])
+@pytest.mark.parametrize("closer", ["source", "job", "a task of the job"])
 def test_closing_the_map_from_its_source_or_its_job_raises_instead_of_hanging(
     closer: str,
 ) -> None:
     """``aclose`` waits for the feeder and the jobs not delivered: called by
     the source (in the feeder's task) or by one of those jobs, it waited for
-    itself, shielded, forever. It raises RuntimeError there, which ends the
-    map as the source's or a job's error does."""
+    itself, shielded, forever. It raises RuntimeError there (or in a task
+    such a job started), which ends the map as the source's or a job's
+    error does."""
     entered: list[MapResults[int]] = []
     got: list[int] = []
 
@@ -525,6 +526,18 @@ def test_closing_the_map_from_its_source_or_its_job_raises_instead_of_hanging(
         await trio.sleep(1)
         if closer == "job" and item == 3:
             await entered[0].aclose()
+        if closer == "a task of the job" and item == 3:
+            refused: list[RuntimeError] = []
+
+            async def close() -> None:
+                try:
+                    await entered[0].aclose()
+                except RuntimeError as error:
+                    refused.append(error)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(close)
+            raise refused[0]
         return item
 
     async def source() -> AsyncIterator[int]:

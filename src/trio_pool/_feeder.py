@@ -160,9 +160,10 @@ class Feeder:
         pool's error), if anything did."""
         return self._error
 
-    def runs_here(self) -> bool:
-        """Whether the caller runs in its task (in the source, as it is pulled)."""
-        return self._task is current_task()
+    @property
+    def task(self) -> Task | None:
+        """Its task, once it runs (the source is pulled in it)."""
+        return self._task
 
     def stop(self) -> None:
         """Pull no more items (its task ends at its next checkpoint)."""

@@ -45,10 +45,10 @@ from trio.lowlevel import (
     ParkingLot,
     cancel_shielded_checkpoint,
     checkpoint_if_cancelled,
-    current_task,
     enable_ki_protection,
 )
 
+from ._caller import runs_inside
 from ._crew import Worker
 from ._exits import exit_error, reraise, wait_through_interrupts
 from ._feeder import Feeder
@@ -322,15 +322,15 @@ class MapResults(AsyncIterator[R]):
             raise interrupts[0]
 
     def _refuse_waiting_for_itself(self) -> None:
-        """`aclose` waits for the feeder and the jobs: never in one of them."""
-        me = current_task()
+        """`aclose` waits for the feeder and the jobs: never inside one of
+        them (nor in a task one of them started)."""
+        tasks = [self._feeder.task]
         for job in self._owned():
             holder = job._holder
-            if isinstance(holder, Worker) and holder.task is me:
-                break
-        else:
-            if not self._feeder.runs_here():
-                return
+            if isinstance(holder, Worker):  # (running, or handed over)
+                tasks.append(holder.task)
+        if not runs_inside(tasks):
+            return
         raise RuntimeError(
             f"aclose() of a pool.map() result of pool {self._core.name!r} was "
             "called by its source or one of its jobs, and would wait for "
