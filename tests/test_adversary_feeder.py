@@ -318,6 +318,43 @@ async def test_a_source_that_resizes_the_pool_to_one_worker_and_no_queue(
         assert_balanced(pool)
 
 
+@pytest.mark.parametrize("keyed", [False, True], ids=["", "keyed"])
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+async def test_a_source_one_by_one_that_closes_the_pool_delivers_what_came_before(
+    autojump_clock: trio.abc.Clock, ordered: bool, asynchronous: bool, keyed: bool
+) -> None:
+    """Items accepted before the source closed the pool run and are
+    delivered, in either order, then `PoolClosed` (the unordered map too:
+    its error waits for the jobs in flight)."""
+    async with trio_pool.open_pool(
+        1, capacity=1, per_key_limit=1 if keyed else None
+    ) as pool:
+        await pool.submit(echo, 99)  # busy: the feeder waits for the pool
+
+        def closing() -> Iterator[int]:
+            for item in range(8):
+                if item == 3:
+                    pool.close()
+                yield item
+
+        async def closing_async() -> AsyncIterator[int]:
+            for item in closing():
+                yield item
+
+        source = closing_async() if asynchronous else closing()
+        got: list[int] = []
+        with pytest.raises(trio_pool.PoolClosed):
+            async with pool.map(
+                echo, source, ordered=ordered, key=parity if keyed else None
+            ) as results:
+                async for value in results:
+                    got.append(value)
+                    check_invariants(pool)
+        assert got == [0, 1, 2]
+        assert_balanced(pool)
+
+
 async def test_blocked_submitters_of_several_keys_beside_a_keyed_map(
     autojump_clock: trio.abc.Clock,
 ) -> None:
