@@ -24,7 +24,17 @@ other's fields (the owner passes what is needed):
   given to the feeder). So neither side calls the other for each item.
 * The consumer's parking lot is the results object's; the feeder wakes the
   consumer with the ``wake_consumer`` it was given.
+
+The job the pool refused, that the feeder waits for room with, is recorded
+as it is refused (``Feeder._waiting``), and put where the results object
+finds it in the same step as it is accepted: a Ctrl-C between two lines of
+the feeder leaves no job behind, neither one accepted that the results
+object does not know of (it would run on after the ``async with``) nor one
+never accepted that it waits for (the ``async with`` would never end).
 """
+
+# The feeder reads the job record's holder: was the job it waited with accepted?
+# pyright: reportPrivateUsage=false
 
 from __future__ import annotations
 
@@ -34,9 +44,14 @@ from typing import TYPE_CHECKING, Any, final
 
 import attrs
 import trio
-from trio.lowlevel import cancel_shielded_checkpoint, enable_ki_protection
+from trio.lowlevel import (
+    Task,
+    cancel_shielded_checkpoint,
+    current_task,
+    enable_ki_protection,
+)
 
-from ._job import Job, init_record, new_record
+from ._job import NOT_ACCEPTED, Job, init_record, new_record
 from ._variants import set_priority
 
 if TYPE_CHECKING:
@@ -122,6 +137,8 @@ class Feeder:
         self._take_room = take_room
         self._wait_for_room = wait_for_room
         self._error: Exception | None = None
+        self._waiting: Job[Any] | None = None  # refused: it waits for room with it
+        self._task: Task | None = None  # its task, once it runs
         self._finished = trio.Event()
         # The feeder's own scope: the nursery's scope also covers the
         # ``async with`` body, which stopping the feeder must never cancel.
@@ -143,6 +160,11 @@ class Feeder:
         pool's error), if anything did."""
         return self._error
 
+    @property
+    def task(self) -> Task | None:
+        """Its task, once it runs (the source is pulled in it)."""
+        return self._task
+
     def stop(self) -> None:
         """Pull no more items (its task ends at its next checkpoint)."""
         self._scope.cancel()
@@ -153,6 +175,7 @@ class Feeder:
 
     async def feed(self) -> None:
         """Pull items and offer them until the source ends or something fails."""
+        self._task = current_task()
         try:
             with self._scope:
                 items = self._items
@@ -166,8 +189,21 @@ class Feeder:
         except Exception as exc:
             self._error = exc
         finally:
-            self._finished.set()
-            self._wake_consumer()
+            self._end()
+
+    @enable_ki_protection
+    def _end(self) -> None:
+        """The task ends: leave the job it waited with where the results
+        object finds it (if accepted) or nowhere (if not), then say so."""
+        job = self._waiting
+        if job is not None:  # (it stopped while it waited for room)
+            self._waiting = None
+            if job._holder is NOT_ACCEPTED:
+                self._in_flight.discard(job)
+            elif self._ordered:  # accepted as it stopped: cancelled, waited for
+                self._ready.append(job)
+        self._finished.set()
+        self._wake_consumer()
 
     async def _feed_batches(self, items: Iterator[Any]) -> None:
         """Pull a plain map's items in batches the pool queues at once."""
@@ -205,12 +241,11 @@ class Feeder:
         while True:
             if not self._room:
                 self._room = await self._wait_for_room()
-            self._room -= 1
             try:
                 item = await anext(items) if self._async_source else next(items)
             except (StopIteration, StopAsyncIteration):
-                self._room += 1
                 return
+            self._room -= 1  # (taken: not while the source makes it, nor if it raises)
             job = self._offer(item)
             if job is not None:
                 await self._wait_to_accept(job)
@@ -244,7 +279,8 @@ class Feeder:
             items.clear()
             return None
         del items[: accepted + 1]
-        return jobs[accepted]  # refused: the items after it are offered anew
+        self._waiting = refused = jobs[accepted]  # the items after it: anew
+        return refused
 
     @enable_ki_protection
     def _offer(self, item: Any) -> Job[Any] | None:
@@ -270,6 +306,7 @@ class Feeder:
             self._in_flight.discard(job)
             raise
         if not accepted:
+            self._waiting = job
             return job
         self._fed_streak += 1
         if self._ordered:  # (delivered in turn)
@@ -279,14 +316,17 @@ class Feeder:
         return None
 
     async def _wait_to_accept(self, job: Job[Any]) -> None:
-        """Wait for room for ``job`` (the slow path of `_offer`)."""
-        try:
-            await self._core.wait_to_accept(job)
-        except BaseException:
-            self._in_flight.discard(job)
-            raise
+        """Wait for room for ``job`` (the slow path of `_offer`; if it
+        fails, `_end` forgets the job)."""
+        await self._core.wait_to_accept(job)
+        self._accepted_after_wait(job)
+
+    @enable_ki_protection
+    def _accepted_after_wait(self, job: Job[Any]) -> None:
+        """``job``, waited with, was accepted: an ordered map delivers it in turn."""
+        self._waiting = None
         self._fed_streak = 0  # it waited: a schedule point
-        if self._ordered:  # accepted: an ordered map delivers it in turn
+        if self._ordered:
             self._ready.append(job)
             self._wake_consumer()
 

@@ -48,6 +48,8 @@ from trio.lowlevel import (
     enable_ki_protection,
 )
 
+from ._caller import runs_inside
+from ._crew import Worker
 from ._exits import exit_error, reraise, wait_through_interrupts
 from ._feeder import Feeder
 from ._job import QUEUED, RUNNING, Job
@@ -309,10 +311,31 @@ class MapResults(AsyncIterator[R]):
         Called by ``async with`` on the way out; safe to call twice. A
         Ctrl-C while it waits does not end the wait: it is raised once the
         jobs are done.
+
+        Raises:
+            RuntimeError: called by the map's source (as it is pulled) or
+                by one of the jobs it waits for: it would wait for itself.
         """
+        self._refuse_waiting_for_itself()
         interrupts = await self._close()
         if interrupts:
             raise interrupts[0]
+
+    def _refuse_waiting_for_itself(self) -> None:
+        """`aclose` waits for the feeder and the jobs: never inside one of
+        them (nor in a task one of them started)."""
+        tasks = [self._feeder.task]
+        for job in self._owned():
+            holder = job._holder
+            if isinstance(holder, Worker):  # (running, or handed over)
+                tasks.append(holder.task)
+        if not runs_inside(tasks):
+            return
+        raise RuntimeError(
+            f"aclose() of a pool.map() result of pool {self._core.name!r} was "
+            "called by its source or one of its jobs, and would wait for "
+            "itself; raise an exception there to end the map"
+        )
 
     async def _close(self) -> list[BaseException]:
         """`aclose`; return the interrupts that came while it waited."""
