@@ -16,8 +16,6 @@ they are combined with, and each job's span carries its own outcome.
 from __future__ import annotations
 
 import inspect
-import signal
-import sys
 from collections.abc import Iterator
 from types import CodeType
 from typing import Any
@@ -34,7 +32,7 @@ from trio_pool._telemetry import JOB_OUTCOME
 
 from .helpers import assert_balanced, assert_no_bookkeeping, books
 from .test_telemetry import Telemetry
-from .test_worker_interrupts import Interrupter
+from .test_worker_interrupts import Interrupter, interrupt_each_hit
 
 
 async def echo(item: int) -> int:
@@ -459,35 +457,28 @@ def test_ctrl_c_at_each_line_of_the_batch_feeder(
     """Whichever line of `_feed_batches` a Ctrl-C lands on, the run ends
     with it (or ends normally), and the pool's books close."""
     monkeypatch.setattr(_core, "YIELD_EVERY", 4)
-    reached = 0
-    for hit in range(1, 5):
-        interrupter = Interrupter(FEEDER_CODE, line, hit)
+
+    def attempt(interrupter: Interrupter) -> None:
         pools: list[trio_pool.Pool] = []
         got: list[int] = []
 
         async def scenario() -> None:
             async with trio_pool.open_pool(2, capacity=3) as pool:
-                pools.append(pool)  # noqa: B023
+                pools.append(pool)
                 async with pool.map(echo, list(range(40))) as results:
                     async for value in results:
-                        got.append(value)  # noqa: B023
+                        got.append(value)
 
-        previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
-        previous_trace = sys.gettrace()
-        sys.settrace(interrupter.trace)
         try:
-            trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+            with interrupter.armed():
+                clock = trio.testing.MockClock(autojump_threshold=0)
+                trio.run(scenario, clock=clock)
         except KeyboardInterrupt:
             assert interrupter.fired
         else:
             assert got == list(range(40))
-        finally:
-            sys.settrace(previous_trace)
-            signal.signal(signal.SIGINT, previous_handler)
         assert got == list(range(len(got)))
         for pool in pools:
             assert_no_bookkeeping(pool)
-        if not interrupter.fired:
-            break
-        reached += 1
-    assert reached, "the scenario never ran this line"
+
+    interrupt_each_hit(FEEDER_CODE, line, 4, attempt)

@@ -19,8 +19,6 @@ import contextlib
 import inspect
 import itertools
 import math
-import signal
-import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from types import CodeType, ModuleType
 from typing import Any
@@ -35,7 +33,7 @@ from trio_pool._feeder import Feeder
 from trio_pool._map import MapResults
 
 from .helpers import assert_balanced, assert_no_bookkeeping, check_invariants
-from .test_worker_interrupts import Interrupter
+from .test_worker_interrupts import Interrupter, interrupt_each_hit
 
 
 async def echo(item: int) -> int:
@@ -701,9 +699,8 @@ def test_ctrl_c_as_the_feeder_waits_leaves_no_job_behind(
     ``async with`` ends, and when it has, none of its jobs is left queued
     or running."""
     monkeypatch.setattr(_core, "YIELD_EVERY", 2)  # (its schedule points too)
-    reached = 0
-    for hit in range(1, 4):
-        interrupter = Interrupter(code, line, hit)
+
+    def attempt(interrupter: Interrupter) -> None:
         left: list[tuple[int, int]] = []
         pools: list[trio_pool.Pool] = []
         got: list[int] = []
@@ -716,7 +713,7 @@ def test_ctrl_c_as_the_feeder_waits_leaves_no_job_behind(
             async with trio_pool.open_pool(
                 1, capacity=int(keyed), per_key_limit=1 if keyed else None
             ) as pool:
-                pools.append(pool)  # noqa: B023
+                pools.append(pool)
 
                 def source() -> Iterator[int]:
                     yield from range(8)
@@ -726,28 +723,21 @@ def test_ctrl_c_as_the_feeder_waits_leaves_no_job_behind(
                         echo, source(), ordered=ordered, key=parity if keyed else None
                     ) as results:
                         async for value in results:
-                            got.append(value)  # noqa: B023
+                            got.append(value)
                             await trio.sleep(3)
                 finally:
                     stats = pool.statistics()
-                    left.append((stats.running, stats.queued))  # noqa: B023
+                    left.append((stats.running, stats.queued))
 
-        previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
-        previous_trace = sys.gettrace()
-        sys.settrace(interrupter.trace)
         try:
-            trio.run(scenario, clock=deadlock_clock())
+            with interrupter.armed():
+                trio.run(scenario, clock=deadlock_clock())
         except KeyboardInterrupt:
             assert interrupter.fired
         else:
             assert sorted(got) == list(range(8))
-        finally:
-            sys.settrace(previous_trace)
-            signal.signal(signal.SIGINT, previous_handler)
         assert left == [(0, 0)]
         for pool in pools:
             assert_no_bookkeeping(pool)
-        if not interrupter.fired:
-            break
-        reached += 1
-    assert reached, "the scenario never ran this line"
+
+    interrupt_each_hit(code, line, 3, attempt)

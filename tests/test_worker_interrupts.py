@@ -10,6 +10,7 @@ KeyboardInterrupt, every job is resolved and every book closes.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import signal
 import sys
@@ -29,7 +30,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
 
 MOST_HITS = 8
 """Each line is interrupted at its first, second, ... up to this many hits."""
@@ -78,6 +79,20 @@ class Interrupter:
         self.seen = 0
         self.fired = False
 
+    @contextlib.contextmanager
+    def armed(self) -> Generator[None, None, None]:
+        """Within: the hook traces, and SIGINT raises `KeyboardInterrupt`
+        (a process started with SIGINT ignored has no handler for Trio to
+        wrap)."""
+        previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+        previous_trace = sys.gettrace()
+        sys.settrace(self.trace)
+        try:
+            yield
+        finally:
+            sys.settrace(previous_trace)
+            signal.signal(signal.SIGINT, previous_handler)
+
     def trace(self, frame: FrameType, event: str, arg: object) -> Any:
         if frame.f_code is not self.code or self.fired:
             return None
@@ -90,6 +105,21 @@ class Interrupter:
                 self.fired = True
                 signal.raise_signal(signal.SIGINT)
         return self.local
+
+
+def interrupt_each_hit(
+    code: CodeType, line: int, most: int, attempt: Callable[[Interrupter], None]
+) -> None:
+    """Run ``attempt`` (a whole Trio run with its checks) with a Ctrl-C at
+    the first, second, ... up to the ``most``-th time ``line`` of ``code``
+    runs, until a run in which the line ran fewer times; the line must have
+    been reached at least once."""
+    for hit in range(1, most + 1):
+        interrupter = Interrupter(code, line, hit)
+        attempt(interrupter)
+        if not interrupter.fired:
+            assert hit > 1, "the scenario never ran this line"
+            return
 
 
 class Stop(BaseException):
@@ -169,12 +199,9 @@ def _run(interrupter: Interrupter) -> tuple[list[trio_pool.Pool], list[Any]]:
     pools: list[trio_pool.Pool] = []
     jobs: list[trio_pool.Job[Any]] = []
     clock = trio.testing.MockClock(autojump_threshold=0)
-    # (a process started with SIGINT ignored has no handler for Trio to wrap)
-    previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous_trace = sys.gettrace()
-    sys.settrace(interrupter.trace)
     try:
-        trio.run(_scenario, pools, jobs, clock=clock)
+        with interrupter.armed():
+            trio.run(_scenario, pools, jobs, clock=clock)
     except KeyboardInterrupt:
         assert interrupter.fired
     except trio_pool.PoolCrashed as crashed:  # a job's BaseException (the exit policy)
@@ -183,9 +210,6 @@ def _run(interrupter: Interrupter) -> tuple[list[trio_pool.Pool], list[Any]]:
         assert isinstance(cause, BaseExceptionGroup)
         group: BaseExceptionGroup[BaseException] = cause  # pyright: ignore[reportUnknownVariableType]
         assert group.subgroup(Stop) is not None, group
-    finally:
-        sys.settrace(previous_trace)
-        signal.signal(signal.SIGINT, previous_handler)
     return pools, jobs
 
 
