@@ -13,6 +13,8 @@ from trio._core import _run as trio_run
 
 import trio_pool
 
+from .helpers import check_invariants
+
 
 def assert_balanced(pool: trio_pool.Pool) -> None:
     s = pool.statistics()
@@ -215,3 +217,29 @@ async def test_idle_timeout_none_keeps_extra_workers(
             pool.submit_nowait(trio.sleep, 1)
         await trio.sleep(10**6)
         assert pool.statistics().workers == 3
+
+
+async def test_a_resize_up_admits_every_blocked_submitter_it_makes_room_for(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each worker a resize starts takes a queued job when it runs, so each
+    is room for one more job at once: every blocked submitter that fits is
+    admitted in the resize's own step, not one per step (the invariant
+    check asserts that no submitter stays blocked while its job fits)."""
+    release = trio.Event()
+
+    async def hold() -> None:
+        await release.wait()
+
+    async with trio_pool.open_pool(1, capacity=1) as pool:
+        await pool.submit(hold)  # runs
+        await pool.submit(hold)  # queued: the queue is full
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(pool.submit, hold)
+            await trio.testing.wait_all_tasks_blocked()
+            assert pool.statistics().waiting_submitters == 3
+            pool.resize(4)  # three workers start: room for three more jobs
+            assert pool.statistics().waiting_submitters == 0
+            check_invariants(pool)
+            release.set()
