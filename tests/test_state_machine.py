@@ -2129,3 +2129,23 @@ def test_a_job_queued_for_a_starting_worker_leaves_another_idle() -> None:
         machine.step(steps=1)
     finally:
         machine.teardown()
+
+
+def test_a_key_freed_hands_its_blocked_submitters_job_to_an_idle_worker() -> None:
+    """With capacity 0 a blocked submitter whose key was saturated waits for
+    a worker, not a place: when the key frees while another worker idles,
+    that worker takes the job at once (the worker that freed the key may be
+    at a schedule point before it looks for its next job). Found by the state
+    machine, seed 153, 1,000 examples (older than the session: it failed on
+    eb7755c too); a replay of its steps."""
+    machine = replay_machine(workers=1, seed=0, calm=3, per_key_limit=1)
+    try:
+        plan = JobPlan("value", seconds=0.5, default_timeout=False, key="a")
+        machine.join_in_a_task()
+        machine.submit_in_a_task(patience=None, plan=plan)
+        machine.submit_in_a_task(patience=None, plan=plan)
+        machine.resize(extra=None, workers=2)
+        machine.submit_in_a_task(patience=None, plan=plan)
+        machine.step(steps=2)
+    finally:
+        machine.teardown()

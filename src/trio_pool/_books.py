@@ -189,6 +189,15 @@ def check_books(books: Books) -> None:
     # (a woken drain waiter still counts until it runs)
     assert b.draining >= b.drain_parked, (b.draining, b.drain_parked)
     assert not b.waiter_fits, "a submitter is blocked while its job fits"
+    if b.waiting_jobs and b.idle and not b.waking and b.rate_next_at is None:
+        # (with a rate, idle workers wait for the pacer's tokens)
+        limit = b.per_key_limit
+        may_run = [
+            job
+            for job in b.waiting_jobs
+            if limit is None or b.key_active.get(job._key, 0) < limit
+        ]
+        assert not may_run, "a submitter is blocked while a worker idles"
     if b.backlog and b.idle and b.rate_next_at is None:
         # A woken worker spreads the queued jobs as it runs, and a worker
         # being started takes one (``room`` counts those that will); with a

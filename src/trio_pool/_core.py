@@ -219,7 +219,7 @@ class PoolCore(Intake):
         submitter may fit now (the pool could grow because a worker died,
         say of a Ctrl-C, while submitters were blocked)."""
         if self._crew.idle:
-            job = self._take_queued()
+            job = self._take_queued() or self._take_waiter()
             if job is not None:
                 self._crew.hand_over(job)
         elif len(self._crew.workers) < self._max_workers:

@@ -110,15 +110,19 @@ class KeyedCore(PoolCore):
         Either way room may appear: a job set aside that moves to the queue
         may use a starting worker's room, which no job aside may; and a key
         with a free place lets its blocked submitter, who needed a place
-        aside, in with a place in the queue."""
+        aside, in with a place in the queue. An idle worker takes the first
+        job that may run now: queued, or a blocked submitter's whose key
+        was saturated (the worker that freed the key may be at a schedule
+        point, and with capacity 0 nothing else would hand it over)."""
         job = self._key_books().release(key)
         if job is not None:
             self._queue.held -= 1
             self._queue.push(job)  # the key's count stays: one out, one in
-            if self._crew.idle and not self._crew.waking:
-                self._spread_work()
         if self._waiters:
             self._admit_waiters()
+        crew = self._crew
+        if crew.idle and not crew.waking and (self._queue.live or self._waiters):
+            self._spread_work()
         if self._watchers:
             self._room_appeared()
 
@@ -252,9 +256,14 @@ class PacedCore(PoolCore):
         return job
 
     def _spread_work(self) -> None:
-        if self._crew.idle and not self._take_token():
-            return
-        super()._spread_work()
+        crew = self._crew
+        if not crew.idle:
+            super()._spread_work()
+        elif self._take_token():
+            waking = crew.waking
+            super()._spread_work()
+            if crew.waking == waking:  # nothing to hand over: not spent
+                self._start_rate().give_back()
 
     def _paced_start(self) -> bool:
         """May a new job go straight to an idle worker? Not before the jobs
