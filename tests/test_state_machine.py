@@ -2149,3 +2149,33 @@ def test_a_key_freed_hands_its_blocked_submitters_job_to_an_idle_worker() -> Non
         machine.step(steps=2)
     finally:
         machine.teardown()
+
+
+@pytest.mark.parametrize(
+    ("seed", "what"),
+    [(156, "room to start a worker"), (154, "an idle worker while another wakes")],
+)
+def test_a_key_freed_admits_its_blocked_submitter_as_offer_would(
+    seed: int, what: str
+) -> None:
+    """A submitter blocked because its key was saturated (capacity 0: no
+    place aside) is admitted when the key frees on whatever room `offer`
+    would take for a new job: a worker the pool may start, or an idle worker
+    while another is being woken, not only the queue's room (found by the
+    state machine, seed 179, 1,000 examples, older than this session; its two
+    shrunk examples replayed)."""
+    machine = replay_machine(
+        workers=1, extra=2, telemetry="sdk", seed=seed, calm=4, per_key_limit=1
+    )
+    try:
+
+        def plan(key: str | None) -> JobPlan:
+            return JobPlan("value", seconds=0.5, default_timeout=False, key=key)
+
+        machine.open_a_group(fail_fast=False)
+        machine.toggle_raising_telemetry()
+        machine.map_in_a_task(ordered=False, plans=[plan("a"), plan(None), plan("a")])
+        machine.step(steps=3)
+        machine.cancel_a_job(index=0)
+    finally:
+        machine.teardown()

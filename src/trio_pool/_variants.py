@@ -110,10 +110,13 @@ class KeyedCore(PoolCore):
         Either way room may appear: a job set aside that moves to the queue
         may use a starting worker's room, which no job aside may; and a key
         with a free place lets its blocked submitter, who needed a place
-        aside, in with a place in the queue. An idle worker takes the first
-        job that may run now: queued, or a blocked submitter's whose key
-        was saturated (the worker that freed the key may be at a schedule
-        point, and with capacity 0 nothing else would hand it over)."""
+        aside, in with a place in the queue. Then a blocked submitter whose
+        key may now run gets what `offer` would give a new job: an idle
+        worker takes it (even while another is being woken: the worker
+        that freed the key may be at a schedule point, and with capacity 0
+        nothing else would hand it over), or a worker is started for it if
+        the pool may grow (`_spread_work`); so do queued jobs no idle or
+        starting worker will take."""
         job = self._key_books().release(key)
         if job is not None:
             self._queue.held -= 1
@@ -121,8 +124,12 @@ class KeyedCore(PoolCore):
         if self._waiters:
             self._admit_waiters()
         crew = self._crew
-        if crew.idle and not crew.waking and (self._queue.live or self._waiters):
-            self._spread_work()
+        runnable_waiter = bool(self._waiters) and self._blocked_ahead()
+        if crew.idle:
+            if runnable_waiter or (self._queue.live and not crew.waking):
+                self._spread_work()
+        elif runnable_waiter or self._queue.live > crew.starting:
+            self._spread_work()  # a worker started for it, if the pool may grow
         if self._watchers:
             self._room_appeared()
 
