@@ -4,13 +4,21 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import trio
 import trio.testing
 
 import trio_pool
 
-from .helpers import assert_balanced, assert_no_bookkeeping, books, sleep_and_return
+from .helpers import (
+    assert_balanced,
+    assert_no_bookkeeping,
+    books,
+    check_invariants,
+    sleep_and_return,
+)
 
 
 def starts(jobs: list[trio_pool.Job[object]]) -> list[float | None]:
@@ -135,6 +143,34 @@ async def test_capacity_zero_lets_other_keys_submitters_by(
             await trio.testing.wait_all_tasks_blocked()
             nursery.start_soon(submit, "b")  # waits only for a worker: 1
         assert got == {"b": 1, "a": 10}
+
+
+async def test_a_submitter_behind_a_saturated_key_is_admitted_as_a_new_job_would_be(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A blocked submitter whose key is saturated and finds no place aside
+    lets those behind it by: a submitter behind it whose job may run is
+    admitted as soon as a new job in its place would be (here a worker a
+    resize starts is room for one queued job, never for one set aside),
+    before any new job (issue 17: admission is one decision)."""
+    release = trio.Event()
+    async with trio_pool.open_pool(1, capacity=1, per_key_limit=1) as pool:
+        pool.submit_nowait(release.wait, key="a")  # runs
+        pool.submit_nowait(release.wait, key="a")  # set aside: capacity used
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(pool.submit, release.wait, key="a"))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(pool.submit, release.wait)  # no key: behind it
+            await trio.testing.wait_all_tasks_blocked()
+            assert pool.statistics().waiting_submitters == 2
+            pool.resize(1, max_workers=2)  # one worker starts: a queue place
+            assert pool.statistics().waiting_submitters == 1  # the second is in
+            check_invariants(pool)
+            with pytest.raises(trio_pool.PoolOverloaded):
+                pool.submit_nowait(release.wait)  # the place was the submitter's
+            release.set()
+        await pool.join()
+        assert_balanced(pool)
 
 
 async def test_graceful_shutdown_runs_every_job_waiting_for_its_key(

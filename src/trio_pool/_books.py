@@ -73,12 +73,16 @@ class Books:
     capacity: int
     min_workers: int
     max_workers: int
+    grows_to: int
+    """The most workers the pool may start now: ``max_workers``, or 0 once
+    it goes down (a worker ended without its word): it starts no more."""
     draining: int
     drain_parked: int
     watching: int
     """Tasks parked in `Pool.wait_for_room`."""
-    waiter_fits: bool
-    """A submitter is blocked while its job fits (`_admit_waiters`' rule)."""
+    waiter_admissible: bool
+    """A submitter is blocked while `offer` would accept its job, in its
+    place, now (`Admission._decide`, the rule of `_admit_waiters`)."""
     watched_room: bool
     """Tasks are parked in `Pool.wait_for_room` while there is room."""
     rate_next_at: float | None
@@ -188,16 +192,28 @@ def check_books(books: Books) -> None:
     assert b.surplus or len(b.workers) <= b.max_workers, "an unflagged surplus"
     # (a woken drain waiter still counts until it runs)
     assert b.draining >= b.drain_parked, (b.draining, b.drain_parked)
-    assert not b.waiter_fits, "a submitter is blocked while its job fits"
-    if b.waiting_jobs and b.idle and not b.waking and b.rate_next_at is None:
-        # (with a rate, idle workers wait for the pacer's tokens)
+    assert not b.waiter_admissible, (
+        "a submitter is blocked while a new job in its place would be accepted"
+    )
+    if b.waiting_jobs and b.rate_next_at is None:
+        # Read from the books, not from the core's decision: a submitter
+        # whose key may run waits only while no worker idles (even beside
+        # one being woken: `offer` wakes a second) and the pool may start
+        # none for it (at ``max_workers``, or going down). With a rate,
+        # idle workers wait for the pacer's tokens, and the queue's room
+        # alone admits.
         limit = b.per_key_limit
         may_run = [
             job
             for job in b.waiting_jobs
             if limit is None or b.key_active.get(job._key, 0) < limit
         ]
-        assert not may_run, "a submitter is blocked while a worker idles"
+        if may_run:
+            assert not b.idle, "a submitter is blocked while a worker idles"
+            assert len(b.workers) >= b.grows_to, (
+                "a submitter is blocked while the pool may start a worker: "
+                f"{len(b.workers)} of {b.grows_to}"
+            )
     if b.backlog and b.idle and b.rate_next_at is None:
         # A woken worker spreads the queued jobs as it runs, and a worker
         # being started takes one (``room`` counts those that will); with a

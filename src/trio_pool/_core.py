@@ -212,23 +212,6 @@ class PoolCore(Intake):
             return None
         return self.start_next(worker, scope, job)
 
-    def _spread_work(self) -> None:
-        """Jobs still wait: wake an idle worker, or start one if the pool scales.
-
-        A worker started is room for one more job (`_fits`): a blocked
-        submitter may fit now (the pool could grow because a worker died,
-        say of a Ctrl-C, while submitters were blocked)."""
-        if self._crew.idle:
-            job = self._take_queued() or self._take_waiter()
-            if job is not None:
-                self._crew.hand_over(job)
-        elif len(self._crew.workers) < self._max_workers:
-            self._grow("for a waiting job")
-            if self._waiters:
-                self._admit_waiters()
-            if self._watchers:
-                self._room_appeared()
-
     @enable_ki_protection
     def finish(
         self,
@@ -408,9 +391,13 @@ class PoolCore(Intake):
         cancelled, no worker is left to run the jobs still queued and none
         will start, so they are cancelled now (and the pool closed), not
         when the ``async with`` exits: a shielded `Pool.shutdown`, `Pool.join`
-        or `Job.wait` in the body's ``finally`` returns.
+        or `Job.wait` in the body's ``finally`` returns. Either way the
+        pool goes down: it starts no more workers (its submitters wait for
+        the close that refuses them).
         """
         abandoned = not worker.retired
+        if abandoned:  # (a worker's error cancels the nursery too)
+            self._growth_limit = 0
         job = self._crew.exited(worker)
         self._removed()
         if job is not None and job.state is QUEUED:  # handed, never started
@@ -451,6 +438,8 @@ class PoolCore(Intake):
         )
         lowered = workers < self._min_workers
         self._min_workers = workers
+        if self._growth_limit:  # (0: the pool goes down, and grows no more)
+            self._growth_limit = max_workers
         self._max_workers = max_workers
         crew = self._crew
         crew.retire_surplus(max_workers)
@@ -461,8 +450,9 @@ class PoolCore(Intake):
         if self._over_capacity():  # accepted before; they stay
             self._over_capacity_allowed = True
         waiting = self._queue.live + len(self._waiters)
-        while len(crew) < workers or (
-            waiting > crew.starting and len(crew) < max_workers
+        limit = self._growth_limit
+        while len(crew) < min(workers, limit) or (
+            waiting > crew.starting and len(crew) < limit
         ):
             self._grow("after a resize")
         if self._waiters:

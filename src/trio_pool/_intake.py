@@ -2,11 +2,12 @@
 
 `Intake` is the half of the core's transitions that the submitters and the
 job handles drive (`PoolCore` adds the workers' half): it offers a job to an
-idle worker or the queue, admits blocked submitters as room appears,
-cancels, resolves a job that never started, closes the pool and cancels
-everything (shedding by the caller's deadline is its base's,
-`ShedByDeadline` in `_shed`; `PoolCore.finish` resolves the others). Every
-method that changes the books is synchronous and KI-protected.
+idle worker or the queue as its base `Admission` decides (which admits
+blocked submitters as room appears), cancels, resolves a job that never
+started, closes the pool and cancels everything (shedding by the caller's
+deadline is a base's, `ShedByDeadline` in `_shed`; `PoolCore.finish`
+resolves the others). Every method that changes the books is synchronous
+and KI-protected.
 """
 
 # The job record's fields belong to the core; Job is its public face.
@@ -25,6 +26,7 @@ from trio.lowlevel import (
     enable_ki_protection,
 )
 
+from ._admission import Admission
 from ._checks import USE_DEFAULT, check_async_fn, check_name
 from ._crew import Worker
 from ._errors import PoolClosed, PoolOverloaded, SubmitTimeout
@@ -40,7 +42,6 @@ from ._job import (
     new_record,
 )
 from ._log import DEBUG, log
-from ._shed import ShedByDeadline
 from ._state import ACCEPTED, YIELD_DUE
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from ._errors import OverloadReason
 
 
-class Intake(ShedByDeadline):
+class Intake(Admission):
     """The jobs' transitions (see the module); `PoolCore` is the class pools run."""
 
     plain_jobs: bool = True
@@ -160,11 +161,6 @@ class Intake(ShedByDeadline):
         if self._room_now():
             self._watchers.wake_all()
 
-    def _accepted(self, count: int = 1) -> None:
-        """Count ``count`` accepted jobs (the accept tail; `offer`, the hot
-        path, counts its job itself, and telemetry counts it in its `offer`)."""
-        self._counts.submitted += count
-
     @enable_ki_protection
     def refuse_closed(self) -> NoReturn:
         """Count a submission to a closed pool and raise `PoolClosed`."""
@@ -188,7 +184,8 @@ class Intake(ShedByDeadline):
 
     @enable_ki_protection
     def offer(self, job: Job[Any], counted: bool = False) -> int:
-        """Accept ``job`` if a worker is idle or the queue has room.
+        """Accept ``job`` as `_decide` says (an idle worker takes it, or it is
+        queued, maybe with a worker started for it), or refuse it.
 
         Returns:
             0 (false) if it did not; else `ACCEPTED`, or, for a ``counted``
@@ -202,22 +199,20 @@ class Intake(ShedByDeadline):
             self.refuse_closed()
         crew = self._crew
         idle = crew.idle
-        if idle and not crew.waking:
+        if idle and not crew.waking:  # `HAND` (`_decide`'s first case, inlined)
             crew.hand_over(job)
-        else:
-            can_grow = not idle and len(crew.workers) < self._max_workers
+        elif self._waiters or crew.starting:
+            return self._offer_decided(job, counted)
+        else:  # `_decide`'s common case, inlined (the hot path)
+            can_grow = not idle and len(crew.workers) < self._growth_limit
             queue = self._queue
-            if self._waiters or crew.starting:
-                room = self._queue_room(can_grow)  # (the decision `_room_now` makes)
-            else:  # (its common case, inlined: the hot path)
-                room = can_grow or queue.live + queue.held < self._capacity
-            if room:
-                job._holder = None  # (`_enqueue_growing`, `JobQueue.push` inlined)
+            if can_grow or queue.live + queue.held < self._capacity:  # `GROW`, `QUEUE`
+                job._holder = None  # (`_carry_out`, `JobQueue.push` inlined)
                 queue.append(job)
                 queue.live += 1
-                if can_grow and queue.live > crew.starting:
+                if can_grow:  # (no worker starting: the queued jobs outnumber them)
                     self._grow("for a waiting job")
-            elif idle:  # a small or zero capacity: wake a second worker after all
+            elif idle:  # `WAKE`: a small or zero capacity, a second worker woken
                 self._hand_over_first(job)
             else:
                 return 0
@@ -229,58 +224,22 @@ class Intake(ShedByDeadline):
                 return YIELD_DUE
         return ACCEPTED
 
+    def _offer_decided(
+        self, job: Job[Any], counted: bool, runnable: bool = True
+    ) -> int:
+        """`offer` of an open pool, decided in full: carry out `_decide` for
+        ``job`` (``runnable``: its key is not saturated), behind a blocked
+        submitter whose key may run; return as `offer` does."""
+        decision = self._decide(runnable, bool(self._waiters) and self._blocked_ahead())
+        if not decision:
+            return 0
+        self._carry_out(job, decision)
+        self._counts.submitted += 1  # the accept tail (see `_accepted`)
+        return YIELD_DUE if counted and self.yield_due() else ACCEPTED
+
     def offer_keyed(self, job: Job[Any], counted: bool = False) -> int:
         """`offer` for a job with a key (only a pool with keys takes one)."""
         return self.offer(job, counted)
-
-    def _hand_over_first(self, job: Job[Any]) -> None:
-        """Wake an idle worker with the first job in line, ``job`` or a queued
-        one before it (``job`` then takes its place in the queue): the queue
-        is full, and a job beyond it never starts before the queued ones."""
-        queue = self._queue
-        if queue.live:
-            queue.push(job)
-            first = queue.take_first()
-            assert first is not None
-            job = first
-        self._crew.hand_over(job)
-
-    def _enqueue_growing(self, job: Job[Any], can_grow: bool) -> None:
-        """Queue ``job``; start a worker for it if the pool may grow."""
-        self._queue.push(job)
-        if can_grow and self._queue.live > self._crew.starting:
-            self._grow("for a waiting job")
-
-    def _admit_waiters(self) -> None:
-        """Accept blocked submitters' jobs while there is room for them."""
-        waiters = self._waiters
-        admitted = 0
-        while waiters and self._first_waiter_fits():
-            self._place(waiters.admit_first())
-            admitted += 1
-        if admitted:
-            self._accepted(admitted)
-
-    def _place(self, job: Job[Any]) -> None:
-        """Put an accepted job in the queue (with keys: or aside)."""
-        self._queue.push(job)
-
-    def _grow(self, why: str | None) -> None:
-        """Start one more worker (``why`` goes to the DEBUG log, if any)."""
-        assert self._nursery is not None
-        worker = self._crew.add()
-        self._nursery.start_soon(
-            self._run_worker, self, worker, name=f"trio_pool worker of {self._name!r}"
-        )
-        if why is not None:
-            log(
-                DEBUG,
-                "pool %r: started a worker %s (%d of at most %d)",
-                self._name,
-                why,
-                len(self._crew.workers),
-                self._max_workers,
-            )
 
     def _take_queued(self) -> Job[Any] | None:
         """Take the queue's first live job (`start_next` inlines it)."""
@@ -291,6 +250,23 @@ class Intake(ShedByDeadline):
             self._queue_place_freed()
         return job
 
+    def _spread_work(self) -> None:
+        """Jobs still wait: wake an idle worker, or start one if the pool scales.
+
+        A worker started is room for one more job (`_fits`): a blocked
+        submitter may fit now (the pool could grow because a worker died,
+        say of a Ctrl-C, while submitters were blocked)."""
+        if self._crew.idle:
+            job = self._take_queued() or self._take_waiter()
+            if job is not None:
+                self._crew.hand_over(job)
+        elif len(self._crew.workers) < self._growth_limit:
+            self._grow("for a waiting job")
+            if self._waiters:
+                self._admit_waiters()
+            if self._watchers:
+                self._room_appeared()
+
     def _queue_place_freed(self) -> None:
         """A job left the queue for a worker: blocked submitters fill its
         place, then room watchers are told of any room left."""
@@ -300,16 +276,6 @@ class Intake(ShedByDeadline):
             self._admit_waiters()
         if self._watchers:
             self._room_appeared()
-
-    def _take_waiter(self) -> Job[Any] | None:
-        """With capacity 0: accept and take the first blocked submitter's job
-        whose key may run."""
-        waiters = self._waiters
-        if not waiters:
-            return None
-        job = waiters.admit_first()
-        self._accepted()
-        return job
 
     def _resolve_unstarted(self, job: Job[Any]) -> None:
         """Cancel a job that never started (see `PoolCore.finish`)."""

@@ -4,10 +4,11 @@
 that keep each concern's books (the queue, the crew of workers, the blocked
 submitters, the per-key counts, the start rate, the counts, the failures
 nobody read), and answers the questions the transitions ask: who may call,
-whether a job fits (the one room rule, `CoreState._fits`), the statistics,
-the books and their invariant check. It changes nothing but the schedule-point
-count of the caller; the transitions are its subclasses' (`Intake` for the
-jobs, `PoolCore` for the workers), all of them one object: one owner.
+whether a job fits (the one room rule, `CoreState._fits`), the statistics.
+It changes nothing but the schedule-point count of the caller; the decision
+of admission and the books' snapshot are its subclass `Admission`'s, the
+transitions its subclasses' (`Intake` for the jobs, `PoolCore` for the
+workers), all of them one object: one owner.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from trio.lowlevel import (
     ParkingLot,
 )
 
-from ._books import Books, check_books, take_books
 from ._caller import RunGuard, called_back, runs_inside
 from ._checks import USE_DEFAULT, check_seconds
 from ._crew import Crew, Worker
@@ -53,8 +53,8 @@ class CoreState:
     """The fields of a pool's core, and the queries over them (see the module).
 
     Every field is private; the other modules call the transitions, read
-    `statistics`, and the tests read `books` (a snapshot) and call
-    `check_invariants`.
+    `statistics`, and the tests read `Admission.books` (a snapshot) and
+    call `Admission.check_invariants`.
     """
 
     _timed = False
@@ -88,6 +88,9 @@ class CoreState:
         self._name = name
         self._min_workers = workers
         self._max_workers = max_workers
+        # The most workers the pool starts: max_workers, or 0 once it goes
+        # down (`PoolCore.worker_exited`): it starts no more.
+        self._growth_limit = max_workers
         self._capacity = capacity
         self._idle_timeout = idle_timeout
         self._job_timeout = job_timeout
@@ -264,11 +267,6 @@ class CoreState:
         self._variant = variant
         self._become(variant(timing))
 
-    def _blocked_ahead(self) -> bool:
-        """Whether a blocked submitter must be served before a new job (first
-        come, first served), given that submitters wait."""
-        return True
-
     def _starting_room(self) -> int:
         """Workers being started that will take a job from the queue when
         they run (after a `resize` down, a surplus one takes none; with a
@@ -285,56 +283,6 @@ class CoreState:
         starting worker that will take a job from the queue (never one set
         aside). The one room check: every acceptance keeps it true."""
         return queued + aside <= self._capacity + min(self._starting_room(), queued)
-
-    def _room_for(self, aside: bool) -> bool:
-        """Whether one more job fits, in the queue or (``aside``, in a pool
-        with keys) set aside. (`offer` and `_admit_waiters` inline the case
-        of no starting worker.)"""
-        queue = self._queue
-        if aside:
-            return self._fits(queue.live, queue.held + 1)
-        if not self._crew.starting:
-            return queue.live + queue.held < self._capacity
-        return self._fits(queue.live + 1, queue.held)
-
-    def _first_waiter_fits(self) -> bool:
-        """Whether the first blocked submitter's job fits now: the condition
-        on which `_admit_waiters` admits it, and the invariant that no
-        submitter stays blocked while it holds (`check_invariants`)."""
-        return self._room_for(aside=False)
-
-    def _room_now(self) -> bool:
-        """Whether `offer` would accept a job without a key now (what
-        `Pool.wait_for_room` waits for): an idle worker takes it, or
-        `_queue_room`."""
-        crew = self._crew
-        return bool(crew.idle) or self._queue_room(
-            len(crew.workers) < self._max_workers
-        )
-
-    def _queue_room(self, can_grow: bool) -> bool:
-        """`offer`'s decision for a job without a key that no idle worker
-        takes at once: unless a blocked submitter goes first, it is queued
-        if the pool may grow for it (``can_grow``) or the queue has room
-        (`_room_for`)."""
-        if self._waiters and self._blocked_ahead():
-            return False
-        return can_grow or self._room_for(aside=False)
-
-    def _queue_fit(self, most: int) -> int:
-        """How many of ``most`` jobs offered now one after the other would
-        each be queued by the room rule's common case (no idle worker takes
-        one, no submitter is blocked, no worker starting, no room to grow);
-        0 if the first would not be (`PoolCore.offer_all`)."""
-        crew = self._crew
-        if (
-            self._waiters
-            or crew.starting
-            or (not crew.waking if crew.idle else len(crew.workers) < self._max_workers)
-        ):
-            return 0
-        queue = self._queue
-        return max(0, min(self._capacity - queue.live - queue.held, most))
 
     def _over_capacity(self) -> bool:
         """More jobs wait than the room allows (after a `resize` down)."""
@@ -398,47 +346,3 @@ class CoreState:
         has not run yet (room that a token brings is its to announce); never
         without a rate."""
         return False
-
-    def books(self) -> Books:
-        """A copy of every book, for the tests and `check_invariants`."""
-        waiting = self._waiters.jobs()
-        return take_books(
-            self._queue,
-            self._crew,
-            waiting,
-            self._counts,
-            self._keys,
-            closed=self._closed,
-            opened=self._guard.opened,
-            exited=self._guard.opened and not self._guard.live,
-            first_waits_for_key=bool(waiting) and not self._blocked_ahead(),
-            room=self._capacity + self._starting_room(),
-            over_capacity=self._over_capacity(),
-            over_capacity_aside=not self._room_for(aside=True),
-            over_capacity_allowed=self._over_capacity_allowed,
-            capacity=self._capacity,
-            min_workers=self._min_workers,
-            max_workers=self._max_workers,
-            draining=self._drainers.count,
-            drain_parked=self._drainers.parked(),
-            watching=len(self._watchers),
-            waiter_fits=bool(waiting) and self._first_waiter_fits(),
-            watched_room=bool(self._watchers)
-            and self._room_now()
-            and not self._pacer_due(),
-            rate_next_at=None if self._rate is None else self._rate.next_at(),
-            since_yield=self._since_yield,
-            unretrieved=len(self._unretrieved),
-            mean_run=self._mean_run,
-            timed=self._timed,
-            telemetry=self._telemetry is not None,
-            statistics=self.statistics(),
-        )
-
-    def check_invariants(self) -> None:
-        """Assert that the books agree with each other; the tests call this.
-
-        Raises:
-            AssertionError: naming the first invariant that does not hold.
-        """
-        check_books(self.books())

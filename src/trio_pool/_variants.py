@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from trio.lowlevel import enable_ki_protection
 
+from ._admission import ASIDE, GROW, HAND, QUEUE, REFUSE
 from ._core import PoolCore, current_yield_every
 from ._job import CANCELLED, WAITING_FOR_KEY, FeaturedJob, Job, JobState
 from ._priority import PrioritizedCore, check_priority
 from ._shed import key_floor
-from ._state import ACCEPTED, YIELD_DUE
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
@@ -78,30 +78,45 @@ class KeyedCore(PoolCore):
         """
         if self._closed:
             self.refuse_closed()
+        runnable = not self._key_books().saturated(job._key)
+        return self._offer_decided(job, counted, runnable)
+
+    def _carry_out(self, job: Job[Any], decision: int) -> None:
+        """Claim the job's place of its key, or set it aside (`ASIDE`)."""
+        if decision == ASIDE:
+            job._holder = WAITING_FOR_KEY
+            self._key_books().hold(job)
+            self._queue.held += 1
+            return
+        claimed = self._key_books().claim(job._key)
+        assert claimed, "a job of a saturated key placed"
+        super()._carry_out(job, decision)
+
+    def _admit_waiters(self) -> None:
+        """Admit blocked submitters in turn, each as `offer` would accept its
+        job now (`_decide`): one whose key is saturated and finds no place
+        aside lets those behind it by; one whose key may run and would not
+        be accepted stops the turn (nothing behind it would be)."""
         keys = self._key_books()
-        if not keys.saturated(job._key):
-            accepted = self.offer(job, counted)
-            if accepted:
-                keys.claim(job._key)
-            return accepted
-        if (self._waiters and self._blocked_ahead()) or not self._room_for(aside=True):
-            return 0
-        self._hold(job)
-        self._accepted()
-        return YIELD_DUE if counted and self.yield_due() else ACCEPTED
+        waiters = self._waiters
+        admitted = 0
+        for job in waiters.jobs():
+            runnable = not keys.saturated(job._key)
+            decision = self._decide(runnable)
+            if decision:
+                waiters.admit(job)
+                self._carry_out(job, decision)
+                admitted += 1
+            elif runnable:
+                break
+        if admitted:
+            self._accepted(admitted)
 
-    def _hold(self, job: Job[Any]) -> None:
-        """Set a job of a saturated key aside until one of its key's ends."""
-        job._holder = WAITING_FOR_KEY
-        self._key_books().hold(job)
-        self._queue.held += 1
-
-    def _place(self, job: Job[Any]) -> None:
-        """Put an accepted job in the queue, or aside if its key is saturated."""
-        if self._key_books().claim(job._key):
-            self._queue.push(job)
-        else:
-            self._hold(job)
+    def _waiter_admissible(self) -> bool:
+        keys = self._key_books()
+        return any(
+            self._decide(not keys.saturated(job._key)) for job in self._waiters.jobs()
+        )
 
     def _key_done(self, key: Hashable) -> None:
         """A job of ``key`` left the queue, a worker's hands or a worker: its
@@ -110,13 +125,10 @@ class KeyedCore(PoolCore):
         Either way room may appear: a job set aside that moves to the queue
         may use a starting worker's room, which no job aside may; and a key
         with a free place lets its blocked submitter, who needed a place
-        aside, in with a place in the queue. Then a blocked submitter whose
-        key may now run gets what `offer` would give a new job: an idle
-        worker takes it (even while another is being woken: the worker
-        that freed the key may be at a schedule point, and with capacity 0
-        nothing else would hand it over), or a worker is started for it if
-        the pool may grow (`_spread_work`); so do queued jobs no idle or
-        starting worker will take."""
+        aside, in as `offer` would let a new job in (`_admit_waiters`: an
+        idle worker takes it, even while another is being woken, or a worker
+        is started for it if the pool may grow). Queued jobs no idle or
+        starting worker will take get one (`_spread_work`)."""
         job = self._key_books().release(key)
         if job is not None:
             self._queue.held -= 1
@@ -124,19 +136,13 @@ class KeyedCore(PoolCore):
         if self._waiters:
             self._admit_waiters()
         crew = self._crew
-        runnable_waiter = bool(self._waiters) and self._blocked_ahead()
         if crew.idle:
-            if runnable_waiter or (self._queue.live and not crew.waking):
+            if self._queue.live and not crew.waking:
                 self._spread_work()
-        elif runnable_waiter or self._queue.live > crew.starting:
+        elif self._queue.live > crew.starting:
             self._spread_work()  # a worker started for it, if the pool may grow
         if self._watchers:
             self._room_appeared()
-
-    def _first_waiter_fits(self) -> bool:
-        # (one to be set aside waits for the room of the queue and aside)
-        saturated = self._key_books().saturated(self._waiters.first()._key)
-        return self._room_for(aside=saturated)
 
     def _take_waiter(self) -> Job[Any] | None:
         waiters = self._waiters
@@ -200,42 +206,51 @@ class PacedCore(PoolCore):
 
     @enable_ki_protection
     def offer(self, job: Job[Any], counted: bool = False) -> int:
-        """`PoolCore.offer`, where a job goes to an idle worker only with a
-        token, and a new worker (which may find no token) is no room."""
+        """`PoolCore.offer`, decided in full (its inlined common case is a
+        pool's without a rate: see `_decide`)."""
         if self._closed:
             self.refuse_closed()
+        return self._offer_decided(job, counted)
+
+    def _offer_decided(
+        self, job: Job[Any], counted: bool, runnable: bool = True
+    ) -> int:
+        if self._crew.idle and not self._start_rate().ready(self._now()):
+            self._wake_pacer()  # an idle worker waits for a token: `pace`
+        return super()._offer_decided(job, counted, runnable)
+
+    def _decide(self, runnable: bool = True, behind: bool = False) -> int:
+        """`Admission._decide` with a rate: a job goes to an idle worker only
+        with a token and no job queued before it, and a new worker (which
+        may find no token) is no room: the job is queued only if the queue
+        has room (and a worker started for it if the pool may grow)."""
+        if not runnable:
+            return super()._decide(runnable, behind)
         crew = self._crew
         idle = crew.idle
-        if idle and not crew.waking and self._paced_start():
-            crew.hand_over(job)
-        else:
-            can_grow = not idle and len(crew.workers) < self._max_workers
-            if not (self._waiters and self._blocked_ahead()) and self._room_for(
-                aside=False
-            ):
-                self._enqueue_growing(job, can_grow)
-            elif idle and self._paced_start():
-                crew.hand_over(job)
-            else:
-                return 0
-        self._counts.submitted += 1  # the accept tail (see `_accepted`)
-        return YIELD_DUE if counted and self.yield_due() else ACCEPTED
-
-    def _starting_room(self) -> int:
-        return 0  # a new worker may find no token
-
-    def _room_now(self) -> bool:
-        """`offer`'s decision: room in the queue, or an idle worker with a
-        token and no job queued before (growing is no room: see `offer`)."""
-        if self._waiters and self._blocked_ahead():
-            return False
-        if self._room_for(aside=False):
-            return True
-        return (
-            bool(self._crew.idle)
+        first = (
+            bool(idle)
+            and not behind
             and not self._queue.live
             and self._start_rate().ready(self._now())
         )
+        if first and not crew.waking:
+            return HAND
+        if not behind and self._room_for(aside=False):
+            if not idle and len(crew.workers) < self._growth_limit:
+                return GROW
+            return QUEUE
+        return HAND if first else REFUSE
+
+    def _carry_out(self, job: Job[Any], decision: int) -> None:
+        """Spend the start token of a job handed over (`_decide` saw it)."""
+        if decision == HAND:
+            taken = self._start_rate().take(self._now())
+            assert taken, "a job handed over without a token"
+        super()._carry_out(job, decision)
+
+    def _starting_room(self) -> int:
+        return 0  # a new worker may find no token
 
     def _watching(self) -> None:
         self._wake_pacer()  # to look at the tokens for the watcher (`pace`)
@@ -271,13 +286,6 @@ class PacedCore(PoolCore):
             super()._spread_work()
             if crew.waking == waking:  # nothing to hand over: not spent
                 self._start_rate().give_back()
-
-    def _paced_start(self) -> bool:
-        """May a new job go straight to an idle worker? Not before the jobs
-        that already wait for a token."""
-        if self._queue.live or (self._waiters and self._blocked_ahead()):
-            return False
-        return self._take_token()
 
     def _take_token(self) -> bool:
         """Spend a start token; if there is none, make sure the pacer wakes
@@ -324,7 +332,7 @@ class PacedCore(PoolCore):
             return None
         while self._queue.live or self._waiters:
             if not crew.idle:  # busy workers take jobs as they finish, or a new one
-                if len(crew.workers) < self._max_workers and not crew.starting:
+                if len(crew.workers) < self._growth_limit and not crew.starting:
                     if not rate.ready(self._now()):
                         return rate.next_at()  # (a new one would find no token)
                     self._grow("for a waiting job")
