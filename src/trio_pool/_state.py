@@ -303,6 +303,11 @@ class CoreState:
         submitter stays blocked while it holds (`check_invariants`)."""
         return self._room_for(aside=False)
 
+    def _waiter_fits(self) -> bool:
+        """Whether a blocked submitter's job fits now (there is one): the
+        invariant that none stays blocked then (`check_invariants`)."""
+        return self._first_waiter_fits()
+
     def _room_now(self) -> bool:
         """Whether `offer` would accept a job without a key now (what
         `Pool.wait_for_room` waits for): an idle worker takes it, or
@@ -422,7 +427,7 @@ class CoreState:
             draining=self._drainers.count,
             drain_parked=self._drainers.parked(),
             watching=len(self._watchers),
-            waiter_fits=bool(waiting) and self._first_waiter_fits(),
+            waiter_fits=bool(waiting) and self._waiter_fits(),
             watched_room=bool(self._watchers)
             and self._room_now()
             and not self._pacer_due(),

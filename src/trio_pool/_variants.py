@@ -103,7 +103,7 @@ class KeyedCore(PoolCore):
         else:
             self._hold(job)
 
-    def _key_done(self, key: Hashable) -> None:
+    def _key_done(self, key: Hashable, *, worker_goes_on: bool = False) -> None:
         """A job of ``key`` left the queue, a worker's hands or a worker: its
         key's next job set aside takes its place at the back of the queue.
 
@@ -116,7 +116,10 @@ class KeyedCore(PoolCore):
         that freed the key may be at a schedule point, and with capacity 0
         nothing else would hand it over), or a worker is started for it if
         the pool may grow (`_spread_work`); so do queued jobs no idle or
-        starting worker will take."""
+        starting worker will take. ``worker_goes_on``: the worker whose job
+        freed the key takes the next job itself, right after (a worker is
+        started then if more wait: `PoolCore.start_next`), so none is
+        started for it now."""
         job = self._key_books().release(key)
         if job is not None:
             self._queue.held -= 1
@@ -128,7 +131,9 @@ class KeyedCore(PoolCore):
         if crew.idle:
             if runnable_waiter or (self._queue.live and not crew.waking):
                 self._spread_work()
-        elif runnable_waiter or self._queue.live > crew.starting:
+        elif not worker_goes_on and (
+            runnable_waiter or self._queue.live > crew.starting
+        ):
             self._spread_work()  # a worker started for it, if the pool may grow
         if self._watchers:
             self._room_appeared()
@@ -137,6 +142,40 @@ class KeyedCore(PoolCore):
         # (one to be set aside waits for the room of the queue and aside)
         saturated = self._key_books().saturated(self._waiters.first()._key)
         return self._room_for(aside=saturated)
+
+    def _admit_waiters(self) -> None:
+        """`Intake._admit_waiters`; then, while the first blocked submitter
+        waits for a place aside (its key saturated) and so lets others by,
+        those behind it whose key may run, in order, while their job fits
+        in the queue (which a starting worker's room may allow, where a
+        place aside does not): the room `offer` would give a new job."""
+        super()._admit_waiters()
+        waiters = self._waiters
+        if not waiters or self._blocked_ahead():
+            return
+        keys = self._key_books()
+        admitted = 0
+        for job in waiters.jobs():
+            if keys.saturated(job._key):
+                continue
+            if not self._room_for(aside=False):
+                break
+            waiters.admit(job)
+            self._place(job)
+            admitted += 1
+        if admitted:
+            self._accepted(admitted)
+
+    def _waiter_fits(self) -> bool:
+        # (or, behind one waiting for a place aside, one whose key may run)
+        if super()._waiter_fits():
+            return True
+        keys = self._key_books()
+        return (
+            not self._blocked_ahead()
+            and any(not keys.saturated(job._key) for job in self._waiters.jobs())
+            and self._room_for(aside=False)
+        )
 
     def _take_waiter(self) -> Job[Any] | None:
         waiters = self._waiters
@@ -165,7 +204,10 @@ class KeyedCore(PoolCore):
         freed_key = None if job._holder is WAITING_FOR_KEY else job._key
         super().finish(worker, job, state, value, error)
         if freed_key is not None:  # once the job is done: its next may start
-            self._key_done(freed_key)
+            # (the worker that ran it looks for its next job now; one that
+            # a Ctrl-C or an outside cancellation ends leaves a pool that
+            # is going down)
+            self._key_done(freed_key, worker_goes_on=worker is not None)
 
     def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
         floor = super()._shed_floor(job, now, mean, ahead)
