@@ -18,6 +18,10 @@ Bugs found here (each test says what failed before its fix):
   aside, stayed blocked while its job fitted in the queue (a worker being
   started makes room there, never aside), and a later ``submit_nowait``
   took that room: it lost its turn;
+* a job of a key ending in a scaling pool started a worker for the key's
+  next job, which the worker that freed the key took itself;
+* a resize up, and the pacer, started a worker for a blocked submitter
+  whose key was saturated: it idled;
 * the overload message counted the queue without the jobs set aside.
 """
 
@@ -76,6 +80,11 @@ async def record(started: list[tuple[str, float]], tag: str, seconds: float) -> 
     started.append((tag, trio.current_time()))
     await trio.sleep(seconds)
     return tag
+
+
+async def submit_a_second(pool: trio_pool.Pool, key: str) -> None:
+    """A task: submit a job of 1 s with ``key``."""
+    await pool.submit(trio.sleep, 1, key=key)
 
 
 async def fail_after(seconds: float) -> None:
@@ -156,6 +165,52 @@ async def test_the_overload_message_counts_the_jobs_set_aside(
         assert checked(pool).queued == 2
         with pytest.raises(trio_pool.PoolOverloaded, match="2 of capacity=2 queued"):
             pool.submit_nowait(trio.sleep, 1)
+
+
+async def test_a_resize_starts_no_worker_for_a_submitter_of_a_saturated_key(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Before the fix the resize counted every blocked submitter as a job
+    waiting for a worker, and started one that idled (as `offer` starts
+    none for a job whose key is saturated)."""
+    async with trio_pool.open_pool(
+        1, capacity=0, per_key_limit=1, idle_timeout=5, timings=True
+    ) as pool:
+        first = pool.submit_nowait(trio.sleep, 10, key="k")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(submit_a_second, pool, "k")
+            stats = await settle(pool)
+            assert (stats.waiting_submitters, stats.workers) == (1, 1)
+            pool.resize(1, max_workers=3)
+            stats = await settle(pool)
+            assert (stats.waiting_submitters, stats.workers) == (1, 1), stats
+        stats = await settle(pool)  # admitted as the key freed, at 10 s
+        assert (stats.running, stats.workers) == (1, 1), stats
+    assert trio.current_time() == 11
+    assert first.finished_at == 10
+    assert_no_bookkeeping(pool)
+
+
+async def test_the_pacer_starts_no_worker_for_a_submitter_of_a_saturated_key(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Before the fix the pacer, woken (here for a task waiting for room),
+    started a worker for the blocked submitter once a token was there,
+    though its key was saturated: the worker idled."""
+    async with trio_pool.open_pool(
+        1, max_workers=3, capacity=0, per_key_limit=1, rate=1, idle_timeout=5
+    ) as pool:
+        pool.submit_nowait(trio.sleep, 10, key="k")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(submit_a_second, pool, "k")
+            await settle(pool)
+            nursery.start_soon(pool.wait_for_room)
+            for _ in range(4):
+                await trio.sleep(1)
+                stats = await settle(pool)
+                assert (stats.workers, stats.waiting_submitters) == (1, 1), stats
+            nursery.cancel_scope.cancel()
+    assert_no_bookkeeping(pool)
 
 
 # ------------------------------------------------ features that combine

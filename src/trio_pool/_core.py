@@ -462,7 +462,7 @@ class PoolCore(Intake):
             crew.wake_idle(len(crew) - workers)
         if self._over_capacity():  # accepted before; they stay
             self._over_capacity_allowed = True
-        waiting = self._queue.live + len(self._waiters)
+        waiting = self._queue.live + self._waiters_who_may_run()
         while len(crew) < workers or (
             waiting > crew.starting and len(crew) < max_workers
         ):

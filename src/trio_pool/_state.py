@@ -303,6 +303,12 @@ class CoreState:
         submitter stays blocked while it holds (`check_invariants`)."""
         return self._room_for(aside=False)
 
+    def _waiters_who_may_run(self) -> int:
+        """How many blocked submitters have a job a worker may start (with
+        keys: not those whose key is saturated): those a worker is started
+        for (`PoolCore.resize`, the pacer)."""
+        return len(self._waiters)
+
     def _waiter_fits(self) -> bool:
         """Whether a blocked submitter's job fits now (there is one): the
         invariant that none stays blocked then (`check_invariants`)."""

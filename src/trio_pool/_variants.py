@@ -166,6 +166,10 @@ class KeyedCore(PoolCore):
         if admitted:
             self._accepted(admitted)
 
+    def _waiters_who_may_run(self) -> int:
+        keys = self._key_books()
+        return sum(1 for job in self._waiters.jobs() if not keys.saturated(job._key))
+
     def _waiter_fits(self) -> bool:
         # (or, behind one waiting for a place aside, one whose key may run)
         if super()._waiter_fits():
@@ -366,7 +370,11 @@ class PacedCore(PoolCore):
             return None
         while self._queue.live or self._waiters:
             if not crew.idle:  # busy workers take jobs as they finish, or a new one
-                if len(crew.workers) < self._max_workers and not crew.starting:
+                if (
+                    len(crew.workers) < self._max_workers
+                    and not crew.starting
+                    and (self._queue.live or self._waiters_who_may_run())
+                ):
                     if not rate.ready(self._now()):
                         return rate.next_at()  # (a new one would find no token)
                     self._grow("for a waiting job")
