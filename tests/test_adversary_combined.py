@@ -22,6 +22,8 @@ Bugs found here (each test says what failed before its fix):
   next job, which the worker that freed the key took itself;
 * a resize up, and the pacer, started a worker for a blocked submitter
   whose key was saturated: it idled;
+* shedding counted a blocked submitter of a saturated key as a job ahead
+  (a job for an idle worker was shed), and not behind its own key;
 * the overload message counted the queue without the jobs set aside.
 """
 
@@ -210,6 +212,30 @@ async def test_the_pacer_starts_no_worker_for_a_submitter_of_a_saturated_key(
                 stats = await settle(pool)
                 assert (stats.workers, stats.waiting_submitters) == (1, 1), stats
             nursery.cancel_scope.cancel()
+    assert_no_bookkeeping(pool)
+
+
+async def test_a_submitter_of_a_saturated_key_is_not_ahead_in_the_shed_estimate(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Before the fix a job for the idle worker, 1 s long under a deadline
+    1.5 s away, was shed ("it would finish at about 2s"): the estimate
+    counted the blocked submitter of a saturated key as a job before it;
+    and one of that key, which waits behind it, was not."""
+    async with trio_pool.open_pool(2, capacity=0, per_key_limit=1, shed=True) as pool:
+        await pool.run(trio.sleep, 1)  # the pool learns: 1 s a job
+        pool.submit_nowait(trio.sleep, 1, key="k")  # 1..2 s
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(submit_a_second, pool, "k")  # 2..3 s
+            stats = await settle(pool)
+            assert (stats.idle_workers, stats.waiting_submitters) == (1, 1)
+            with trio.move_on_after(2.5):  # k's next turn: 3..4 s, too late
+                with pytest.raises(trio_pool.PoolOverloaded, match="would finish"):
+                    await pool.run(trio.sleep, 1, key="k")
+            with trio.fail_after(1.5):  # the idle worker's: 1..2 s
+                await pool.run(trio.sleep, 1)
+            assert trio.current_time() == 2
+        assert checked(pool).shed == 1
     assert_no_bookkeeping(pool)
 
 

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from ._checks import UsePoolDefault
+    from ._job import Job
 
 
 ACCEPTED = 1
@@ -303,10 +304,15 @@ class CoreState:
         submitter stays blocked while it holds (`check_invariants`)."""
         return self._room_for(aside=False)
 
+    def _may_run(self, job: Job[Any]) -> bool:
+        """Whether a worker may start ``job`` (with keys: its key is not
+        saturated)."""
+        return True
+
     def _waiters_who_may_run(self) -> int:
-        """How many blocked submitters have a job a worker may start (with
-        keys: not those whose key is saturated): those a worker is started
-        for (`PoolCore.resize`, the pacer)."""
+        """How many blocked submitters have a job a worker may start
+        (`_may_run`): those a worker is started for (`PoolCore.resize`, the
+        pacer), and those that start before a new job (shedding)."""
         return len(self._waiters)
 
     def _waiter_fits(self) -> bool:

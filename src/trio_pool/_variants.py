@@ -166,9 +166,11 @@ class KeyedCore(PoolCore):
         if admitted:
             self._accepted(admitted)
 
+    def _may_run(self, job: Job[Any]) -> bool:
+        return not self._key_books().saturated(job._key)
+
     def _waiters_who_may_run(self) -> int:
-        keys = self._key_books()
-        return sum(1 for job in self._waiters.jobs() if not keys.saturated(job._key))
+        return sum(1 for job in self._waiters.jobs() if self._may_run(job))
 
     def _waiter_fits(self) -> bool:
         # (or, behind one waiting for a place aside, one whose key may run)
@@ -217,7 +219,10 @@ class KeyedCore(PoolCore):
         floor = super()._shed_floor(job, now, mean, ahead)
         keys = self._key_books()
         if keys.saturated(job._key):
-            before = keys.waiting_before(job)
+            # (and its key's blocked submitters: it would wait behind them)
+            before = keys.waiting_before(job) + sum(
+                1 for other in self._waiters.jobs() if other._key == job._key
+            )
             floor = max(floor, key_floor(now, mean, before, keys.limit))
         return floor
 
