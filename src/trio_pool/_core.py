@@ -445,11 +445,13 @@ class PoolCore(Intake):
         crew.retire_surplus(max_workers)
         if lowered and len(crew) > workers:
             # Idle workers parked while the old minimum kept them have no
-            # idle timer: wake them to park again with one.
-            crew.wake_idle()
+            # idle timer: wake as many as may retire now to park again with
+            # one. The others stay idle: a woken worker is no room until it
+            # parks again, and a pool of idle workers must not refuse a job.
+            crew.wake_idle(len(crew) - workers)
         if self._over_capacity():  # accepted before; they stay
             self._over_capacity_allowed = True
-        waiting = self._queue.live + len(self._waiters)
+        waiting = self._queue.live + self._waiters_who_may_run()
         limit = self._growth_limit
         while len(crew) < min(workers, limit) or (
             waiting > crew.starting and len(crew) < limit

@@ -187,11 +187,13 @@ class Crew:
         self._most = most
         self.surplus = len(self.workers) > most
 
-    def wake_idle(self) -> None:
-        """Wake every idle worker, to park again (with an idle timer)."""
-        idle = self.idle
-        while idle:
-            _wake(idle.pop())
+    def wake_idle(self, most: int) -> None:
+        """Wake the ``most`` longest idle workers (at most), to park again
+        (with an idle timer); the others stay idle, ready for a job."""
+        woken = self.idle[:most]
+        del self.idle[:most]
+        for worker in woken:
+            _wake(worker)
 
     def exited(self, worker: Worker) -> Job[Any] | None:
         """``worker``'s task ends, however it ends; return the job it held."""

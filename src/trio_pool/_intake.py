@@ -174,9 +174,10 @@ class Intake(Admission):
         """Count a refusal for want of room; return the error to raise (a
         `SubmitTimeout` for ``reason`` ``"submit_timeout"``)."""
         kind = SubmitTimeout if reason == "submit_timeout" else PoolOverloaded
+        queue = self._queue  # (the jobs set aside for their key count too)
         error = kind(
             f"pool {self._name!r} has no room {when}: {_busy(len(self._crew.workers))}"
-            f" and {self._queue.live} of capacity={self._capacity} queued",
+            f" and {queue.live + queue.held} of capacity={self._capacity} queued",
             reason,
         )
         self._refused("overloaded")

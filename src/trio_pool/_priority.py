@@ -114,7 +114,9 @@ class PrioritizedCore(PoolCore):
             if other.state is QUEUED and priority_of(other) >= priority
         )
         blocked = sum(
-            1 for other in self._waiters.jobs() if priority_of(other) >= priority
+            1
+            for other in self._waiters.jobs()
+            if priority_of(other) >= priority and self._may_run(other)
         )
         return queued + self._crew.waking + blocked
 

@@ -177,9 +177,10 @@ class ShedByDeadline(CoreState):
         raise error
 
     def _jobs_ahead(self, job: Job[Any]) -> int:
-        """How many jobs would start before ``job`` (a pool with priorities
+        """How many jobs would start before ``job``: queued, handed over, or
+        of a blocked submitter whose key may run (a pool with priorities
         counts only those of its level or higher)."""
-        return self._queue.live + self._crew.waking + len(self._waiters)
+        return self._queue.live + self._crew.waking + self._waiters_who_may_run()
 
     def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
         """The earliest start of ``job`` that the pool's limits allow, with

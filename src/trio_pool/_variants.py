@@ -118,7 +118,7 @@ class KeyedCore(PoolCore):
             self._decide(not keys.saturated(job._key)) for job in self._waiters.jobs()
         )
 
-    def _key_done(self, key: Hashable) -> None:
+    def _key_done(self, key: Hashable, *, worker_goes_on: bool = False) -> None:
         """A job of ``key`` left the queue, a worker's hands or a worker: its
         key's next job set aside takes its place at the back of the queue.
 
@@ -128,7 +128,10 @@ class KeyedCore(PoolCore):
         aside, in as `offer` would let a new job in (`_admit_waiters`: an
         idle worker takes it, even while another is being woken, or a worker
         is started for it if the pool may grow). Queued jobs no idle or
-        starting worker will take get one (`_spread_work`)."""
+        starting worker will take get one (`_spread_work`).
+        ``worker_goes_on``: the worker whose job freed the key takes the
+        next job itself, right after (a worker is started then if more wait:
+        `PoolCore.start_next`), so none is started for it now."""
         job = self._key_books().release(key)
         if job is not None:
             self._queue.held -= 1
@@ -139,10 +142,16 @@ class KeyedCore(PoolCore):
         if crew.idle:
             if self._queue.live and not crew.waking:
                 self._spread_work()
-        elif self._queue.live > crew.starting:
+        elif not worker_goes_on and self._queue.live > crew.starting:
             self._spread_work()  # a worker started for it, if the pool may grow
         if self._watchers:
             self._room_appeared()
+
+    def _may_run(self, job: Job[Any]) -> bool:
+        return not self._key_books().saturated(job._key)
+
+    def _waiters_who_may_run(self) -> int:
+        return sum(1 for job in self._waiters.jobs() if self._may_run(job))
 
     def _take_waiter(self) -> Job[Any] | None:
         waiters = self._waiters
@@ -171,13 +180,19 @@ class KeyedCore(PoolCore):
         freed_key = None if job._holder is WAITING_FOR_KEY else job._key
         super().finish(worker, job, state, value, error)
         if freed_key is not None:  # once the job is done: its next may start
-            self._key_done(freed_key)
+            # (the worker that ran it looks for its next job now; one that
+            # a Ctrl-C or an outside cancellation ends leaves a pool that
+            # is going down)
+            self._key_done(freed_key, worker_goes_on=worker is not None)
 
     def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
         floor = super()._shed_floor(job, now, mean, ahead)
         keys = self._key_books()
         if keys.saturated(job._key):
-            before = keys.waiting_before(job)
+            # (and its key's blocked submitters: it would wait behind them)
+            before = keys.waiting_before(job) + sum(
+                1 for other in self._waiters.jobs() if other._key == job._key
+            )
             floor = max(floor, key_floor(now, mean, before, keys.limit))
         return floor
 
@@ -332,7 +347,11 @@ class PacedCore(PoolCore):
             return None
         while self._queue.live or self._waiters:
             if not crew.idle:  # busy workers take jobs as they finish, or a new one
-                if len(crew.workers) < self._growth_limit and not crew.starting:
+                if (
+                    len(crew.workers) < self._growth_limit
+                    and not crew.starting
+                    and (self._queue.live or self._waiters_who_may_run())
+                ):
                     if not rate.ready(self._now()):
                         return rate.next_at()  # (a new one would find no token)
                     self._grow("for a waiting job")
