@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from ._checks import UsePoolDefault
-    from ._job import Job
 
 
 ACCEPTED = 1
@@ -304,20 +303,8 @@ class CoreState:
         submitter stays blocked while it holds (`check_invariants`)."""
         return self._room_for(aside=False)
 
-    def _may_run(self, job: Job[Any]) -> bool:
-        """Whether a worker may start ``job`` (with keys: its key is not
-        saturated)."""
-        return True
-
-    def _waiters_who_may_run(self) -> int:
-        """How many blocked submitters have a job a worker may start
-        (`_may_run`): those a worker is started for (`PoolCore.resize`, the
-        pacer), and those that start before a new job (shedding)."""
-        return len(self._waiters)
-
     def _waiter_fits(self) -> bool:
-        """Whether a blocked submitter's job fits now (there is one): the
-        invariant that none stays blocked then (`check_invariants`)."""
+        """Whether a blocked submitter's job fits (an invariant: none does)."""
         return self._first_waiter_fits()
 
     def _room_now(self) -> bool:

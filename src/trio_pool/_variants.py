@@ -116,10 +116,8 @@ class KeyedCore(PoolCore):
         that freed the key may be at a schedule point, and with capacity 0
         nothing else would hand it over), or a worker is started for it if
         the pool may grow (`_spread_work`); so do queued jobs no idle or
-        starting worker will take. ``worker_goes_on``: the worker whose job
-        freed the key takes the next job itself, right after (a worker is
-        started then if more wait: `PoolCore.start_next`), so none is
-        started for it now."""
+        starting worker will take, unless ``worker_goes_on``: the worker
+        whose job freed the key takes the next one itself (`start_next`)."""
         job = self._key_books().release(key)
         if job is not None:
             self._queue.held -= 1
@@ -144,25 +142,20 @@ class KeyedCore(PoolCore):
         return self._room_for(aside=saturated)
 
     def _admit_waiters(self) -> None:
-        """`Intake._admit_waiters`; then, while the first blocked submitter
-        waits for a place aside (its key saturated) and so lets others by,
-        those behind it whose key may run, in order, while their job fits
-        in the queue (which a starting worker's room may allow, where a
-        place aside does not): the room `offer` would give a new job."""
+        """Then, behind a first one that waits for a place aside (and lets
+        others by), those whose key may run, in order, while their job fits
+        in the queue (a starting worker is room there, never aside)."""
         super()._admit_waiters()
-        waiters = self._waiters
-        if not waiters or self._blocked_ahead():
+        if not self._waiters or self._blocked_ahead():
             return
-        keys = self._key_books()
         admitted = 0
-        for job in waiters.jobs():
-            if keys.saturated(job._key):
-                continue
-            if not self._room_for(aside=False):
-                break
-            waiters.admit(job)
-            self._place(job)
-            admitted += 1
+        for job in self._waiters.jobs():
+            if self._may_run(job):
+                if not self._room_for(aside=False):
+                    break
+                self._waiters.admit(job)
+                self._place(job)
+                admitted += 1
         if admitted:
             self._accepted(admitted)
 
@@ -172,14 +165,10 @@ class KeyedCore(PoolCore):
     def _waiters_who_may_run(self) -> int:
         return sum(1 for job in self._waiters.jobs() if self._may_run(job))
 
-    def _waiter_fits(self) -> bool:
-        # (or, behind one waiting for a place aside, one whose key may run)
-        if super()._waiter_fits():
-            return True
-        keys = self._key_books()
-        return (
+    def _waiter_fits(self) -> bool:  # (or one behind it that `_admit_waiters` takes)
+        return super()._waiter_fits() or (
             not self._blocked_ahead()
-            and any(not keys.saturated(job._key) for job in self._waiters.jobs())
+            and self._waiters_who_may_run() > 0
             and self._room_for(aside=False)
         )
 
@@ -210,18 +199,16 @@ class KeyedCore(PoolCore):
         freed_key = None if job._holder is WAITING_FOR_KEY else job._key
         super().finish(worker, job, state, value, error)
         if freed_key is not None:  # once the job is done: its next may start
-            # (the worker that ran it looks for its next job now; one that
-            # a Ctrl-C or an outside cancellation ends leaves a pool that
-            # is going down)
+            # (its worker looks for its next job now, or the pool goes down)
             self._key_done(freed_key, worker_goes_on=worker is not None)
 
     def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
         floor = super()._shed_floor(job, now, mean, ahead)
         keys = self._key_books()
         if keys.saturated(job._key):
-            # (and its key's blocked submitters: it would wait behind them)
-            before = keys.waiting_before(job) + sum(
-                1 for other in self._waiters.jobs() if other._key == job._key
+            waiting = self._waiters.jobs()  # (it would wait behind its key's)
+            before = keys.waiting_before(job) + [w._key for w in waiting].count(
+                job._key
             )
             floor = max(floor, key_floor(now, mean, before, keys.limit))
         return floor
