@@ -739,10 +739,12 @@ def test_ctrl_c_at_each_line_of_a_shutdown_with_grace_while_jobs_wait(
     async def scenario(
         pools: list[trio_pool.Pool], jobs: list[trio_pool.Job[Any]]
     ) -> None:
-        for grace in (10, 1.5):
+        for grace in (10, 0.5):
 
             async def shut_down(pool: trio_pool.Pool, grace: float = grace) -> None:
+                deadline = trio.current_time() + grace
                 await pool.shutdown(grace_period=grace)
+                assert trio.current_time() <= deadline  # nothing ran after it
 
             await a_keyed_paced_pool(pools, jobs, shut_down)
 

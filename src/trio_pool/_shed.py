@@ -176,6 +176,16 @@ class ShedByDeadline(CoreState):
         self._refused("deadline")
         raise error
 
+    def _may_run(self, job: Job[Any]) -> bool:
+        """Whether a worker may start ``job`` (with keys: its key has room)."""
+        return True
+
+    def _waiters_who_may_run(self) -> int:
+        """Blocked submitters whose job a worker may start (`_may_run`):
+        they start before a new job, and a worker is started for them
+        (`PoolCore.resize`, the pacer)."""
+        return len(self._waiters)
+
     def _jobs_ahead(self, job: Job[Any]) -> int:
         """How many jobs would start before ``job``: queued, handed over, or
         of a blocked submitter whose key may run (a pool with priorities

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from ._checks import UsePoolDefault
-    from ._job import Job
 
 
 ACCEPTED = 1
@@ -284,17 +283,6 @@ class CoreState:
         starting worker that will take a job from the queue (never one set
         aside). The one room check: every acceptance keeps it true."""
         return queued + aside <= self._capacity + min(self._starting_room(), queued)
-
-    def _may_run(self, job: Job[Any]) -> bool:
-        """Whether a worker may start ``job`` (with keys: its key is not
-        saturated)."""
-        return True
-
-    def _waiters_who_may_run(self) -> int:
-        """How many blocked submitters have a job a worker may start
-        (`_may_run`): those a worker is started for (`PoolCore.resize`, the
-        pacer), and those that start before a new job (shedding)."""
-        return len(self._waiters)
 
     def _over_capacity(self) -> bool:
         """More jobs wait than the room allows (after a `resize` down)."""

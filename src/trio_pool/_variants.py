@@ -180,18 +180,16 @@ class KeyedCore(PoolCore):
         freed_key = None if job._holder is WAITING_FOR_KEY else job._key
         super().finish(worker, job, state, value, error)
         if freed_key is not None:  # once the job is done: its next may start
-            # (the worker that ran it looks for its next job now; one that
-            # a Ctrl-C or an outside cancellation ends leaves a pool that
-            # is going down)
+            # (its worker looks for its next job now, or the pool goes down)
             self._key_done(freed_key, worker_goes_on=worker is not None)
 
     def _shed_floor(self, job: Job[Any], now: float, mean: float, ahead: int) -> float:
         floor = super()._shed_floor(job, now, mean, ahead)
         keys = self._key_books()
         if keys.saturated(job._key):
-            # (and its key's blocked submitters: it would wait behind them)
-            before = keys.waiting_before(job) + sum(
-                1 for other in self._waiters.jobs() if other._key == job._key
+            waiting = self._waiters.jobs()  # (it would wait behind its key's)
+            before = keys.waiting_before(job) + [w._key for w in waiting].count(
+                job._key
             )
             floor = max(floor, key_floor(now, mean, before, keys.limit))
         return floor
