@@ -170,7 +170,7 @@ async def test_bug_a_job_beyond_a_full_queue_never_starts_before_the_queued_ones
     second worker. That worker must run the oldest queued job (1), not the
     6th, which jumped the queue (found through a map: item 5 ran at once,
     items 1 to 4 a second later; as old as a725267). A pool with a rate
-    never hands a job over while jobs are queued (`PacedCore._paced_start`)."""
+    never hands a job over while jobs are queued (`PacedCore._decide`)."""
     started: dict[object, float] = {}
 
     async def note(item: object) -> object:

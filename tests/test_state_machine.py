@@ -2229,3 +2229,21 @@ def test_a_key_freed_admits_its_blocked_submitter_as_offer_would(
         machine.cancel_a_job(index=0)
     finally:
         machine.teardown()
+
+
+def test_an_idle_worker_gets_the_first_job_before_submitters_fill_its_place() -> None:
+    """In a pool with a rate, a worker that starts hands the first queued job
+    to an idle worker; the place that job frees lets a blocked submitter in,
+    who, admitted as `offer` would admit a new job, may take an idle worker
+    too: the queued job is handed over first, so the submitter never takes
+    the idle worker it was taken for (found by the state machine, seed 4,
+    300 examples, when admission became one decision; a replay of its
+    steps)."""
+    machine = replay_machine(workers=2, capacity=1, rate=0.5, burst=3)
+    try:
+        plan = JobPlan("value", seconds=0.5, default_timeout=False)
+        machine.submit_in_a_task(patience=2.0, plan=plan)
+        machine.map_in_a_task(ordered=False, plans=[plan, plan])
+        machine.step(steps=2)
+    finally:
+        machine.teardown()

@@ -115,7 +115,7 @@ class PoolCore(Intake):
             if worker.retired or len(self._crew.workers) > self._max_workers:
                 return None
             queue = self._queue
-            while queue:  # (`_take_queued`, `JobQueue.take_first`, inlined)
+            while queue:  # (`JobQueue.take_first`, inlined)
                 first = queue.popleft()
                 if first.state is QUEUED:
                     queue.live -= 1

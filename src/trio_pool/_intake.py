@@ -242,25 +242,31 @@ class Intake(Admission):
         """`offer` for a job with a key (only a pool with keys takes one)."""
         return self.offer(job, counted)
 
-    def _take_queued(self) -> Job[Any] | None:
-        """Take the queue's first live job (`start_next` inlines it)."""
-        job = self._queue.take_first()
-        if job is not None and (
-            self._waiters or self._over_capacity_allowed or self._watchers
-        ):
+    def _hand_over_next(self) -> bool:
+        """Hand the first job in line to an idle worker: the first queued
+        (then blocked submitters fill its place: `_queue_place_freed`, once
+        it is handed over, for they may take an idle worker too), else a
+        blocked submitter's whose key may run; False if there is none."""
+        queue = self._queue
+        job = queue.take_first()  # (`start_next` inlines it)
+        if job is None:
+            job = self._take_waiter()
+            if job is None:
+                return False
+            self._crew.hand_over(job)
+            return True
+        self._crew.hand_over(job)
+        if self._waiters or self._over_capacity_allowed or self._watchers:
             self._queue_place_freed()
-        return job
+        return True
 
     def _spread_work(self) -> None:
         """Jobs still wait: wake an idle worker, or start one if the pool scales.
 
         A worker started is room for one more job (`_fits`): a blocked
-        submitter may fit now (the pool could grow because a worker died,
-        say of a Ctrl-C, while submitters were blocked)."""
+        submitter may get in now."""
         if self._crew.idle:
-            job = self._take_queued() or self._take_waiter()
-            if job is not None:
-                self._crew.hand_over(job)
+            self._hand_over_next()
         elif len(self._crew.workers) < self._growth_limit:
             self._grow("for a waiting job")
             if self._waiters:

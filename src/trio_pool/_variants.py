@@ -78,18 +78,22 @@ class KeyedCore(PoolCore):
         """
         if self._closed:
             self.refuse_closed()
-        runnable = not self._key_books().saturated(job._key)
-        return self._offer_decided(job, counted, runnable)
+        keys = self._key_books()
+        if keys.saturated(job._key):
+            return self._offer_decided(job, counted, runnable=False)
+        accepted = self.offer(job, counted)  # (`_decide`, as for a job without a key)
+        if accepted:
+            keys.claim(job._key)
+        return accepted
 
     def _carry_out(self, job: Job[Any], decision: int) -> None:
-        """Claim the job's place of its key, or set it aside (`ASIDE`)."""
+        """Set a job of a saturated key aside (`ASIDE`); the caller claimed
+        the key's place of any other (`offer_keyed`, `_admit_waiters`)."""
         if decision == ASIDE:
             job._holder = WAITING_FOR_KEY
             self._key_books().hold(job)
             self._queue.held += 1
             return
-        claimed = self._key_books().claim(job._key)
-        assert claimed, "a job of a saturated key placed"
         super()._carry_out(job, decision)
 
     def _admit_waiters(self) -> None:
@@ -105,6 +109,8 @@ class KeyedCore(PoolCore):
             decision = self._decide(runnable)
             if decision:
                 waiters.admit(job)
+                if runnable:
+                    keys.claim(job._key)
                 self._carry_out(job, decision)
                 admitted += 1
             elif runnable:
@@ -223,14 +229,10 @@ class PacedCore(PoolCore):
         pool's without a rate: see `_decide`)."""
         if self._closed:
             self.refuse_closed()
-        return self._offer_decided(job, counted)
-
-    def _offer_decided(
-        self, job: Job[Any], counted: bool, runnable: bool = True
-    ) -> int:
-        if self._crew.idle and not self._start_rate().ready(self._now()):
-            self._wake_pacer()  # an idle worker waits for a token: `pace`
-        return super()._offer_decided(job, counted, runnable)
+        accepted = self._offer_decided(job, counted)
+        if not accepted and self._crew.idle:
+            self._wake_pacer()  # its submitter may wait for a token: `pace`
+        return accepted
 
     def _decide(self, runnable: bool = True, behind: bool = False) -> int:
         """`Admission._decide` with a rate: a job goes to an idle worker only
@@ -241,11 +243,13 @@ class PacedCore(PoolCore):
             return super()._decide(runnable, behind)
         crew = self._crew
         idle = crew.idle
+        rate = self._rate
+        assert rate is not None
         first = (
             bool(idle)
             and not behind
             and not self._queue.live
-            and self._start_rate().ready(self._now())
+            and rate.ready(self._now())
         )
         if first and not crew.waking:
             return HAND
@@ -256,10 +260,16 @@ class PacedCore(PoolCore):
         return HAND if first else REFUSE
 
     def _carry_out(self, job: Job[Any], decision: int) -> None:
-        """Spend the start token of a job handed over (`_decide` saw it)."""
+        """Spend the start token of a job handed over (`_decide` saw it); for
+        a job queued beside an idle worker, none woken, without a token, wake
+        the pacer (`pace` hands it over when the token comes)."""
+        rate = self._rate
+        assert rate is not None
         if decision == HAND:
-            taken = self._start_rate().take(self._now())
+            taken = rate.take(self._now())
             assert taken, "a job handed over without a token"
+        elif self._crew.idle and not self._crew.waking and not rate.ready(self._now()):
+            self._wake_pacer()
         super()._carry_out(job, decision)
 
     def _starting_room(self) -> int:
@@ -356,11 +366,9 @@ class PacedCore(PoolCore):
                 return math.inf
             if not rate.take(self._now()):
                 return rate.next_at()
-            job = self._take_queued() or self._take_waiter()
-            if job is None:  # only submitters whose keys are saturated wait
+            if not self._hand_over_next():  # only submitters of saturated keys wait
                 rate.give_back()
                 break
-            crew.hand_over(job)
         if self._watchers and crew.idle:  # `wait_for_room`: room is a token
             if self._room_now():
                 self._watchers.wake_all()
