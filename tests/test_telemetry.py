@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from typing import Any
 
 import pytest
@@ -595,3 +596,35 @@ async def test_a_map_s_jobs_get_what_submitted_jobs_get(
     trace_id = request.get_span_context().trace_id
     assert {exemplar.trace_id for exemplar in exemplars} == {trace_id}
     assert otel.points("trio_pool.job.wait.duration") == [({"trio_pool.name": "m"}, 5)]
+
+
+async def test_a_map_s_jobs_are_made_in_batches_in_a_traced_pool(
+    otel: Telemetry,
+) -> None:
+    """A traced pool (and so a timed one) makes a map's jobs as a plain pool
+    does, a batch at a time: no `make_job` per job, the submitter's context
+    read once per batch (`created_all`), not once per job (`created`)."""
+    calls: dict[str, int] = {}
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        if event == "call" and "trio_pool" in frame.f_code.co_filename:
+            name = frame.f_code.co_name
+            calls[name] = calls.get(name, 0) + 1
+
+    async def noop(_: int) -> None:
+        pass
+
+    jobs = 1_000
+    async with otel.pool(8, capacity=64) as pool:
+        previous = sys.getprofile()
+        sys.setprofile(profile)
+        try:
+            async with pool.map(noop, range(jobs)) as results:
+                async for _ in results:
+                    pass
+        finally:
+            sys.setprofile(previous)
+    assert calls.get("make_job", 0) == 0
+    assert calls.get("created", 0) == 0
+    assert 0 < calls["created_all"] <= jobs // 8
+    assert calls["started"] == calls["ended"] == jobs
