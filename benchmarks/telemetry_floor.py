@@ -11,10 +11,11 @@ with the SDK and a sampler that samples nothing, and with the SDK sampling
 every span.
 
 The floor rows run, in a loop, exactly the SDK calls a pool makes per job, in
-the pool's order and with the same providers: the submitter's context read,
-the span started with its attributes and made current, the duration
-histogram recorded while the span is current, the outcome attribute set and
-the span ended when it is sampled, the context restored. The histogram is
+the pool's order and with the same providers: the span started with its
+attributes, as a child of the submitter's context (read once per batch of a
+map's jobs: once here), and made current; the duration histogram recorded
+in the span's context (given, not looked up); the outcome attribute set and
+the span ended when it is sampled; the context restored. The histogram is
 recorded while a sampled span is current, so the SDK's default exemplar
 filter (trace-based) offers the reservoir an exemplar per job; the row
 without exemplars (an ``AlwaysOffExemplarFilter``) says what that part
@@ -120,8 +121,9 @@ def floor_step(kind: str) -> Callable[[], None]:
     def record() -> None:
         histogram.record(0.001, outcome)
 
+    parent = get_current()  # the submitter's: once per batch of a map's jobs
+
     def span_alone() -> None:
-        parent = get_current()
         span = tracer.start_span(
             "run job",
             context=parent,
@@ -135,15 +137,15 @@ def floor_step(kind: str) -> Callable[[], None]:
         detach(token)
 
     def job() -> None:
-        parent = get_current()
         span = tracer.start_span(
             "run job",
             context=parent,
             kind=internal,
             attributes={POOL: "pool-1", JOB: "job", WAIT: 0.001},
         )
-        token = attach(set_span_in_context(span, parent))
-        histogram.record(0.001, outcome)  # while the span is current
+        context = set_span_in_context(span, parent)
+        token = attach(context)
+        histogram.record(0.001, outcome, context)  # in the span's context
         if span.is_recording():
             span.set_attribute(OUTCOME, "succeeded")
             span.end()

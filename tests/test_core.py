@@ -917,3 +917,14 @@ def test_ctrl_c_as_a_map_opens_comes_out_as_itself(
 
     run_interrupted(main)
     assert_no_bookkeeping(pools[0])
+
+
+def test_a_variant_that_makes_its_own_jobs_makes_its_batches_too() -> None:
+    """A map's batches are made by `make_jobs`: a core variant that overrides
+    `make_job` (to set its feature's fields) and not `make_jobs` would make
+    batches without them, so its class is refused."""
+    with pytest.raises(TypeError, match="overrides make_job, not make_jobs"):
+
+        class Forgetful(_core.PoolCore):  # pyright: ignore[reportUnusedClass]
+            def make_job(self, *args: Any, **kwargs: Any) -> Any:
+                return super().make_job(*args, **kwargs)

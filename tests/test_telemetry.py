@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from typing import Any
 
 import pytest
@@ -537,3 +538,93 @@ async def test_jobs_run_back_to_back_each_in_its_own_span(
         assert span.attributes["trio_pool.job.name"] == job.name
         assert span.parent is not None
         assert span.parent.span_id == request.get_span_context().span_id
+
+
+async def test_a_map_s_jobs_get_what_submitted_jobs_get(
+    otel: Telemetry, autojump_clock: trio.abc.Clock
+) -> None:
+    """A map's jobs, made and offered in batches (the submitter's context
+    read once per batch), get what a submitted job gets: a span, child of
+    the caller's span and current while the job runs, with its attributes;
+    a duration record whose exemplar is that span."""
+    delays = [0.0002, 0.003, 0.02, 0.3, 2.0]  # one bucket of the histogram each
+    current: dict[float, int] = {}
+
+    async def nap(delay: float) -> float:
+        current[delay] = trace.get_current_span().get_span_context().span_id
+        await trio.sleep(delay)
+        return delay
+
+    async with otel.pool(2, capacity=8, name="m", timings=True) as pool:
+        with otel.tracer.start_as_current_span("request") as request:
+            async with pool.map(nap, delays[:4], name="nap") as results:
+                assert [delay async for delay in results] == delays[:4]
+            assert await pool.run(nap, delays[4], name="nap") == delays[4]
+    spans = otel.finished("run nap")
+    assert sorted(span_id(span) for span in spans) == sorted(current.values())
+    delay_of = {span_id: delay for delay, span_id in current.items()}
+    # two workers: the third job waits for the first, the fourth for the second
+    waited = {0.0002: 0, 0.003: 0, 0.02: 0.0002, 0.3: 0.003, 2.0: 0}
+    for span in spans:
+        assert span.parent is not None
+        assert span.parent.span_id == request.get_span_context().span_id
+        assert span.attributes is not None
+        assert span.attributes["trio_pool.name"] == "m"
+        assert span.attributes["trio_pool.job.name"] == "nap"
+        assert span.attributes["trio_pool.job.outcome"] == "succeeded"
+        wait = span.attributes["trio_pool.job.wait.duration"]
+        assert wait == pytest.approx(waited[delay_of[span_id(span)]])
+    data = otel.reader.get_metrics_data()  # (a collection takes the exemplars)
+    assert data is not None
+    (point,) = [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "trio_pool.job.duration"
+        for point in metric.data.data_points
+    ]
+    assert point.attributes == {
+        "trio_pool.name": "m",
+        "trio_pool.job.outcome": "succeeded",
+    }
+    exemplars = sorted(point.exemplars, key=lambda exemplar: exemplar.value)
+    assert [exemplar.value for exemplar in exemplars] == pytest.approx(delays)
+    assert [exemplar.span_id for exemplar in exemplars] == [
+        current[delay] for delay in delays
+    ]
+    trace_id = request.get_span_context().trace_id
+    assert {exemplar.trace_id for exemplar in exemplars} == {trace_id}
+    assert otel.points("trio_pool.job.wait.duration") == [({"trio_pool.name": "m"}, 5)]
+
+
+async def test_a_map_s_jobs_are_made_in_batches_in_a_traced_pool(
+    otel: Telemetry,
+) -> None:
+    """A traced pool (and so a timed one) makes a map's jobs as a plain pool
+    does, a batch at a time: no `make_job` per job, the submitter's context
+    read once per batch (`created_all`), not once per job (`created`)."""
+    calls: dict[str, int] = {}
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        if event == "call" and "trio_pool" in frame.f_code.co_filename:
+            name = frame.f_code.co_name
+            calls[name] = calls.get(name, 0) + 1
+
+    async def noop(_: int) -> None:
+        pass
+
+    jobs = 1_000
+    async with otel.pool(8, capacity=64) as pool:
+        previous = sys.getprofile()
+        sys.setprofile(profile)
+        try:
+            async with pool.map(noop, range(jobs)) as results:
+                async for _ in results:
+                    pass
+        finally:
+            sys.setprofile(previous)
+    assert calls.get("make_job", 0) == 0
+    assert calls.get("created", 0) == 0
+    assert 0 < calls["created_all"] <= jobs // 8
+    assert calls["started"] == calls["ended"] == jobs

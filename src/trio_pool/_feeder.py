@@ -216,7 +216,7 @@ class Feeder:
                 if not self._room:
                     self._room = await self._wait_for_room()
                 most = min(self._room, most)
-            wanted = core.batch_room(most) if core.plain_jobs else 1
+            wanted = core.batch_room(most)
             try:
                 if wanted == 1:
                     batch.append(next(items))
@@ -255,22 +255,11 @@ class Feeder:
 
     @enable_ki_protection
     def _offer_all(self, items: list[Any]) -> Job[Any] | None:
-        """Offer ``items``' jobs in turn (`_offer`; a plain pool's in one
-        step), taking each from the list, until the pool refuses one: return
-        it. Only a plain map's batches come here."""
+        """Offer ``items``' jobs in one step (made together: `make_jobs`),
+        until the pool refuses one: return it; the items after it stay in the
+        list. Only a plain map's batches come here."""
         core = self._core
-        if not core.plain_jobs:
-            while items:
-                waiting = self._offer(items.pop(0))
-                if waiting is not None:
-                    return waiting
-            return None
-        fn, name, limit = self._fn, self._name, self._limit
-        jobs: list[Job[Any]] = []
-        for item in items:
-            job: Job[Any] = new_record(Job)
-            init_record(job, core, fn, (item,), name, limit, None)
-            jobs.append(job)
+        jobs = core.make_jobs(self._fn, items, self._name, self._limit)
         accepted = core.offer_all(jobs, self._ready)
         self._fed_streak += accepted
         if accepted:

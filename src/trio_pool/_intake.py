@@ -39,13 +39,14 @@ from ._job import (
     FeaturedJob,
     Job,
     JobState,
+    init_record,
     new_record,
 )
 from ._log import DEBUG, log
 from ._state import ACCEPTED, YIELD_DUE
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Hashable
+    from collections.abc import Awaitable, Callable, Hashable, Iterable
 
     from ._checks import UsePoolDefault
     from ._errors import OverloadReason
@@ -64,6 +65,8 @@ class Intake(Admission):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "make_job" in vars(cls) and "make_jobs" not in vars(cls):
+            raise TypeError(f"{cls.__name__} overrides make_job, not make_jobs")
         cls.plain_jobs = cls.make_job is Intake.make_job
         cls._job_type = Job if cls.plain_jobs else FeaturedJob
 
@@ -117,6 +120,25 @@ class Intake(Admission):
     ) -> Job[Any]:
         """Make the record of a job whose arguments were checked."""
         return self._job_type(self, fn, args, name, limit, on_done)
+
+    def make_jobs(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        items: Iterable[Any],
+        name: str | None,
+        limit: float | None,
+    ) -> list[Job[Any]]:
+        """Make the records of a map's batch, one job per item, as `make_job`
+        makes each (no listener, no key); a variant that overrides
+        `make_job` overrides this too (each feature's fields set once per
+        batch, not once per job)."""
+        job_type = self._job_type
+        jobs: list[Job[Any]] = []
+        for item in items:
+            job = new_record(job_type)
+            init_record(job, self, fn, (item,), name, limit, None)
+            jobs.append(job)
+        return jobs
 
     async def wait_to_accept(self, job: Job[Any]) -> None:
         """Wait for room for ``job``, within ``submit_timeout``; the slow path."""

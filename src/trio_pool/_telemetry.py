@@ -264,9 +264,10 @@ def _error_type(state: JobState, error: BaseException) -> str:
     return type(error).__qualname__
 
 
-JobSpan: TypeAlias = "tuple[Span, Token[Context]]"
-"""What a worker keeps while a traced job runs: its span and the token of
-the context that made it current."""
+JobSpan: TypeAlias = "tuple[Span, Token[Context], Context]"
+"""What a worker keeps while a traced job runs: its span, the token of the
+context that made it current, and that context (the duration is recorded
+in it: no look-up of the current one)."""
 
 
 @final
@@ -388,7 +389,18 @@ class PoolTelemetry:
             except Exception as exc:
                 self._provider_failed(exc)
 
-    def started(self, job: FeaturedJob[Any]) -> JobSpan | None:
+    def created_all(self, jobs: list[FeaturedJob[Any]]) -> None:
+        """`created` for a batch of jobs made in one step (a map's)."""
+        if self.tracing:
+            try:
+                context = get_current()
+            except Exception as exc:
+                self._provider_failed(exc)
+                return
+            for job in jobs:
+                job._span_context = context
+
+    def started(self, job: Job[Any]) -> JobSpan | None:
         """Called in the worker as the job starts: open its span, make it current."""
         try:
             waited = job._t_started - job._t_submitted
@@ -397,7 +409,7 @@ class PoolTelemetry:
             if self._tracer is None:
                 return None
             parent = job._span_context
-            job._span_context = None
+            job._span_context = None  # type: ignore[misc]  # (a `FeaturedJob`)
             # The job's name and its span's: made once for a run of jobs of
             # one function (or given name), not per job.
             label = job._label
@@ -413,7 +425,8 @@ class PoolTelemetry:
                 kind=SpanKind.INTERNAL,
                 attributes={POOL_NAME: self.name, JOB_NAME: name, JOB_WAIT: waited},
             )
-            return span, attach(set_span_in_context(span, parent))
+            context = set_span_in_context(span, parent)
+            return span, attach(context), context
         except Exception as exc:
             self._provider_failed(exc)
             return None
@@ -462,10 +475,13 @@ class PoolTelemetry:
                 error_type = _error_type(state, error)
                 attributes = {**self._outcome_attributes[state], ERROR_TYPE: error_type}
             durations = self._durations
-            if durations is not None:
-                durations.record(job._t_finished - job._t_started, attributes)
             if job_span is None:
+                if durations is not None:
+                    durations.record(job._t_finished - job._t_started, attributes)
                 return
+            if durations is not None:  # (in the job's context: its exemplar)
+                run = job._t_finished - job._t_started
+                durations.record(run, attributes, job_span[2])
             span = job_span[0]
             if not span.is_recording():  # not sampled: nothing to add or end
                 return

@@ -38,7 +38,7 @@ from ._priority import PrioritizedCore, check_priority
 from ._shed import key_floor
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Hashable
+    from collections.abc import Awaitable, Callable, Hashable, Iterable
 
     import trio
 
@@ -68,6 +68,18 @@ class KeyedCore(PoolCore):
         job = cast("FeaturedJob[Any]", made)  # (`_job_type`)
         job._key = key
         return job
+
+    def make_jobs(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        items: Iterable[Any],
+        name: str | None,
+        limit: float | None,
+    ) -> list[Job[Any]]:
+        jobs = super().make_jobs(fn, items, name, limit)
+        for job in cast("list[FeaturedJob[Any]]", jobs):  # (`_job_type`)
+            job._key = None
+        return jobs
 
     @enable_ki_protection
     def offer_keyed(self, job: Job[Any], counted: bool = False) -> int:
@@ -408,6 +420,19 @@ class TimedCore(PoolCore):
         job._t_submitted = self._now()
         return job
 
+    def make_jobs(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        items: Iterable[Any],
+        name: str | None,
+        limit: float | None,
+    ) -> list[Job[Any]]:
+        jobs = super().make_jobs(fn, items, name, limit)
+        now = self._now()  # (a batch is made at one instant)
+        for job in cast("list[FeaturedJob[Any]]", jobs):  # (`_job_type`)
+            job._t_submitted = now
+        return jobs
+
     @enable_ki_protection
     def start_next(
         self, worker: Worker, scope: trio.CancelScope, handed: Job[Any] | None = None
@@ -479,6 +504,19 @@ class TracedCore(TimedCore):
         telemetry.created(job)
         return job
 
+    def make_jobs(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        items: Iterable[Any],
+        name: str | None,
+        limit: float | None,
+    ) -> list[Job[Any]]:
+        jobs = super().make_jobs(fn, items, name, limit)
+        telemetry = self._telemetry
+        assert telemetry is not None
+        telemetry.created_all(cast("list[FeaturedJob[Any]]", jobs))  # (`_job_type`)
+        return jobs
+
     @enable_ki_protection
     def start_next(
         self, worker: Worker, scope: trio.CancelScope, handed: Job[Any] | None = None
@@ -488,7 +526,7 @@ class TracedCore(TimedCore):
             # (the crew's record: the telemetry's note, written on the hot path)
             telemetry = self._telemetry
             assert telemetry is not None
-            worker.span = telemetry.started(cast("FeaturedJob[Any]", job))
+            worker.span = telemetry.started(job)
         return job
 
     @enable_ki_protection
@@ -521,7 +559,7 @@ class TracedCore(TimedCore):
         assert telemetry is not None
         telemetry.ended(job, span)
         if following is not None:
-            worker.span = telemetry.started(cast("FeaturedJob[Any]", following))
+            worker.span = telemetry.started(following)
         return following
 
 
