@@ -25,6 +25,7 @@ FEATURE_MODULES = frozenset(
         "_priority.py",
         "_group.py",
         "_variants.py",
+        "_timed.py",
         "_telemetry.py",
     }
 )
