@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -49,6 +50,23 @@ class RedisServer:
         """Kill the server (SIGKILL) and wait for it to exit."""
         self.process.kill()
         self.process.wait()
+
+    def hang(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGSTOP) and wait until the kernel says it is
+        stopped: on a loaded machine the signal may take effect late, and a
+        test that then sends it commands expects none to be read."""
+        self.process.send_signal(signal.SIGSTOP)
+        stat = Path(f"/proc/{self.process.pid}/stat")
+        deadline = time.monotonic() + timeout
+        # (the state is the field after the command's name in parentheses)
+        while stat.read_text().rpartition(")")[2].split()[0] not in ("T", "t"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not stop in {timeout} s")
+            time.sleep(0.001)
+
+    def resume(self) -> None:
+        """Let a stopped server run again (SIGCONT)."""
+        self.process.send_signal(signal.SIGCONT)
 
     def start_again(self, timeout: float = 10.0) -> None:
         """Start the killed server again, same port, same folder and options."""
