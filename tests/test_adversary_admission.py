@@ -12,12 +12,19 @@ starts no worker after. The invariant check runs after each step, and
 ``queued`` never exceeds the capacity.
 
 Each test says what it guards and which change to the code makes it fail.
+
+Bug found here: in a pool with keys and a rate, a new job (or a watcher's
+`wait_for_room`) counted as behind nobody when the first blocked submitter's
+key was saturated, though one behind it, whose key may run, waited for the
+next start token beside an idle worker: a task that ran as the token came,
+before the pacer, took the token and the worker. `KeyedCore._blocked_ahead`
+now asks whether any blocked submitter's key may run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -26,10 +33,7 @@ import trio.testing
 
 import trio_pool
 
-from .helpers import assert_balanced, assert_no_bookkeeping, books
-
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
+from .helpers import assert_balanced, assert_no_bookkeeping
 
 if TYPE_CHECKING:
     from collections.abc import Hashable
@@ -100,9 +104,9 @@ async def test_mixed_keys_get_in_in_turn_as_room_appears_each_way(
     second in; the queued job's cancel lets the third in. A probe
     `submit_nowait` in between is refused while one whose key may run waits.
 
-    Fails if `KeyedCore._admit_waiters` skips a refused submitter whose key
-    may run (``continue`` for ``break``: "later" jumps "none" as the first
-    job aside leaves), or if `_blocked_ahead` looks past the first waiter."""
+    Fails if `Intake.cancel` of a job set aside admits no blocked submitter,
+    or if `_decide` sets no job of a saturated key aside (``REFUSE`` for
+    ``ASIDE``: "none" gets the place before "a")."""
     async with trio_pool.open_pool(1, capacity=1, per_key_limit=1) as pool:
         running = pool.submit_nowait(trio.sleep, 10, key="a")
         aside = pool.submit_nowait(trio.sleep, 10, key="a")
@@ -143,10 +147,9 @@ async def test_a_resize_up_and_a_job_ending_serve_the_line_in_order(
     `submit_nowait` is refused while any waits (the resize's worker is the
     first's, not the probe's); a job ending hands its worker to the next.
 
-    Fails if `Admission._admit_waiters` admits from the back of the line
-    (`admit_first` taking the newest), or `offer` takes the room of a
-    starting worker beside a blocked submitter (no `_offer_decided` when
-    ``crew.starting``)."""
+    Fails if the blocked submitters are admitted newest first
+    (`RoomWaiters.admit_first`), or if a worker that finds the queue empty
+    takes no blocked submitter's job (`Admission._take_waiter`)."""
     async with trio_pool.open_pool(1, capacity=0, idle_timeout=None) as pool:
         first = pool.submit_nowait(trio.sleep, 5)
         async with trio.open_nursery() as nursery:
@@ -181,8 +184,8 @@ async def test_a_cancelled_handed_job_frees_its_worker_for_the_line_not_a_probe(
     worker, once it runs, takes the first blocked submitter's job; a
     `submit_nowait` before it runs is refused (the place is the line's).
 
-    Fails if `Intake.cancel` does not admit the blocked submitters, or the
-    woken worker takes no blocked submitter's job (`_take_waiter`)."""
+    Fails if the woken worker takes no blocked submitter's job
+    (`Admission._take_waiter`)."""
     async with trio_pool.open_pool(2, capacity=0) as pool:
         busy = pool.submit_nowait(trio.sleep, 10)
         await settle(pool)
@@ -212,8 +215,8 @@ async def test_submit_nowait_goes_by_a_line_of_saturated_keys_only(
     a job without a key, or of a free key, by: a worker is started for it
     (`GROW`). Behind a submitter whose key may run, the same job is refused.
 
-    Fails if `KeyedCore._blocked_ahead` says True (a line of saturated keys
-    blocks everything), or False (a waiter whose key may run is jumped)."""
+    Fails if `KeyedCore._blocked_ahead` says True of a line of saturated
+    keys (it would block every new job)."""
     async with trio_pool.open_pool(
         1, max_workers=3, capacity=1, per_key_limit=1, idle_timeout=None
     ) as pool:
@@ -241,25 +244,39 @@ async def test_submit_nowait_goes_by_a_line_of_saturated_keys_only(
     assert_no_bookkeeping(pool)
 
 
-async def test_a_submitter_whose_key_may_run_is_not_jumped_by_submit_nowait(
+async def test_a_token_goes_to_the_submitter_behind_a_saturated_key_not_a_probe(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    """Behind a submitter of a saturated key, one whose key is free blocks a
-    new job with or without a key: both need the queue's one place."""
-    async with trio_pool.open_pool(1, capacity=1, per_key_limit=1) as pool:
-        pool.submit_nowait(trio.sleep, 10, key="a")
-        queued = pool.submit_nowait(trio.sleep, 10, key="b")
-        async with trio.open_nursery() as nursery:
-            line = Line(pool, nursery)
-            await line.join("a", key="a")  # saturated, no place aside
-            await line.join("c", key="c")  # may run: waits for the place
-            assert refused_now(pool)
-            assert refused_now(pool, key="d")
-            queued.cancel()  # the place goes to the first who fits in it
-            await settle(pool)
-            assert line.admitted == ["a"], line.admitted
-            assert refused_now(pool)  # "c" is still ahead
-        assert line.admitted == ["a", "c"]
+    """A pool with keys and a rate: a submitter of a saturated key, then one
+    without a key waiting for the next start token beside an idle worker. A
+    task that wakes as the token comes and calls `submit_nowait` before the
+    pacer runs must be refused: the token and the worker are the blocked
+    submitter's (first come, first served), whichever task runs first.
+
+    Before the fix `KeyedCore._blocked_ahead` looked only at the first
+    blocked submitter: its key saturated, a new job counted as behind
+    nobody, took the token and the idle worker, and the blocked submitter
+    waited a second more (in about half of the rounds: Trio runs the tasks
+    woken at one instant in either order; 16 rounds, each a fresh pool)."""
+    for round_ in range(16):
+        async with trio_pool.open_pool(
+            2, capacity=0, rate=1, per_key_limit=1, idle_timeout=None
+        ) as pool:
+            begun = trio.current_time()
+            long = pool.submit_nowait(trio.sleep, 100, key="a")  # the token
+            async with trio.open_nursery() as nursery:
+                line = Line(pool, nursery)
+                await line.join("a", key="a")  # saturated, no place aside
+                await line.join("none")  # waits for the next token
+                stats = checked(pool)
+                assert (stats.idle_workers, stats.waiting_submitters) == (1, 2)
+                await trio.sleep_until(begun + 1)  # the token comes
+                assert refused_now(pool), round_
+                stats = await settle(pool)
+                assert line.admitted == ["none"], (round_, line.admitted)
+                assert stats.waiting_submitters == 1
+                long.cancel()
+            assert line.admitted == ["none", "a"]
     assert_no_bookkeeping(pool)
 
 
@@ -295,9 +312,43 @@ async def test_a_second_idle_worker_is_woken_with_the_first_job_in_line(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(pool.submit, note, "s")
             stats = await settle(pool)
-            assert started == ["j1", "j2"]
+            assert sorted(started) == ["j1", "j2"]  # (two workers woken at once)
             assert stats.waiting_submitters == 1
-        assert started == ["j1", "j2", "j3", "s"]
+        assert sorted(started[2:]) == ["j3", "s"]
+    assert_no_bookkeeping(pool)
+
+
+async def test_beside_starting_workers_the_second_idle_one_takes_the_first_in_line(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The same through the decision in full (`_decide`: workers are being
+    started, so `offer` does not take its inlined path): the first job is
+    handed to an idle worker, three are queued (one place, and one for each
+    worker being started), the fifth wakes the other idle worker with the
+    first queued job; the fifth is the one left queued.
+
+    Fails if `Admission._hand_over_first` hands the new job over ahead of
+    the queued ones (the fifth would start before the second)."""
+    started: list[str] = []
+
+    async def note(tag: str) -> None:
+        started.append(tag)
+        await trio.sleep(1)
+
+    async with trio_pool.open_pool(
+        2, max_workers=4, capacity=1, idle_timeout=None
+    ) as pool:
+        await settle(pool)
+        pool.resize(4, max_workers=4)  # two workers being started
+        for tag in ("j1", "j2", "j3", "j4", "j5"):
+            pool.submit_nowait(note, tag)
+            checked(pool)
+        with pytest.raises(trio_pool.PoolOverloaded):
+            pool.submit_nowait(note, "j6")
+        stats = await settle(pool)
+        assert sorted(started) == ["j1", "j2", "j3", "j4"], started
+        assert (stats.running, stats.queued) == (4, 1)
+    assert started[4:] == ["j5"]
     assert_no_bookkeeping(pool)
 
 
@@ -311,9 +362,8 @@ async def test_grow_while_workers_start_and_retire_with_capacity_zero(
     at once, and a blocked submitter is served by the worker that ends a
     job, not by a new one.
 
-    Fails if `_decide` grows beyond ``max_workers`` or queues a job no
-    starting worker will take (``queued`` above 0), or if `retire_idle`
-    retires a worker the line needs."""
+    Fails if `_decide` grows beyond ``max_workers`` (a fourth worker is
+    started for the job that must be refused)."""
     async with trio_pool.open_pool(
         1, max_workers=3, capacity=0, idle_timeout=0
     ) as pool:
@@ -367,8 +417,9 @@ async def test_wait_for_room_returns_exactly_when_submit_nowait_would_succeed(
     job of ¼ s leaves its worker idle until then). With keys a submitter of
     a saturated key waits in the line throughout, and lets the watcher by.
 
-    Fails if `_room_now` ignores the line (`behind`), or if the pacer wakes
-    no watcher as a token comes (`PacedCore._pace`'s last step)."""
+    Fails if the pacer wakes no watcher as a token comes (`PacedCore._pace`'s
+    last step), or if `KeyedCore._blocked_ahead` counts a line of saturated
+    keys as ahead (the watcher would wait beside the idle worker)."""
     async with trio_pool.open_pool(
         2,
         capacity=0,
@@ -378,7 +429,8 @@ async def test_wait_for_room_returns_exactly_when_submit_nowait_would_succeed(
         long = pool.submit_nowait(trio.sleep, 100, key="k" if keyed else None)
         async with trio.open_nursery() as nursery:
             if keyed:  # waits throughout: its key is saturated, no place aside
-                nursery.start_soon(functools.partial(pool.submit, key="k"), trio.sleep, 0)
+                submit_of_k = functools.partial(pool.submit, key="k")
+                nursery.start_soon(submit_of_k, trio.sleep, 0)
             await trio.sleep(1)  # a token for the first round
             for round_ in range(2):
                 pool.submit_nowait(trio.sleep, 0.25 if rate else 2)
@@ -472,12 +524,15 @@ async def test_a_pool_going_down_serves_or_refuses_every_blocked_submitter(
         line_done.set()
 
     ending = {"error": die_after, "ctrl_c": interrupt_after}.get(how, hold_shielded)
+    cleaned_up: list[bool] = []
+    expected = (Die, KeyboardInterrupt, trio_pool.PoolCrashed)
+    comes_out = (
+        contextlib.nullcontext() if how == "outside" else pytest.raises(expected)
+    )
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             with trio.CancelScope() as scope:
-                with pytest.raises((Die, KeyboardInterrupt, trio_pool.PoolCrashed)) if (
-                    how != "outside"
-                ) else _no_error():
+                with comes_out:
                     async with trio_pool.open_pool(
                         2, max_workers=4, capacity=1, per_key_limit=1
                     ) as pool:
@@ -490,20 +545,19 @@ async def test_a_pool_going_down_serves_or_refuses_every_blocked_submitter(
                         stats = checked(pool)
                         assert (stats.workers, stats.queued) == (4, 1)
                         nursery.start_soon(outside, pool, scope)
-                        await trio.sleep(10)
+                        # The usual cleanup, shielded: the body stays while
+                        # the pool goes down, and its join returns once the
+                        # last worker ends (the jobs left are cancelled).
+                        with trio.CancelScope(shield=True):
+                            with trio.move_on_after(20) as patience:
+                                await trio.sleep(2)
+                                await pool.join()
+                            cleaned_up.append(not patience.cancelled_caught)
+                            assert trio.current_time() == 3
             await line_done.wait()
+    assert cleaned_up == [True]
     assert workers_seen == [1, 1], workers_seen
-    assert probe == [None] or probe[0] is not None and probe[0].done
+    assert probe == [None] or (probe[0] is not None and probe[0].done)
     assert set(outcomes) == {"a", "none", "b"}
     assert set(outcomes.values()) <= {"refused", "cancelled"}, outcomes
     assert_no_bookkeeping(pool)
-
-
-class _no_error:
-    """A context manager that expects nothing to come out."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

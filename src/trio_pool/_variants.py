@@ -164,9 +164,11 @@ class KeyedCore(PoolCore):
         return None
 
     def _blocked_ahead(self) -> bool:
-        """One whose key is saturated waits for a place aside, and lets
-        others by."""
-        return not self._key_books().saturated(self._waiters.first()._key)
+        """Any blocked submitter whose key may run goes first, not only the
+        first one: one whose key is saturated waits for a place aside, and
+        lets others by (with a rate, the one behind it waits for a token
+        beside an idle worker, and a new job must not take it)."""
+        return any(map(self._may_run, self._waiters.values()))
 
     @enable_ki_protection
     def finish(
