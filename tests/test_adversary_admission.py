@@ -21,6 +21,8 @@ before the pacer, took the token and the worker. `KeyedCore._blocked_ahead`
 now asks whether any blocked submitter's key may run.
 """
 
+# pyright: reportPossiblyUnboundVariable=false
+
 from __future__ import annotations
 
 import contextlib
@@ -66,11 +68,11 @@ class Line:
 
     async def join(self, tag: str, key: Hashable = None, seconds: float = 1) -> None:
         """Start a submitter and let it block (it must not get in now)."""
-        self.nursery.start_soon(self._submit, tag, key, seconds)
+        self.nursery.start_soon(self.submit, tag, key, seconds)
         await trio.testing.wait_all_tasks_blocked()
         assert tag not in self.admitted, f"{tag} got in at once"
 
-    async def _submit(self, tag: str, key: Hashable, seconds: float) -> None:
+    async def submit(self, tag: str, key: Hashable, seconds: float) -> None:
         try:
             job = await self.pool.submit(trio.sleep, seconds, key=key, name=tag)
         except trio_pool.PoolClosed:
@@ -192,8 +194,8 @@ async def test_a_cancelled_handed_job_frees_its_worker_for_the_line_not_a_probe(
         handed = pool.submit_nowait(trio.sleep, 10)  # to the idle worker
         async with trio.open_nursery() as nursery:
             line = Line(pool, nursery)
-            nursery.start_soon(line._submit, "s1", None, 1)
-            nursery.start_soon(line._submit, "s2", None, 1)
+            nursery.start_soon(line.submit, "s1", None, 1)
+            nursery.start_soon(line.submit, "s2", None, 1)
             await trio.testing.wait_all_tasks_blocked()
             assert handed.state is trio_pool.JobState.RUNNING
             handed.cancel()
@@ -370,8 +372,8 @@ async def test_grow_while_workers_start_and_retire_with_capacity_zero(
         jobs = [pool.submit_nowait(trio.sleep, 1)]  # the idle one takes it
         for _ in range(2):
             jobs.append(pool.submit_nowait(trio.sleep, 1))  # a worker each
-            stats = checked(pool)
-            assert stats.queued == 0
+            assert checked(pool).queued == 0
+        stats = checked(pool)
         assert (stats.workers, stats.running) == (3, 3)
         with pytest.raises(trio_pool.PoolOverloaded):
             pool.submit_nowait(trio.sleep, 1)
