@@ -179,6 +179,44 @@ async def test_a_resize_up_and_a_job_ending_serve_the_line_in_order(
     assert_no_bookkeeping(pool)
 
 
+async def test_a_resize_down_serves_the_line_only_as_the_remaining_worker_frees(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Two busy workers, the queue's one place taken, two submitters
+    blocked; ``resize(1)``: the worker whose job ends first retires without
+    taking the queued job (it is above the new maximum), so the line waits
+    for the other; as it frees, the queued job starts and the first
+    submitter takes its place, then the second, in turn.
+
+    Fails if a worker above ``max_workers`` takes a queued job
+    (`PoolCore.start_next`'s check: the queued job would start at 2 s)."""
+    async with trio_pool.open_pool(2, capacity=1) as pool:
+        pool.submit_nowait(trio.sleep, 10)
+        pool.submit_nowait(trio.sleep, 2)
+        queued = pool.submit_nowait(trio.sleep, 1)
+        async with trio.open_nursery() as nursery:
+            line = Line(pool, nursery)
+            await line.join("s1")
+            await line.join("s2")
+            pool.resize(1)
+            stats = checked(pool)
+            assert (stats.workers, stats.queued, stats.waiting_submitters) == (2, 1, 2)
+            await trio.sleep(2)  # the second job ends: its worker retires
+            stats = await settle(pool)
+            assert (stats.workers, stats.queued, stats.waiting_submitters) == (1, 1, 2)
+            assert queued.state is trio_pool.JobState.QUEUED
+            assert refused_now(pool)
+            await trio.sleep(8)  # the first ends: the queued one starts, s1 in
+            stats = await settle(pool)
+            assert line.admitted == ["s1"]
+            assert (stats.running, stats.queued, stats.waiting_submitters) == (1, 1, 1)
+            assert refused_now(pool)
+        assert line.admitted == ["s1", "s2"]
+        assert trio.current_time() == 11
+    assert queued.done
+    assert_no_bookkeeping(pool)
+
+
 async def test_a_cancelled_handed_job_frees_its_worker_for_the_line_not_a_probe(
     autojump_clock: trio.abc.Clock,
 ) -> None:
