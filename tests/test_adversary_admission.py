@@ -13,12 +13,19 @@ starts no worker after. The invariant check runs after each step, and
 
 Each test says what it guards and which change to the code makes it fail.
 
-Bug found here: in a pool with keys and a rate, a new job (or a watcher's
-`wait_for_room`) counted as behind nobody when the first blocked submitter's
-key was saturated, though one behind it, whose key may run, waited for the
-next start token beside an idle worker: a task that ran as the token came,
-before the pacer, took the token and the worker. `KeyedCore._blocked_ahead`
-now asks whether any blocked submitter's key may run.
+Bugs found here (each test says what failed before its fix):
+
+* in a pool with keys and a rate, a new job (or a watcher's
+  `wait_for_room`) counted as behind nobody when the first blocked
+  submitter's key was saturated, though one behind it, whose key may run,
+  waited for the next start token beside an idle worker: a task that ran
+  as the token came, before the pacer, took the token and the worker
+  (`KeyedCore._blocked_ahead` now asks whether any blocked submitter's key
+  may run);
+* in a pool with a rate that may grow, nothing woke the pacer as a
+  submitter blocked: with start tokens there, the pool did not grow for it
+  (`PacedCore._offer_decided` wakes the pacer when it refuses a job while
+  the pool may grow).
 """
 
 # pyright: reportPossiblyUnboundVariable=false
@@ -317,6 +324,41 @@ async def test_a_token_goes_to_the_submitter_behind_a_saturated_key_not_a_probe(
                 assert stats.waiting_submitters == 1
                 long.cancel()
             assert line.admitted == ["none", "a"]
+    assert_no_bookkeeping(pool)
+
+
+async def test_a_paced_pool_grows_for_a_submitter_that_blocks_with_a_token_there(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A hand-off pool with a rate that may grow, its worker busy, and start
+    tokens there: `submit_nowait` is refused (a new worker is no room for a
+    job that cannot wait: it may find no token), but a `submit` blocks and
+    the pacer starts a worker for it at once, as it does for a queued job;
+    a submitter of a saturated key gets none (its job could not run).
+
+    Before the fix nothing woke the pacer as a submitter blocked (only an
+    idle worker waiting for a token, or a `wait_for_room`, did): the pool
+    did not grow, and the submitter waited for the busy worker's job to end
+    (1.5 s later), unless an unrelated task happened to call
+    `wait_for_room`."""
+    async with trio_pool.open_pool(
+        1, max_workers=3, capacity=0, rate=10, per_key_limit=1, idle_timeout=None
+    ) as pool:
+        pool.submit_nowait(trio.sleep, 2, key="a")
+        await trio.sleep(0.5)  # a token again
+        stats = await settle(pool)
+        assert (stats.workers, stats.rate_tokens) == (1, 1), stats
+        assert refused_now(pool)  # no room, for a job that cannot wait
+        async with trio.open_nursery() as nursery:
+            line = Line(pool, nursery)
+            await line.join("a", key="a")  # saturated: no worker for it
+            assert checked(pool).workers == 1
+            nursery.start_soon(line.submit, "none", None, 1)
+            stats = await settle(pool)
+            assert line.admitted == ["none"], (trio.current_time(), line.admitted)
+            assert trio.current_time() == 0.5
+            assert (stats.workers, stats.waiting_submitters) == (2, 1)
+        assert line.admitted == ["none", "a"]
     assert_no_bookkeeping(pool)
 
 

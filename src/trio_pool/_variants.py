@@ -232,7 +232,10 @@ class PacedCore(PoolCore):
     ) -> int:
         if self._crew.idle and not self._start_rate().ready(self._now()):
             self._wake_pacer()  # an idle worker waits for a token: `pace`
-        return super()._offer_decided(job, counted, runnable)
+        accepted = super()._offer_decided(job, counted, runnable)
+        if not accepted and len(self._crew.workers) < self._growth_limit:
+            self._wake_pacer()  # its submitter may block: `pace` starts a worker
+        return accepted
 
     def _decide(self, runnable: bool = True, behind: bool = False) -> int:
         """`Admission._decide` with a rate: a job goes to an idle worker only
