@@ -25,7 +25,11 @@ Bugs found here (each test says what failed before its fix):
 * in a pool with a rate that may grow, nothing woke the pacer as a
   submitter blocked: with start tokens there, the pool did not grow for it
   (`PacedCore._offer_decided` wakes the pacer when it refuses a job while
-  the pool may grow).
+  the pool may grow);
+* and once the pacer had started a worker for the line, it slept until
+  woken: the worker took its token and a submitter's job and woke nobody,
+  so the rest of the line waited for a job to end (`PacedCore.start_next`
+  wakes the pacer while submitters wait and the pool may grow).
 """
 
 # pyright: reportPossiblyUnboundVariable=false
@@ -359,6 +363,44 @@ async def test_a_paced_pool_grows_for_a_submitter_that_blocks_with_a_token_there
             assert trio.current_time() == 0.5
             assert (stats.workers, stats.waiting_submitters) == (2, 1)
         assert line.admitted == ["none", "a"]
+    assert_no_bookkeeping(pool)
+
+
+async def test_a_paced_pool_keeps_growing_a_worker_a_token_for_its_line(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A hand-off pool with a rate of 1, at its maximum, three submitters
+    blocked; a resize lets it grow: the workers it starts find one token
+    (the others retire at once, ``idle_timeout=0``), and then the pool
+    starts one worker a token, one a second, until every submitter is in.
+
+    Before the fix the pacer, once it had started a worker for the line,
+    slept until woken: the worker took its token and its submitter's job
+    and woke nobody, so the third submitter waited for a job to end (at
+    10 s, not 3 s) though the pool could grow and a token was there."""
+    admitted_at: dict[str, float] = {}
+    async with trio_pool.open_pool(1, capacity=0, rate=1, idle_timeout=0) as pool:
+        pool.submit_nowait(trio.sleep, 10)
+        await trio.sleep(1)  # a token again
+        async with trio.open_nursery() as nursery:
+
+            async def submit(tag: str) -> None:
+                await pool.submit(trio.sleep, 10)
+                admitted_at[tag] = trio.current_time()
+
+            for tag in ("s1", "s2", "s3"):
+                nursery.start_soon(submit, tag)
+                await trio.testing.wait_all_tasks_blocked()
+            assert checked(pool).waiting_submitters == 3
+            pool.resize(1, max_workers=4)
+            await settle(pool)
+            assert admitted_at == {"s1": 1}
+            await trio.sleep(1.5)  # a worker and a token for s2 at 2 s
+            stats = await settle(pool)
+            assert admitted_at == {"s1": 1, "s2": 2}
+            assert (stats.workers, stats.waiting_submitters) == (3, 1)
+        assert admitted_at == {"s1": 1, "s2": 2, "s3": 3}
+        assert checked(pool).workers == 4
     assert_no_bookkeeping(pool)
 
 

@@ -293,6 +293,8 @@ class PacedCore(PoolCore):
         job = super().start_next(worker, scope)
         if job is None and wanted:
             self._start_rate().give_back()  # only submitters of saturated keys wait
+        elif self._waiters and len(self._crew.workers) < self._growth_limit:
+            self._wake_pacer()  # more wait: `pace` starts a worker at the next token
         return job
 
     def _spread_work(self) -> None:
