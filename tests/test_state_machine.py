@@ -335,9 +335,13 @@ def first_waits_for_its_key(core: Books) -> bool:
 
 
 def blocked_ahead(core: Books) -> bool:
-    """Whether a blocked submitter goes before a new one (one whose key is
-    saturated lets others by)."""
-    return bool(core.waiting_jobs) and not first_waits_for_its_key(core)
+    """Whether a blocked submitter goes before a new one: any whose key may
+    run (one whose key is saturated lets others by, not those behind it)."""
+    limit = core.per_key_limit
+    return any(
+        limit is None or job._key is None or core.key_active.get(job._key, 0) < limit
+        for job in core.waiting_jobs
+    )
 
 
 def token_pending(core: Books) -> bool:

@@ -63,7 +63,8 @@ class Books:
     key_waiting: dict[Hashable, list[Job[Any]]]
     held: int
     first_waits_for_key: bool
-    """The first blocked submitter's key is saturated (it lets others by)."""
+    """Submitters are blocked, and every one's key is saturated (they let
+    others by)."""
     room: int
     """How many jobs the queue may hold now (capacity and starting workers)."""
     over_capacity: bool

@@ -184,9 +184,11 @@ class KeyedCore(PoolCore):
         return None
 
     def _blocked_ahead(self) -> bool:
-        """One whose key is saturated waits for a place aside, and lets
-        others by."""
-        return not self._key_books().saturated(self._waiters.first()._key)
+        """Any blocked submitter whose key may run goes first, not only the
+        first one: one whose key is saturated waits for a place aside, and
+        lets others by (with a rate, the one behind it waits for a token
+        beside an idle worker, and a new job must not take it)."""
+        return any(map(self._may_run, self._waiters.values()))
 
     @enable_ki_protection
     def finish(
@@ -244,8 +246,12 @@ class PacedCore(PoolCore):
         if self._closed:
             self.refuse_closed()
         accepted = self._offer_decided(job, counted)
-        if not accepted and self._crew.idle:
-            self._wake_pacer()  # its submitter may wait for a token: `pace`
+        if not accepted and (
+            self._crew.idle or len(self._crew.workers) < self._growth_limit
+        ):
+            # Its submitter may block: `pace` hands it a worker when the
+            # token comes, or starts one for it.
+            self._wake_pacer()
         return accepted
 
     def _decide(self, runnable: bool = True, behind: bool = False) -> int:
@@ -312,6 +318,8 @@ class PacedCore(PoolCore):
         job = super().start_next(worker, scope)
         if job is None and wanted:
             self._start_rate().give_back()  # only submitters of saturated keys wait
+        elif self._waiters and len(self._crew.workers) < self._growth_limit:
+            self._wake_pacer()  # more wait: `pace` starts a worker at the next token
         return job
 
     def _spread_work(self) -> None:
