@@ -109,7 +109,8 @@ class PoolControls:
                 break
 
         The room is that of a job without ``key=``; in a pool with ``rate=``,
-        an idle worker is room only once a start token is there. Nothing is
+        an idle worker is room only once a start token is there, and room to
+        start a worker is none (a new worker may find no token). Nothing is
         polled: the transitions that free room wake the waiting tasks. This
         is a checkpoint.
 
