@@ -36,6 +36,7 @@ from ._admission import ASIDE, GROW, HAND, QUEUE, REFUSE
 from ._core import PoolCore, current_yield_every
 from ._job import WAITING_FOR_KEY, FeaturedJob, Job, JobState
 from ._priority import PrioritizedCore, check_priority
+from ._rate import ROUNDING
 from ._shed import key_floor
 from ._state import ACCEPTED, YIELD_DUE
 from ._timed import TimedCore, TracedCore
@@ -411,8 +412,11 @@ class PacedCore(PoolCore):
 
     def _pacer_due(self) -> bool:
         """Whether the pacer's wake-up time has come, or it was woken (it
-        runs next)."""
-        return self._pacer_next <= self._now()
+        runs next); with `StartRate.ready`'s slack for float rounding, so
+        that a token it sees there counts as its wake-up's (a sleep to 2.8
+        ends at 2.7999999999999994; the token, and the pacer, were due at
+        2.8000000000000003)."""
+        return self._pacer_next - ROUNDING <= self._now()
 
     def _pace(self) -> float | None:
         rate = self._start_rate()
