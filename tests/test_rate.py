@@ -1,17 +1,26 @@
 """Rate limits: job starts paced by a token bucket, exact under MockClock."""
 
 # pyright: reportPossiblyUnboundVariable=false
+# Two tests read the core's decision (`Pool._core`: the inlined case's check).
+# pyright: reportPrivateUsage=false
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import math
+import random
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
 import trio_pool
+from trio_pool._admission import GROW, HAND, QUEUE, REFUSE, WAKE
 from trio_pool._checks import MAX_BURST, MIN_RATE
+from trio_pool._crew import Worker
+from trio_pool._variants import PacedCore
 
 from .helpers import assert_balanced, assert_no_bookkeeping, books, sleep_and_return
 
@@ -318,3 +327,134 @@ async def test_a_burst_starts_at_one_instant_despite_float_rounding(
 async def submit_blocking(pool: trio_pool.Pool, key: str | None) -> None:
     """Submit a 1 s job, waiting for room as long as it takes."""
     await pool.submit(trio.sleep, 1, key=key)
+
+
+@pytest.mark.parametrize("capacity", [0, 3])
+@pytest.mark.parametrize("seed", range(3))
+async def test_a_paced_offer_carries_out_the_one_decision(
+    autojump_clock: trio.abc.Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    seed: int,
+    capacity: int,
+) -> None:
+    """`PacedCore.offer` inlines `_decide`'s common case: before each offer
+    the test asks `_decide` what the pool would do, and checks that the
+    offer did just that (handed over, queued, a worker started, refused) and
+    woke the pacer exactly when the full decision would (a job queued beside
+    an idle worker, none woken, without a token; a job refused while a
+    worker idles or the pool may grow)."""
+    rng = random.Random(seed)
+    seen: collections.Counter[int] = collections.Counter()
+    behind: list[bool] = []
+    async with trio_pool.open_pool(
+        1, max_workers=3, capacity=capacity, rate=5, burst=2, idle_timeout=0.5
+    ) as pool:
+        core = pool._core
+        assert isinstance(core, PacedCore)
+        offer, wake_pacer = core.offer, core._wake_pacer
+        woken: list[bool] = []
+
+        def wake() -> None:
+            woken.append(True)
+            wake_pacer()
+
+        def checked_offer(job: Any, counted: bool = False) -> int:
+            crew, queue, rate = core._crew, core._queue, core._rate
+            assert rate is not None
+            waiting = bool(core._waiters) and core._blocked_ahead()
+            behind.append(waiting)
+            decision = core._decide(True, waiting)
+            seen[decision] += 1
+            free = bool(crew.idle) and not crew.waking
+            no_token = not rate.ready(core._now())
+            may_grow = len(crew.workers) < core._growth_limit
+            wakes = (decision in (QUEUE, GROW) and free and no_token) or (
+                decision == REFUSE and (bool(crew.idle) or may_grow)
+            )
+            workers, live = len(crew.workers), queue.live
+            grows = decision == GROW and live + 1 > crew.starting
+            woken.clear()
+            accepted = offer(job, counted)
+            assert bool(accepted) == (decision != REFUSE)
+            assert bool(woken) == wakes, (decision, free, no_token)
+            if decision in (HAND, WAKE):
+                assert isinstance(job._holder, Worker)
+            elif decision in (QUEUE, GROW):
+                assert job._holder is None
+                assert queue.live == live + 1
+                assert len(crew.workers) == workers + grows
+            return accepted
+
+        monkeypatch.setattr(core, "offer", checked_offer)
+        monkeypatch.setattr(core, "_wake_pacer", wake)
+        async with trio.open_nursery() as submitters:
+            for _ in range(150):
+                action = rng.random()
+                if action < 0.5:
+                    with contextlib.suppress(trio_pool.PoolOverloaded):
+                        pool.submit_nowait(trio.sleep, rng.choice([0, 0.1, 0.3, 1]))
+                elif action < 0.6:  # a submitter that may block
+                    submitters.start_soon(pool.submit, trio.sleep, 0.2)
+                elif action < 0.7:
+                    await trio.sleep(rng.choice([0.05, 0.2, 1]))
+                else:
+                    await trio.testing.wait_all_tasks_blocked()
+                assert_balanced(pool)
+        await pool.join()
+    assert {HAND, REFUSE} | ({QUEUE, GROW} if capacity else set()) <= set(seen), seen
+    assert any(behind), "no offer behind a blocked submitter"
+
+
+async def test_a_paced_map_queues_its_items_in_batches(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A paced pool's `offer` queues the jobs `_queue_fit` counts as the base
+    one does, so a map offers them in batches (`_offer_queues_as_fit`), and
+    each starts as the rate and the workers allow."""
+    started: dict[int, float] = {}
+
+    async def note(item: int) -> int:
+        started[item] = trio.current_time()
+        await trio.sleep(1)
+        return item
+
+    async with trio_pool.open_pool(2, rate=10, capacity=8) as pool:
+        await trio.testing.wait_all_tasks_blocked()  # both workers idle
+        core = pool._core
+        make_jobs, sizes = core.make_jobs, list[int]()
+
+        def counted_make_jobs(*args: Any) -> Any:
+            jobs = make_jobs(*args)
+            sizes.append(len(jobs))
+            return jobs
+
+        monkeypatch.setattr(core, "make_jobs", counted_make_jobs)
+        async with pool.map(note, range(8)) as results:
+            assert [value async for value in results] == list(range(8))
+        assert max(sizes) > 1, sizes
+        assert [started[item] for item in range(8)] == pytest.approx(
+            [0, 0.1, 1, 1.1, 2, 2.1, 3, 3.1]
+        )
+        assert_balanced(pool)
+
+
+async def test_a_token_due_within_float_rounding_is_the_pacers(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A blocked submitter waits for a token beside an idle worker; a
+    nanosecond before the token is due, `StartRate.ready` sees it (its slack
+    for float rounding), and the pacer wakes for it then: the books count
+    the pacer due within the same slack, so no invariant fails (a sleep to
+    2.8 ended at 2.7999999999999994 with the pacer due at
+    2.8000000000000003; found by the paced offer's test above)."""
+    async with trio_pool.open_pool(1, rate=5, capacity=0) as pool:
+        pool.submit_nowait(trio.sleep, 0)  # the token of 0 s
+        await trio.testing.wait_all_tasks_blocked()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pool.submit, trio.sleep, 0)
+            await trio.testing.wait_all_tasks_blocked()
+            assert books(pool).waiting_jobs
+            await trio.sleep_until(0.2 - 1e-12)
+            assert_balanced(pool)
+        await pool.join()
+        assert_balanced(pool)

@@ -361,7 +361,9 @@ class PoolCore(Intake):
 
     _bulk_offers = True
     """Whether `offer_all` may queue jobs together: the class's `offer` is
-    the base one (set for each subclass)."""
+    the base one, or a variant's that queues every job `_queue_fit` counts,
+    as the base one does (its class sets ``_offer_queues_as_fit``); set for
+    each subclass."""
 
     @enable_ki_protection
     def _finish_then_next(
@@ -380,7 +382,10 @@ class PoolCore(Intake):
             PoolCore.start_next,
         ):
             cls.finish_and_next = cls._finish_then_next  # type: ignore[method-assign]
-        cls._bulk_offers = cls.offer is PoolCore.offer
+        offer_owner = next(base for base in cls.__mro__ if "offer" in vars(base))
+        cls._bulk_offers = offer_owner is Intake or vars(offer_owner).get(
+            "_offer_queues_as_fit", False
+        )
 
     @enable_ki_protection
     def worker_exited(self, worker: Worker) -> None:

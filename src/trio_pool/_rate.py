@@ -55,9 +55,10 @@ class StartRate:
         A nanosecond of slack absorbs float rounding (``0.3 + 1.0 - 1.0`` is
         not ``0.3``), so that a burst's starts happen at one instant.
         """
-        if not self.ready(now):
+        empty_at = self.empty_at
+        if now < empty_at - self.tolerance - ROUNDING:  # (`ready`, inlined)
             return False
-        self.empty_at = max(self.empty_at, now) + self.interval
+        self.empty_at = (now if now > empty_at else empty_at) + self.interval
         return True
 
     def ready(self, now: float) -> bool:

@@ -36,7 +36,9 @@ from ._admission import ASIDE, GROW, HAND, QUEUE, REFUSE
 from ._core import PoolCore, current_yield_every
 from ._job import WAITING_FOR_KEY, FeaturedJob, Job, JobState
 from ._priority import PrioritizedCore, check_priority
+from ._rate import ROUNDING
 from ._shed import key_floor
+from ._state import ACCEPTED, YIELD_DUE
 from ._timed import TimedCore, TracedCore
 
 if TYPE_CHECKING:
@@ -223,6 +225,12 @@ class PacedCore(PoolCore):
     _pacer_next = math.inf
     """When the pacer looks again (what its last step returned)."""
 
+    _offer_queues_as_fit = True
+    """Its `offer` queues, as the base one does, every job `_queue_fit`
+    counts (a worker idles only while another is being woken, so none takes
+    a job, and no token is asked for), so `offer_all` may queue them
+    together (`PoolCore._bulk_offers`)."""
+
     def _start_rate(self) -> StartRate:
         rate = self._rate
         assert rate is not None
@@ -241,10 +249,43 @@ class PacedCore(PoolCore):
 
     @enable_ki_protection
     def offer(self, job: Job[Any], counted: bool = False) -> int:
-        """`PoolCore.offer`, decided in full (its inlined common case is a
-        pool's without a rate: see `_decide`)."""
+        """`PoolCore.offer` with a rate: `_decide`'s common case inlined (no
+        submitter blocked, no worker being started: an idle worker, none
+        being woken, takes the job with a token if none is queued before it;
+        else the job is queued if the queue has room), as `Intake.offer`
+        inlines a plain pool's; anything else is decided in full
+        (`_offer_in_full`)."""
         if self._closed:
             self.refuse_closed()
+        crew = self._crew
+        if self._waiters or crew.starting:
+            return self._offer_in_full(job, counted)
+        idle = crew.idle
+        free = idle and not crew.waking  # an idle worker, none being woken
+        queue = self._queue
+        if free and not queue.live and self._start_rate().take(self._now()):
+            crew.hand_over(job)  # `HAND` (`_carry_out` spent the token so)
+        elif queue.live + queue.held < self._capacity:  # `QUEUE`, `GROW`
+            if free and not self._start_rate().ready(self._now()):
+                self._wake_pacer()  # (`_carry_out`'s: `pace` hands it over)
+            job._holder = None  # (`JobQueue.push` inlined)
+            queue.append(job)
+            queue.live += 1
+            if not idle and len(crew.workers) < self._growth_limit:
+                self._grow("for a waiting job")  # `GROW`: no worker starting
+        else:
+            return self._offer_in_full(job, counted)
+        self._counts.submitted += 1  # the accept tail (see `_accepted`)
+        if counted:  # (`yield_due`, inlined)
+            self._since_yield += 1
+            if self._since_yield >= self._yield_every:
+                self._since_yield = 0
+                return YIELD_DUE
+        return ACCEPTED
+
+    def _offer_in_full(self, job: Job[Any], counted: bool) -> int:
+        """`offer` of an open pool decided in full (`_offer_decided`); a job
+        refused while a worker idles or the pool may grow wakes the pacer."""
         accepted = self._offer_decided(job, counted)
         if not accepted and (
             self._crew.idle or len(self._crew.workers) < self._growth_limit
@@ -312,9 +353,13 @@ class PacedCore(PoolCore):
             return super().start_next(worker, scope, handed)
         if worker.retired or len(self._crew.workers) > self._max_workers:
             return None
-        wanted = bool(self._queue.live or self._waiters)
-        if wanted and not self._take_token():
-            return None
+        wanted = self._queue.live or self._waiters
+        if wanted:  # (`_take_token`, inlined: once per job)
+            rate = self._rate
+            assert rate is not None
+            if not rate.take(self._now()):
+                self._wake_pacer()
+                return None
         job = super().start_next(worker, scope)
         if job is None and wanted:
             self._start_rate().give_back()  # only submitters of saturated keys wait
@@ -367,8 +412,11 @@ class PacedCore(PoolCore):
 
     def _pacer_due(self) -> bool:
         """Whether the pacer's wake-up time has come, or it was woken (it
-        runs next)."""
-        return self._pacer_next <= self._now()
+        runs next); with `StartRate.ready`'s slack for float rounding, so
+        that a token it sees there counts as its wake-up's (a sleep to 2.8
+        ends at 2.7999999999999994; the token, and the pacer, were due at
+        2.8000000000000003)."""
+        return self._pacer_next - ROUNDING <= self._now()
 
     def _pace(self) -> float | None:
         rate = self._start_rate()
