@@ -156,6 +156,7 @@ FEATURE_MODULES = (
     "_priority.py",
     "_group.py",
     "_variants.py",
+    "_timed.py",
     "_telemetry.py",
 )
 """The modules only a feature runs: a plain pool must run none of their code."""
